@@ -1,0 +1,284 @@
+"""Shared building blocks, written once and passed into every family (timm's `norm_layer` /
+`attn_layer` idea): the norm factory, conv-norm-act, activations, LRN, and the SE / CBAM
+attention plug-ins.
+
+Norm factory -- `norm` is a string or a `NormSpec`:
+  "batch"     BatchNorm (Ioffe & Szegedy 2015). `virtual_batch_size` selects whose statistics a
+              training step uses: None = the whole (global) batch, what global `jit` gives;
+              per-device BN (the papers' multi-GPU runs, GN paper's "images per GPU") is
+              virtual_batch_size = per-device batch; any other value is ghost BN.
+  "group"     GroupNorm (Wu & He 2018), `groups` groups (32 in the paper).
+  "layer"     LayerNorm as in the GN paper: statistics over (H, W, C), per-channel scale and bias.
+  "instance"  InstanceNorm: statistics over (H, W) per channel, per-channel scale and bias.
+  "none"      identity (convs then get a bias; see `conv_bias`).
+All four norms have the same parameters (scale + bias per channel), so a model's parameter count
+does not depend on the choice (GN paper Sec. 3.1).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+NORM_KINDS = ("batch", "group", "layer", "instance", "none")
+ATTN_KINDS = ("se", "cbam")
+
+# He et al. 2015 init, fan-out (as torchvision ResNets/VGG/DenseNet).
+he_normal = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+# --------------------------------------------------------------------------- normalisation
+@dataclasses.dataclass(frozen=True)
+class NormSpec:
+  kind: str = "batch"
+  groups: int = 32  # GroupNorm groups
+  virtual_batch_size: int | None = None  # BatchNorm statistics per slice of this many examples
+  momentum: float = 0.9  # running-average decay (PyTorch momentum 0.1)
+  epsilon: float = 1e-5
+
+  def __post_init__(self):
+    if self.kind not in NORM_KINDS:
+      raise ValueError(f"unknown norm {self.kind!r}; choose one of {', '.join(NORM_KINDS)}")
+
+
+def as_norm_spec(norm: str | NormSpec) -> NormSpec:
+  return norm if isinstance(norm, NormSpec) else NormSpec(kind=norm)
+
+
+def conv_bias(norm: str | NormSpec) -> bool:
+  """Convs followed by a norm carry no bias (it would be cancelled); without a norm they do."""
+  return as_norm_spec(norm).kind == "none"
+
+
+class BatchNorm(nn.Module):
+  """BatchNorm with selectable statistics scope (global / per-device / ghost).
+
+  Variables are named as in `flax.linen.BatchNorm` (params scale/bias, batch_stats mean/var).
+  In training, the batch [B, ...] is viewed as [B // v, v, ...] with v = virtual_batch_size and
+  each slice is normalised by its own statistics. The batch is sharded over devices in
+  contiguous blocks, so with v = per-device batch every slice lives on one device: exactly the
+  per-GPU statistics of the papers. Running statistics average the slices' statistics.
+  """
+  virtual_batch_size: int | None = None
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  scale_init: Callable = nn.initializers.ones
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    c = x.shape[-1]
+    scale = self.param("scale", self.scale_init, (c,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+    ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+    ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+    if train:
+      b = x.shape[0]
+      v = self.virtual_batch_size or b
+      if b % v:
+        raise ValueError(f"batch {b} is not divisible by the BatchNorm virtual batch size {v}")
+      xg = x.astype(jnp.float32).reshape((b // v, v) + x.shape[1:])
+      axes = tuple(range(1, xg.ndim - 1))
+      mean = jnp.mean(xg, axes, keepdims=True)
+      var = jnp.mean(jnp.square(xg), axes, keepdims=True) - jnp.square(mean)
+      var = jnp.maximum(var, 0.0)
+      if not self.is_initializing():
+        n = v * math.prod(x.shape[1:-1])
+        unbiased = var * (n / max(n - 1, 1))  # PyTorch keeps the unbiased running variance
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * jnp.mean(mean, axis=(0,) + axes).reshape(c)
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * jnp.mean(unbiased, axis=(0,) + axes).reshape(c)
+      y = (xg - mean) * jax.lax.rsqrt(var + self.epsilon)
+      y = y.reshape(x.shape)
+    else:
+      y = (x.astype(jnp.float32) - ra_mean.value) * jax.lax.rsqrt(ra_var.value + self.epsilon)
+    y = y * scale + bias
+    return y.astype(self.dtype or x.dtype)
+
+
+class Identity(nn.Module):
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    return x
+
+
+class GroupNorm(nn.Module):
+  """Group/Layer/Instance norm: statistics over (H, W, C/G) per example, per-channel scale and
+  bias. groups = 1 is the GN paper's LayerNorm, groups = -1 (one channel per group) InstanceNorm.
+  When C is not divisible by `groups` (e.g. 16-channel CIFAR ResNets with G = 32), gcd(C, G)
+  groups are used."""
+  groups: int
+  epsilon: float = 1e-5
+  scale_init: Callable = nn.initializers.ones
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    c = x.shape[-1]
+    g = c if self.groups == -1 else math.gcd(c, self.groups)
+    scale = self.param("scale", self.scale_init, (c,), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+    xg = x.astype(jnp.float32).reshape(x.shape[:-1] + (g, c // g))
+    axes = tuple(range(1, xg.ndim - 2)) + (xg.ndim - 1,)
+    mean = jnp.mean(xg, axes, keepdims=True)
+    var = jnp.maximum(jnp.mean(jnp.square(xg), axes, keepdims=True) - jnp.square(mean), 0.0)
+    y = ((xg - mean) * jax.lax.rsqrt(var + self.epsilon)).reshape(x.shape)
+    return (y * scale + bias).astype(self.dtype or x.dtype)
+
+
+def make_norm(norm: str | NormSpec, *, zero_init: bool = False, dtype: Any = None,
+              name: str | None = None) -> nn.Module:
+  """A norm module called as `norm(x, train)`. `zero_init` sets the scale to 0 (Goyal et al.
+  2017: last norm of each residual block, so each block starts as the identity)."""
+  spec = as_norm_spec(norm)
+  scale_init = nn.initializers.zeros if zero_init else nn.initializers.ones
+  if spec.kind == "batch":
+    return BatchNorm(spec.virtual_batch_size, spec.momentum, spec.epsilon, scale_init, dtype, name=name)
+  if spec.kind == "none":
+    return Identity(name=name)
+  groups = {"group": spec.groups, "layer": 1, "instance": -1}[spec.kind]
+  return GroupNorm(groups, spec.epsilon, scale_init, dtype, name=name)
+
+
+# --------------------------------------------------------------------------- activations
+def scaled_tanh(x):
+  """LeCun et al. 1998, Appendix A: f(a) = A tanh(S a), A = 1.7159, S = 2/3."""
+  return 1.7159 * jnp.tanh(2.0 / 3.0 * x)
+
+
+ACTIVATIONS: dict[str, Callable] = {
+    "relu": nn.relu, "tanh": jnp.tanh, "sigmoid": nn.sigmoid, "scaled_tanh": scaled_tanh,
+    "identity": lambda x: x,
+}
+
+
+def activation(name: str) -> Callable:
+  if name not in ACTIVATIONS:
+    raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
+  return ACTIVATIONS[name]
+
+
+# --------------------------------------------------------------------------- conv-norm-act
+def pad_same(kernel: int | Sequence[int]) -> tuple[tuple[int, int], ...]:
+  """Symmetric padding k//2 per spatial dim (PyTorch-style; flax "SAME" pads stride-2 convs
+  asymmetrically, which changes the sampled grid)."""
+  ks = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
+  return tuple((k // 2, k // 2) for k in ks)
+
+
+class ConvNormAct(nn.Module):
+  """conv -> norm -> activation; bias only when there is no norm (unless `use_bias` says)."""
+  features: int
+  kernel: int | tuple[int, int] = 3
+  strides: int = 1
+  padding: Any = None  # None = symmetric k//2
+  groups: int = 1
+  norm: str | NormSpec = "batch"
+  act: str = "relu"
+  use_bias: bool | None = None
+  zero_init_norm: bool = False
+  kernel_init: Callable = he_normal
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    ks = (self.kernel, self.kernel) if isinstance(self.kernel, int) else tuple(self.kernel)
+    bias = conv_bias(self.norm) if self.use_bias is None else self.use_bias
+    x = nn.Conv(self.features, ks, (self.strides, self.strides),
+                padding=pad_same(ks) if self.padding is None else self.padding,
+                feature_group_count=self.groups, use_bias=bias, kernel_init=self.kernel_init,
+                dtype=self.dtype, name="conv")(x)
+    x = make_norm(self.norm, zero_init=self.zero_init_norm, dtype=self.dtype, name="norm")(x, train)
+    return activation(self.act)(x)
+
+
+class LocalResponseNorm(nn.Module):
+  """AlexNet (Krizhevsky et al. 2012, Sec. 3.3) across-channel LRN:
+  b = a / (k + alpha * sum_{n neighbouring channels} a^2)^beta with k=2, n=5, alpha=1e-4,
+  beta=0.75 (the paper's formula: alpha is NOT divided by n as in PyTorch's LocalResponseNorm)."""
+  size: int = 5
+  alpha: float = 1e-4
+  beta: float = 0.75
+  k: float = 2.0
+
+  @nn.compact
+  def __call__(self, x):
+    sq = jnp.square(x)
+    half = self.size // 2
+    summed = jax.lax.reduce_window(sq, 0.0, jax.lax.add, (1,) * (x.ndim - 1) + (self.size,),
+                                   (1,) * x.ndim, [(0, 0)] * (x.ndim - 1) + [(half, self.size - 1 - half)])
+    return x / jnp.power(self.k + self.alpha * summed, self.beta)
+
+
+# --------------------------------------------------------------------------- attention plug-ins
+@dataclasses.dataclass(frozen=True)
+class AttnSpec:
+  """Which attention to plug into a block: "se" (Hu et al. 2018) or "cbam" (Woo et al. 2018)."""
+  kind: str = "se"
+  reduction: int = 16
+  use_bias: bool = True  # biases in the excitation FCs (SE Table 10 counts are without)
+  spatial_kernel: int = 7  # CBAM spatial attention kernel
+
+  def __post_init__(self):
+    if self.kind not in ATTN_KINDS:
+      raise ValueError(f"unknown attention {self.kind!r}; choose one of {', '.join(ATTN_KINDS)} or None")
+
+
+def as_attn_spec(attn: str | AttnSpec | None) -> AttnSpec | None:
+  if attn is None or attn == "none" or attn == "":
+    return None
+  return attn if isinstance(attn, AttnSpec) else AttnSpec(kind=attn)
+
+
+class SqueezeExcite(nn.Module):
+  """SE block (Hu et al. 2018, Fig. 2): squeeze = global average pool; excite = FC(C -> C/r) ->
+  ReLU -> FC(C/r -> C) -> sigmoid; rescale channels."""
+  reduction: int = 16
+  use_bias: bool = True
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    c = x.shape[-1]
+    s = jnp.mean(x, axis=(1, 2))
+    s = nn.relu(nn.Dense(max(c // self.reduction, 1), use_bias=self.use_bias, dtype=self.dtype, name="fc1")(s))
+    s = nn.sigmoid(nn.Dense(c, use_bias=self.use_bias, dtype=self.dtype, name="fc2")(s))
+    return x * s[:, None, None, :]
+
+
+class CBAM(nn.Module):
+  """CBAM (Woo et al. 2018): channel attention (avg- and max-pooled descriptors through one
+  shared MLP, summed, sigmoid), then spatial attention (7x7 conv over the channel-wise
+  [avg, max] maps, norm, sigmoid), applied in that order (paper Sec. 4.1 best variant)."""
+  reduction: int = 16
+  use_bias: bool = True
+  spatial_kernel: int = 7
+  norm: str | NormSpec = "batch"
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    c = x.shape[-1]
+    fc1 = nn.Dense(max(c // self.reduction, 1), use_bias=self.use_bias, dtype=self.dtype, name="fc1")
+    fc2 = nn.Dense(c, use_bias=self.use_bias, dtype=self.dtype, name="fc2")
+    mlp = lambda v: fc2(nn.relu(fc1(v)))
+    ch = nn.sigmoid(mlp(jnp.mean(x, axis=(1, 2))) + mlp(jnp.max(x, axis=(1, 2))))
+    x = x * ch[:, None, None, :]
+    maps = jnp.concatenate([jnp.mean(x, -1, keepdims=True), jnp.max(x, -1, keepdims=True)], -1)
+    sp = ConvNormAct(1, self.spatial_kernel, norm=self.norm, act="sigmoid", dtype=self.dtype,
+                     name="spatial")(maps, train)
+    return x * sp
+
+
+def make_attention(attn: str | AttnSpec | None, *, norm: str | NormSpec = "batch",
+                   dtype: Any = None, name: str | None = None) -> nn.Module | None:
+  """The attention module for a block, called as `attn(x, train)`, or None."""
+  spec = as_attn_spec(attn)
+  if spec is None:
+    return None
+  if spec.kind == "se":
+    return SqueezeExcite(spec.reduction, spec.use_bias, dtype, name=name)
+  return CBAM(spec.reduction, spec.use_bias, spec.spatial_kernel, norm, dtype, name=name)
