@@ -1,0 +1,1 @@
+"""Data: sources (embedded sample, npz, TFDS, image folder), in-jit augmentation, batching."""

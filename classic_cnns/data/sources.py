@@ -1,0 +1,171 @@
+"""Dataset sources. Each returns a `Dataset` of in-memory uint8 NHWC arrays:
+
+  embedded  a real MNIST sample shipped in the package (10k train + 2k test, no download)
+  npz       a local .npz with x_train y_train x_test y_test (e.g. ../shared/datasets/mnist.npz)
+  tfds      any TFDS dataset by name through tf.data (`data_dir` option); offline, a missing
+            download becomes one `DatasetError` that says how to use local data instead
+  folder    an image-folder tree root/<split>/<class>/*.{jpg,jpeg,png}
+
+TensorFlow is imported only by the tfds source, so the other sources run where TF is absent.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+EMBEDDED_PATH = os.path.join(os.path.dirname(__file__), "mnist_sample.npz")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+
+
+class DatasetError(RuntimeError):
+  """The data cannot be loaded; the message is one line meant for the user."""
+
+
+@dataclasses.dataclass
+class Split:
+  images: np.ndarray  # [N, H, W, C] uint8
+  labels: np.ndarray  # [N] int32
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+
+@dataclasses.dataclass
+class Dataset:
+  name: str
+  train: Split
+  test: Split
+  num_classes: int
+  class_names: list[str]
+  val: Split | None = None
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.train.images.shape[1:])
+
+
+def _as_split(x: np.ndarray, y: np.ndarray, what: str) -> Split:
+  x, y = np.asarray(x), np.asarray(y)
+  if x.ndim == 3:
+    x = x[..., None]
+  if x.ndim != 4 or x.dtype != np.uint8:
+    raise DatasetError(f"{what}: expected uint8 images [N,H,W] or [N,H,W,C], got {x.dtype} {x.shape}")
+  if y.ndim != 1 or len(y) != len(x):
+    raise DatasetError(f"{what}: expected {len(x)} labels, got shape {y.shape}")
+  return Split(x, y.astype(np.int32))
+
+
+def load_npz(path: str, name: str = "npz") -> Dataset:
+  if not os.path.isfile(path):
+    raise DatasetError(f"npz file not found: {path}")
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
+      if missing:
+        raise DatasetError(f"{path} lacks the keys {', '.join(missing)} (needs x_train y_train x_test y_test)")
+      train = _as_split(f["x_train"], f["y_train"], f"{path} train")
+      test = _as_split(f["x_test"], f["y_test"], f"{path} test")
+  except (OSError, ValueError) as e:
+    raise DatasetError(f"cannot read {path} as .npz: {e}") from None
+  num_classes = int(max(train.labels.max(), test.labels.max())) + 1
+  return Dataset(name, train, test, num_classes, [str(i) for i in range(num_classes)])
+
+
+def load_embedded() -> Dataset:
+  return load_npz(EMBEDDED_PATH, name="mnist_sample")
+
+
+def load_tfds(name: str, data_dir: str = "") -> Dataset:
+  """Loads a whole TFDS dataset into memory through tf.data (small datasets: MNIST/CIFAR size)."""
+  import tensorflow as tf  # only here: the other sources must work without TensorFlow
+  tf.config.set_visible_devices([], "GPU")  # never let TF take accelerator memory
+  import tensorflow_datasets as tfds
+  try:
+    builder = tfds.builder(name, data_dir=data_dir or None)
+  except Exception as e:  # DatasetNotFoundError and friends
+    raise DatasetError(f"unknown TFDS dataset {name!r}: {str(e).splitlines()[0]}") from None
+  try:
+    builder.download_and_prepare()
+  except Exception as e:
+    raise DatasetError(
+        f"TFDS dataset {name!r} is not prepared under {builder.data_dir!r} and could not be downloaded "
+        f"({type(e).__name__}); offline, use local data instead: --config.data.source=npz "
+        f"--config.data.path=FILE.npz, --config.data.source=folder --config.data.path=DIR, or "
+        f"--config.data.data_dir=DIR holding a prepared copy") from None
+  splits = {}
+  for split in ("train", "test"):
+    if split not in builder.info.splits:
+      raise DatasetError(f"TFDS dataset {name!r} has no {split!r} split (has {list(builder.info.splits)})")
+    ds = builder.as_dataset(split=split, as_supervised=True, batch_size=-1)
+    x, y = tfds.as_numpy(ds)
+    splits[split] = _as_split(x, y, f"tfds {name} {split}")
+  label = builder.info.features["label"]
+  return Dataset(name, splits["train"], splits["test"], label.num_classes, list(label.names))
+
+
+def load_folder(root: str) -> Dataset:
+  """root/<split>/<class>/*.jpg|png with splits train and test (or val); classes sorted by name."""
+  from PIL import Image
+  if not os.path.isdir(root):
+    raise DatasetError(f"image folder not found: {root}")
+  splits_found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
+  if "train" not in splits_found:
+    raise DatasetError(f"{root} has no train/ subfolder (expects root/<split>/<class>/*.jpg)")
+  classes = sorted(d for d in os.listdir(os.path.join(root, "train"))
+                   if os.path.isdir(os.path.join(root, "train", d)))
+  index = {c: i for i, c in enumerate(classes)}
+
+  def read(split: str) -> Split | None:
+    files = []
+    for c in classes:
+      d = os.path.join(root, split, c)
+      if os.path.isdir(d):
+        files += [(os.path.join(d, f), index[c]) for f in sorted(os.listdir(d))
+                  if f.lower().endswith(IMAGE_EXTENSIONS)]
+    if not files:
+      return None
+    images = [np.asarray(Image.open(f).convert("RGB")) for f, _ in files]
+    if len({im.shape for im in images}) != 1:
+      raise DatasetError(f"{root}/{split}: images have different sizes; resize them first")
+    return Split(np.stack(images), np.array([y for _, y in files], np.int32))
+
+  train = read("train")
+  if train is None:
+    raise DatasetError(f"no images (*.jpg, *.jpeg, *.png) under {root}/train/<class>/")
+  test = read("test") or read("val")
+  if test is None:
+    raise DatasetError(f"{root} has no test/ or val/ split with images; hold out validation with "
+                       f"config.data.val_size and point config.data.path at a root with a test split")
+  return Dataset(os.path.basename(os.path.normpath(root)), train, test, len(classes), classes)
+
+
+def hold_out_validation(ds: Dataset, val_size: int, seed: int) -> Dataset:
+  """Moves `val_size` training examples, drawn with `seed`, into the validation split."""
+  if val_size <= 0:
+    return ds
+  n = len(ds.train)
+  if val_size >= n:
+    raise DatasetError(f"data.val_size={val_size} leaves no training data ({n} examples)")
+  perm = np.random.default_rng([seed, 0xDA7A]).permutation(n)
+  tr, va = np.sort(perm[val_size:]), np.sort(perm[:val_size])
+  train = Split(ds.train.images[tr], ds.train.labels[tr])
+  val = Split(ds.train.images[va], ds.train.labels[va])
+  return dataclasses.replace(ds, train=train, val=val)
+
+
+def load_dataset(data_config, seed: int) -> Dataset:
+  """The dataset a config asks for, with its validation split held out."""
+  src = data_config.source
+  if src == "embedded":
+    ds = load_embedded()
+  elif src == "npz":
+    ds = load_npz(data_config.path)
+  elif src == "tfds":
+    ds = load_tfds(data_config.name, data_config.data_dir)
+  elif src == "folder":
+    ds = load_folder(data_config.path)
+  else:
+    raise DatasetError(f"unknown data source {src!r}")
+  return hold_out_validation(ds, data_config.val_size, seed)

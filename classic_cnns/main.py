@@ -1,0 +1,43 @@
+"""Command-line entry point (flax-example style):
+
+    python -m classic_cnns.main --config=configs/lenet5_mnist.py --workdir=/tmp/lenet5
+    python -m classic_cnns.main --config=configs/lenet5_mnist.py --workdir=/tmp/x --config.optimizer.lr=0.05
+
+Any config field can be overridden with --config.a.b=value; unknown keys and values of the wrong
+type are rejected. Rerunning the same command resumes from the newest checkpoint in --workdir.
+Bad input ends with one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from classic_cnns import cli
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and TensorBoard files.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments {argv[1:]}")
+  from absl import logging
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
+  import jax
+  from classic_cnns import train
+  from classic_cnns.config import validate_config
+  config = _CONFIG.value
+  with cli.user_errors():
+    validate_config(config, jax.device_count())
+    result = train.train_and_evaluate(config, _WORKDIR.value)
+  if result.interrupted:
+    sys.exit(128 + result.interrupted)
+
+
+if __name__ == "__main__":
+  cli.run(main)

@@ -1,0 +1,81 @@
+"""Where numbers go: `workdir/metrics.jsonl` (one JSON object per record), TensorBoard event
+files in `workdir/tensorboard` (tensorboardX: no TensorFlow needed), and console progress with
+steps/s, img/s and ETA. Only process 0 writes.
+
+metrics.jsonl holds only values that are a pure function of the config and seed (no timings), so
+two runs of the same config on the same machine produce identical files; a resumed run first drops
+the records after its checkpoint, so kill + resume gives the file of an uninterrupted run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+
+import jax
+
+
+class MetricsWriter:
+  def __init__(self, workdir: str, resume_step: int):
+    self.enabled = jax.process_index() == 0
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self._tb = None
+    if not self.enabled:
+      return
+    kept = []
+    if os.path.exists(self.path):
+      with open(self.path) as f:
+        kept = [l for l in f if l.strip() and json.loads(l)["step"] <= resume_step
+                and json.loads(l)["split"] != "test_final"]
+    with open(self.path, "w") as f:
+      f.writelines(kept)
+    from tensorboardX import SummaryWriter
+    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, split: str, values: dict[str, float], extra_tb: dict[str, float] | None = None):
+    if not self.enabled:
+      return
+    record = {"step": int(step), "split": split, **{k: float(v) for k, v in values.items()}}
+    with open(self.path, "a") as f:
+      f.write(json.dumps(record) + "\n")
+    for k, v in {**values, **(extra_tb or {})}.items():
+      self._tb.add_scalar(f"{split}/{k}", float(v), int(step))
+
+  def close(self):
+    if self._tb is not None:
+      self._tb.close()
+
+
+def format_duration(seconds: float) -> str:
+  if not math.isfinite(seconds):
+    return "?"
+  seconds = int(seconds)
+  h, rem = divmod(seconds, 3600)
+  m, s = divmod(rem, 60)
+  return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
+
+
+class Progress:
+  """Console progress: step, epoch, loss, accuracy, steps/s, img/s, ETA."""
+
+  def __init__(self, total_steps: int, start_step: int, batch_size: int, steps_per_epoch: int):
+    self.total, self.batch, self.spe = total_steps, batch_size, steps_per_epoch
+    self.last_step, self.last_time = start_step, time.perf_counter()
+    self.enabled = jax.process_index() == 0
+
+  def rates(self, step: int) -> dict[str, float]:
+    now = time.perf_counter()
+    dt = max(now - self.last_time, 1e-9)
+    steps_per_s = (step - self.last_step) / dt
+    self.last_step, self.last_time = step, now
+    return {"steps_per_s": steps_per_s, "img_per_s": steps_per_s * self.batch}
+
+  def line(self, step: int, values: dict[str, float], rates: dict[str, float]) -> None:
+    if not self.enabled:
+      return
+    eta = (self.total - step) / rates["steps_per_s"] if rates["steps_per_s"] > 0 else float("inf")
+    acc = f" top1 {100 * values['top1']:.2f}%" if "top1" in values else ""
+    print(f"step {step}/{self.total} (epoch {step / self.spe:.2f}) loss {values['loss']:.4f}{acc} "
+          f"lr {values.get('lr', float('nan')):.4g} | {rates['steps_per_s']:.1f} steps/s "
+          f"{rates['img_per_s']:.0f} img/s | ETA {format_duration(eta)}", flush=True)

@@ -1,0 +1,40 @@
+"""Device mesh and shardings for data-parallel training under one global `jax.jit`.
+
+Parameters and optimizer state are replicated (`P()`); every batch is split along its first
+axis over the mesh axis "data" (`P("data")`). With several processes (multi-host), each process
+feeds only its own slice of the global batch (`jax.make_array_from_process_local_data`).
+"""
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+DATA_AXIS = "data"
+
+
+def make_mesh() -> Mesh:
+  """A 1-D mesh over every device of every process."""
+  # Auto axes: shardings are given at jit boundaries and propagated by XLA (GSPMD).
+  return jax.make_mesh((jax.device_count(),), (DATA_AXIS,), (jax.sharding.AxisType.Auto,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def process_slice(global_batch: int) -> slice:
+  """This process's contiguous slice of a global batch (devices are ordered by process)."""
+  n, p = jax.process_count(), jax.process_index()
+  per = global_batch // n
+  return slice(p * per, (p + 1) * per)
+
+
+def to_global(local: np.ndarray, mesh: Mesh, global_batch: int) -> jax.Array:
+  """Assembles per-process local rows into one global array sharded over the batch axis."""
+  return jax.make_array_from_process_local_data(batch_sharded(mesh), local,
+                                                (global_batch,) + local.shape[1:])

@@ -1,0 +1,287 @@
+"""The trainer, read top to bottom: model -> data -> state -> step -> loop -> eval -> checkpoint.
+
+One `jax.jit`-compiled train step (state donated) over a 1-D device mesh: parameters replicated,
+batches sharded on their first axis (data parallel; one device works the same). BatchNorm
+statistics are over the global batch, each device's slice or ghost batches (config.bn.stats).
+The whole run is a pure function of (config, seed): batch order, augmentation and dropout are
+keyed by the step, so a run resumed from a checkpoint continues exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import time
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+
+from classic_cnns import checkpoint, optim, parallel
+from classic_cnns.config import ConfigError
+from classic_cnns.data import augment, pipeline, sources
+from classic_cnns.metrics import MetricsWriter, Progress, format_duration
+from classic_cnns.models import create_model
+from classic_cnns.models.layers import AttnSpec, NormSpec
+
+
+class TrainingDivergedError(RuntimeError):
+  """Loss or parameters became NaN/Inf; the message is one line meant for the user."""
+
+
+# ----------------------------------------------------------------------------- model
+def bn_virtual_batch_size(config: ml_collections.ConfigDict, num_devices: int) -> int | None:
+  if config.bn.stats == "per_device":
+    return config.batch_size // num_devices
+  if config.bn.stats == "ghost":
+    return config.bn.ghost_batch_size
+  return None
+
+
+def build_model(config: ml_collections.ConfigDict, num_devices: int = 1) -> nn.Module:
+  """config.model -> module; `norm`/`norm_groups` and `attn`/`attn_reduction` become specs."""
+  kw = dict(config.model.to_dict())
+  name = kw.pop("name")
+  groups = kw.pop("norm_groups", 32)
+  if "norm" in kw:
+    kw["norm"] = NormSpec(kw["norm"], groups=groups,
+                          virtual_batch_size=bn_virtual_batch_size(config, num_devices))
+  reduction = kw.pop("attn_reduction", 16)
+  if kw.get("attn"):
+    kw["attn"] = AttnSpec(kw["attn"], reduction=reduction)
+  elif "attn" in kw:
+    kw["attn"] = None
+  return create_model(name, **kw)
+
+
+# ----------------------------------------------------------------------------- state
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+  rng: jax.Array  # base key; each step uses fold_in(rng, step)
+
+
+def create_train_state(model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...],
+                       seed: int, mesh) -> TrainState:
+  """Initialises replicated parameters and optimizer state on the mesh (jit, out_shardings)."""
+
+  def init():
+    key = jax.random.PRNGKey(seed)
+    params_key, dropout_key, state_key = jax.random.split(key, 3)
+    variables = model.init({"params": params_key, "dropout": dropout_key},
+                           jnp.zeros((1,) + input_shape, jnp.float32), train=False)
+    return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
+                             batch_stats=variables.get("batch_stats", {}), rng=state_key)
+
+  abstract = jax.eval_shape(init)
+  shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
+  return jax.jit(init, out_shardings=shardings)()
+
+
+# ----------------------------------------------------------------------------- steps
+def cross_entropy(logits: jax.Array, labels: jax.Array, smoothing: float) -> jax.Array:
+  """Per-example softmax cross-entropy; label smoothing as Inception-v3 Sec. 7."""
+  targets = jax.nn.one_hot(labels, logits.shape[-1])
+  if smoothing:
+    targets = optax.smooth_labels(targets, smoothing)
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def topk_correct(logits: jax.Array, labels: jax.Array, k: int) -> jax.Array:
+  k = min(k, logits.shape[-1])
+  top = jax.lax.top_k(logits, k)[1]
+  return jnp.any(top == labels[:, None], axis=-1).astype(jnp.float32)
+
+
+def split_aux(out) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+  return (out[0], tuple(out[1])) if isinstance(out, tuple) else (out, ())
+
+
+def make_train_step(model: nn.Module, config: ml_collections.ConfigDict, prep: augment.Preprocess,
+                    schedule: optax.Schedule, dtype):
+  l2 = optim.uses_l2_loss(config)
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array]):
+    step_key = jax.random.fold_in(state.rng, state.step)
+    aug_key, dropout_key = jax.random.split(step_key)
+    images = augment.preprocess(batch["image"], prep, train=True, rng=aug_key, dtype=dtype)
+    labels = batch["label"]
+
+    def loss_fn(params):
+      out, new_vars = model.apply({"params": params, "batch_stats": state.batch_stats}, images,
+                                  train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+      logits, aux = split_aux(out)
+      data_loss = cross_entropy(logits, labels, config.loss.label_smoothing).mean()
+      # GoogLeNet Sec. 5: auxiliary losses added with weight 0.3 during training only.
+      aux_loss = sum(cross_entropy(a, labels, config.loss.label_smoothing).mean() for a in aux)
+      loss = data_loss + config.loss.aux_weight * aux_loss
+      if l2:
+        loss = loss + config.optimizer.weight_decay * optim.l2_penalty(params, config.optimizer.decay_mask)
+      return loss, (data_loss, logits, new_vars.get("batch_stats", {}))
+
+    (loss, (data_loss, logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    metrics = {"loss": data_loss, "total_loss": loss,
+               "top1": topk_correct(logits, labels, 1).mean(),
+               "top5": topk_correct(logits, labels, 5).mean(),
+               "lr": schedule(state.step),
+               "finite": jnp.isfinite(loss) & jnp.all(jnp.array(
+                   [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(new_state.params)]))}
+    return new_state, metrics
+
+  return train_step
+
+
+def make_eval_step(model: nn.Module, prep: augment.Preprocess, dtype):
+  def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    images = augment.preprocess(batch["image"], prep, train=False, rng=None, dtype=dtype)
+    logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, images, train=False)
+    labels, mask = batch["label"], batch["mask"]
+    return {"loss": jnp.sum(cross_entropy(logits, labels, 0.0) * mask),
+            "top1": jnp.sum(topk_correct(logits, labels, 1) * mask),
+            "top5": jnp.sum(topk_correct(logits, labels, 5) * mask),
+            "count": jnp.sum(mask)}
+
+  return eval_step
+
+
+def evaluate(eval_step, state: TrainState, split: sources.Split, batch_size: int, mesh) -> dict[str, float]:
+  """Loss, top-1 and top-5 accuracy over every example of `split` (padded, masked tail)."""
+  totals = None
+  for batch in pipeline.eval_batches(split, batch_size, mesh):
+    sums = eval_step(state, batch)
+    totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+  totals = jax.device_get(totals)
+  n = float(totals["count"])
+  return {"loss": float(totals["loss"]) / n, "top1": float(totals["top1"]) / n,
+          "top5": float(totals["top5"]) / n, "count": n}
+
+
+# ----------------------------------------------------------------------------- the run
+@dataclasses.dataclass
+class RunResult:
+  final_step: int
+  test: dict[str, float]
+  interrupted: int = 0  # signal number when stopped by SIGTERM/SIGINT
+
+
+def _check_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Refuses a workdir that holds a run of a different model (its checkpoints would not fit)."""
+  path = os.path.join(workdir, "config.json")
+  if os.path.exists(path) and os.path.isdir(os.path.join(workdir, "checkpoints")):
+    with open(path) as f:
+      previous = json.load(f).get("model", {}).get("name")
+    if previous != config.model.name:
+      raise ConfigError(f"workdir {workdir} holds a run of model {previous!r}, not {config.model.name!r}; "
+                        f"use another --workdir")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
+  mesh = parallel.make_mesh()
+  n_dev = jax.device_count()
+  os.makedirs(workdir, exist_ok=True)
+  _check_workdir(workdir, config)
+
+  # Data: in-memory uint8 splits; preprocessing + augmentation run inside the jitted step.
+  ds = sources.load_dataset(config.data, config.seed)
+  mean, std = augment.channel_stats(ds.train.images) if config.data.normalize == "channel" else ((), ())
+  a = config.data.augment
+  prep = augment.Preprocess(pad_to=config.data.pad_to, flip=a.flip, crop_padding=a.crop_padding,
+                            mean=mean, std=std)
+  train_batches = pipeline.TrainBatches(ds.train, config.batch_size, config.seed, mesh, config.data.on_device)
+  spe = train_batches.steps_per_epoch
+  total_steps = config.num_steps if config.num_steps > 0 else int(round(config.num_epochs * spe))
+  eval_every = config.eval_every_steps if config.eval_every_steps > 0 else max(int(round(config.eval_every_epochs * spe)), 1)
+  eval_split, eval_name = (ds.val, "val") if ds.val is not None else (ds.test, "test")
+  eval_bs = -(-config.eval_batch_size // n_dev) * n_dev
+
+  # Model, optimizer, state.
+  dtype = jnp.dtype(config.get("dtype", "float32"))
+  model = build_model(config, n_dev)
+  h, w, c = ds.image_shape
+  side = max(config.data.pad_to, h)
+  input_shape = (side, max(config.data.pad_to, w), c)
+  schedule = optim.make_schedule(config, spe, total_steps)
+  abstract_params = jax.eval_shape(lambda: model.init(
+      {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+      jnp.zeros((1,) + input_shape), train=False))["params"]
+  tx = optim.make_optimizer(config, schedule, abstract_params)
+  state = create_train_state(model, tx, input_shape, config.seed, mesh)
+  n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
+
+  ckpt = checkpoint.Checkpointer(workdir, config.checkpoint_every_steps, config.keep_checkpoints)
+  restored = ckpt.restore_latest(checkpoint.abstract_like(state))
+  if restored is not None:
+    state = restored[0]
+  start_step = int(jax.device_get(state.step))
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
+    with open(os.path.join(workdir, "classes.json"), "w") as f:
+      json.dump(ds.class_names, f)
+  writer = MetricsWriter(workdir, start_step)
+  say = print if jax.process_index() == 0 else (lambda *a, **k: None)
+  say(f"model {config.model.name}: {n_params:,} params | data {ds.name}: {len(ds.train)} train, "
+      f"{len(eval_split)} {eval_name}, {len(ds.test)} test, image {ds.image_shape} -> {input_shape} | "
+      f"{n_dev} device(s) {jax.devices()[0].platform}, batch {config.batch_size} | "
+      f"{total_steps} steps ({total_steps / spe:.1f} epochs of {spe})", flush=True)
+  if start_step:
+    say(f"resuming from checkpoint at step {start_step} (epoch {start_step / spe:.2f})", flush=True)
+
+  rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  train_step = jax.jit(make_train_step(model, config, prep, schedule, dtype), donate_argnums=0,
+                       in_shardings=(rep, data), out_shardings=(rep, rep))
+  eval_step = jax.jit(make_eval_step(model, prep, dtype), in_shardings=(rep, data), out_shardings=rep)
+
+  # SIGTERM / SIGINT: finish the current step, save a checkpoint, exit cleanly.
+  stop_signal = []
+  handlers = {s: signal.signal(s, lambda signum, _: stop_signal.append(signum))
+              for s in (signal.SIGTERM, signal.SIGINT)}
+  progress = Progress(total_steps, start_step, config.batch_size, spe)
+  pending: list[dict[str, jax.Array]] = []
+  t0 = time.perf_counter()
+  try:
+    for step, batch in train_batches.iterate(start_step, total_steps):
+      state, metrics = train_step(state, batch)
+      pending.append(metrics)
+      done = step + 1
+      if done % config.log_every_steps == 0 or done == total_steps:
+        values = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
+        finite = values.pop("finite") == 1.0
+        pending = []
+        if not finite or not np.isfinite(values["loss"]):
+          raise TrainingDivergedError(
+              f"loss or parameters became NaN/Inf by step {done} (lr {values['lr']:.4g}); "
+              f"lower config.optimizer.lr or add warmup (config.schedule.warmup); "
+              f"the last good checkpoint is kept in {ckpt.directory}")
+        rates = progress.rates(done)
+        writer.write(done, "train", values, extra_tb=rates)
+        progress.line(done, values, rates)
+      if done % eval_every == 0 and done != total_steps:
+        ev = evaluate(eval_step, state, eval_split, eval_bs, mesh)
+        writer.write(done, eval_name, ev)
+        say(f"  eval {eval_name} @ step {done}: loss {ev['loss']:.4f} top1 {100 * ev['top1']:.2f}% "
+            f"top5 {100 * ev['top5']:.2f}% ({int(ev['count'])} images)", flush=True)
+      meta = {"model": config.model.name, "step": done, "epoch": done / spe}
+      ckpt.maybe_save(done, state, meta, force=bool(stop_signal) or done == total_steps)
+      if stop_signal:
+        ckpt.wait()
+        say(f"stopped by signal {stop_signal[0]} at step {done}; checkpoint saved in {ckpt.directory}; "
+            f"rerun the same command to resume", flush=True)
+        return RunResult(done, {}, interrupted=stop_signal[0])
+    test = evaluate(eval_step, state, ds.test, eval_bs, mesh)
+    writer.write(total_steps, "test_final", test)
+  finally:
+    for s, h in handlers.items():
+      signal.signal(s, h)
+    ckpt.close()
+    writer.close()
+  say(f"final test accuracy: {100 * test['top1']:.2f}% top-1, {100 * test['top5']:.2f}% top-5, "
+      f"loss {test['loss']:.4f} on {int(test['count'])} test images (step {total_steps}, "
+      f"{format_duration(time.perf_counter() - t0)} wall time in this run)", flush=True)
+  return RunResult(total_steps, test)
