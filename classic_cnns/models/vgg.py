@@ -1,0 +1,145 @@
+"""VGG (Simonyan & Zisserman 2015, "Very deep convolutional networks for large-scale image
+recognition", Table 1 configurations A-E, Sec. 2-3).
+
+Five stages of 3x3 convs (stride 1, padding 1) + ReLU, each followed by 2x2/2 max pooling, then
+FC-4096 - FC-4096 - FC-classes with dropout 0.5 after FC1 and FC2 (Sec. 3.1). 224 input.
+  vgg11 (A), vgg13 (B), vgg16c (C: a 1x1 conv appended to each of the last three stages),
+  vgg16 (D), vgg19 (E); vgg11_lrn (A-LRN: LRN after the first conv, params as A);
+  vgg13_5x5 (B with each pair of 3x3 convs replaced by one 5x5, Sec. 4.1 / Table 3 text);
+  *_bn: BatchNorm after every conv (torchvision's vgg*_bn; not in the paper).
+
+Options:
+  dense   Sec. 3.2 dense evaluation: FC1 becomes a 7x7 conv and FC2/FC3 1x1 convs with the SAME
+          weights (the Dense kernels reshaped), applied to an input of any size >= 224; the class
+          score map is spatially averaged. A field, or an argument of `__call__` that overrides it.
+          (The paper also averages with the horizontally flipped image; that is the evaluator's job.)
+  widths, fc_features   stage widths and FC width (to build narrow study / test nets).
+  norm    "none" (paper) or any `layers.make_norm` kind.
+  conv_bias  convs keep their bias even before a norm, as torchvision's vgg*_bn (this is what
+          its published counts include); set False to drop it (the shared convention elsewhere).
+Deviations: in the FC path the stage-5 map is average-pooled to 7x7 (torchvision's
+AdaptiveAvgPool2d; the identity at 224) so that non-224 inputs still run; init follows
+torchvision (He fan-out normal for convs, N(0, 0.01) for FCs, zero biases) rather than the
+paper's "train A, then initialise the deeper nets from it" (Sec. 3.1).
+
+Derived counts for the BN variants not in the reference table: BN adds a scale and a bias per
+conv channel and (with torchvision's conv biases kept) removes nothing, so
+  vgg13_bn  = 133,047,848 + 2 * (2*64 + 2*128 + 2*256 + 4*512)         = 133,053,736
+  vgg16c_bn = 133,638,952 + 2 * (2*64 + 2*128 + 3*256 + 6*512)         = 133,647,400
+(the same rule reproduces torchvision's vgg11_bn / vgg16_bn / vgg19_bn counts exactly;
+vgg13_bn also equals torchvision's published 133,053,736).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from classic_cnns.models.alexnet import adaptive_avg_pool
+from classic_cnns.models.layers import LocalResponseNorm, NormSpec, he_normal, make_norm
+from classic_cnns.models.registry import register_model
+
+# Kernel sizes per stage (Table 1); the channel widths come from `widths`.
+CONFIGS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "A": ((3,), (3,), (3, 3), (3, 3), (3, 3)),
+    "B": ((3, 3), (3, 3), (3, 3), (3, 3), (3, 3)),
+    "C": ((3, 3), (3, 3), (3, 3, 1), (3, 3, 1), (3, 3, 1)),
+    "D": ((3, 3), (3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)),
+    "E": ((3, 3), (3, 3), (3, 3, 3, 3), (3, 3, 3, 3), (3, 3, 3, 3)),
+    "B5": ((5,), (5,), (5,), (5,), (5,)),
+}
+
+
+class FCConv(nn.Module):
+  """A fully connected layer that can also run as a convolution (Sec. 3.2).
+
+  Parameters are those of `nn.Dense` over a flattened `window x window x C` input (HWC order,
+  as `x.reshape(B, -1)` of an NHWC map): kernel [window*window*C, features], bias [features].
+  `dense=False`: x is [B, window*window*C] -> matmul. `dense=True`: x is [B, H, W, C] with
+  H, W >= window -> VALID convolution with the kernel reshaped to [window, window, C, features].
+  """
+  features: int
+  window: int = 1
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, dense: bool) -> jax.Array:
+    cin = x.shape[-1] if dense else x.shape[-1] // (self.window * self.window)
+    kernel = self.param("kernel", nn.initializers.normal(0.01), (self.window * self.window * cin, self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    if dense:
+      k = kernel.reshape(self.window, self.window, cin, self.features)
+      y = jax.lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    else:
+      y = x @ kernel
+    return y + bias
+
+
+class VGG(nn.Module):
+  """Configurable VGG: `stages` gives the conv kernel sizes of each of the 5 stages."""
+  stages: tuple[tuple[int, ...], ...] = CONFIGS["D"]
+  num_classes: int = 1000
+  widths: tuple[int, ...] = (64, 128, 256, 512, 512)
+  fc_features: int = 4096
+  dropout: float = 0.5
+  norm: str | NormSpec = "none"
+  conv_bias: bool = True
+  lrn: bool = False  # A-LRN: LRN after the first conv layer
+  dense: bool = False
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False, dense: bool | None = None) -> jax.Array:
+    dense = self.dense if dense is None else dense
+    n = 0
+    for s, (kernels, c) in enumerate(zip(self.stages, self.widths)):
+      for k in kernels:
+        n += 1
+        x = nn.Conv(c, (k, k), padding=((k // 2, k // 2),) * 2, use_bias=self.conv_bias,
+                    kernel_init=he_normal, dtype=self.dtype, name=f"conv{n}")(x)
+        x = make_norm(self.norm, dtype=self.dtype, name=f"norm{n}")(x, train)
+        x = nn.relu(x)
+        if self.lrn and n == 1:
+          x = LocalResponseNorm(name="lrn")(x)
+      x = nn.max_pool(x, (2, 2), (2, 2))
+      self.sow("intermediates", f"stage{s + 1}", x)
+    if dense:
+      if min(x.shape[1:3]) < 7:
+        raise ValueError(f"dense evaluation needs an input >= 224 (stage-5 map {x.shape[1:3]} < 7x7)")
+    else:
+      x = adaptive_avg_pool(x, 7).reshape((x.shape[0], -1))
+    for i in range(2):
+      x = FCConv(self.fc_features, window=7 if i == 0 else 1, dtype=self.dtype, name=f"fc{i + 1}")(x, dense)
+      x = nn.Dropout(self.dropout)(nn.relu(x), deterministic=not train)
+    x = FCConv(self.num_classes, dtype=self.dtype, name="fc3")(x, dense)
+    if dense:  # class score map -> spatial average (Sec. 3.2)
+      self.sow("intermediates", "score_map", x)
+      x = jnp.mean(x, axis=(1, 2))
+    return x
+
+
+def _register(name: str, config: str, params: int, gmacs: float | None, source: str, **defaults: Any) -> None:
+  @register_model(name, paper_params=params, input_size=224, paper_gmacs=gmacs, source=source)
+  def build(**kw) -> nn.Module:
+    return VGG(**{"stages": CONFIGS[config], **defaults, **kw})
+  build.__name__ = name
+  globals()[name] = build
+
+
+_T1 = "Simonyan & Zisserman 2015, Table 1 config "
+_register("vgg11", "A", 132_863_336, 7.61, _T1 + "A")
+_register("vgg13", "B", 133_047_848, 11.31, _T1 + "B")
+_register("vgg16c", "C", 133_638_952, 11.77, _T1 + "C (1x1 convs in stages 3-5)")
+_register("vgg16", "D", 138_357_544, 15.47, _T1 + "D")
+_register("vgg19", "E", 143_667_240, 19.63, _T1 + "E")
+_register("vgg11_lrn", "A", 132_863_336, None, _T1 + "A-LRN", lrn=True)
+_register("vgg13_5x5", "B5", 134_503_528, 9.36, "Simonyan & Zisserman 2015, Sec. 4.1: B with 5x5 convs")
+_TV = " + BatchNorm after each conv (torchvision vgg*_bn)"
+_register("vgg11_bn", "A", 132_868_840, None, _T1 + "A" + _TV, norm="batch")
+_register("vgg13_bn", "B", 133_053_736, None, _T1 + "B" + _TV + "; derived, see module docstring", norm="batch")
+_register("vgg16c_bn", "C", 133_647_400, None, _T1 + "C" + _TV + "; derived, see module docstring", norm="batch")
+_register("vgg16_bn", "D", 138_365_992, None, _T1 + "D" + _TV, norm="batch")
+_register("vgg19_bn", "E", 143_678_248, None, _T1 + "E" + _TV, norm="batch")
