@@ -1,0 +1,230 @@
+"""ResNets (He, Zhang, Ren & Sun 2016, "Deep Residual Learning for Image Recognition"), with the
+SE (Hu et al. 2018, "Squeeze-and-Excitation Networks") and CBAM (Woo et al. 2018) plug-ins.
+
+One module, `ResNet`, builds both the ImageNet nets (Table 1: 7x7/2 stem + 3x3/2 max pool, four
+stages of 64/128/256/512 base channels, basic or bottleneck blocks) and the CIFAR nets (Sec. 4.2:
+3x3 stem conv 16, three stages of 16/32/64 channels with n basic blocks each, depth 6n+2), with
+the SAME block classes. Global average pool + FC in both. Options (paper default first):
+  shortcut    "B" projection (1x1 conv + norm) only where the shape changes (Sec. 3.3 option B,
+              torchvision); "A" parameter-free identity: stride-s subsample + zero channel padding
+              (the CIFAR default, Sec. 4.2); "C" projection on every block (Table 3).
+  residual    False = the plain net of Sec. 4.1 (no shortcuts at all; same layers otherwise).
+  stride_in   where a bottleneck down-samples: "paper" = its first 1x1 conv (Table 1 / Sec. 3.3,
+              3.8 GFLOPs for ResNet-50); "v1.5" = its 3x3 conv (torchvision, 4.1 GFLOPs). Default
+              "v1.5" for the torchvision-count models; same parameters either way. Basic blocks
+              always down-sample in their first 3x3 conv.
+  zero_init_last_norm   Goyal et al. 2017: scale of the last norm of each residual branch = 0.
+  attn        SE / CBAM on the residual branch after its last norm, before the addition (SENet
+              Fig. 3, CBAM Fig. 3). se_resnet50 / cbam_resnet50 use stride_in="paper" as the papers.
+  norm        any `layers.make_norm` kind (GN paper: same parameter count for all of them).
+Init as torchvision: convs He normal fan-out (He et al. 2015), norms scale 1 / bias 0, FC as
+PyTorch's nn.Linear default (uniform +-1/sqrt(fan_in) for weight and bias).
+Option-A zero channels are appended after the identity channels (the paper does not say where).
+"""
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from classic_cnns.models.layers import AttnSpec, ConvNormAct, NormSpec, make_attention
+from classic_cnns.models.registry import register_model
+
+SHORTCUTS = ("A", "B", "C")
+STRIDE_IN = ("paper", "v1.5")
+
+
+class Shortcut(nn.Module):
+  """Identity (option A: subsample + zero-pad channels) or projection (1x1 conv + norm)."""
+  features: int
+  strides: int
+  project: bool
+  norm: str | NormSpec = "batch"
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    if self.project:
+      return ConvNormAct(self.features, 1, self.strides, norm=self.norm, act="identity",
+                         dtype=self.dtype, name="proj")(x, train)
+    x = x[:, ::self.strides, ::self.strides, :]
+    extra = self.features - x.shape[-1]
+    return jnp.pad(x, ((0, 0),) * 3 + ((0, extra),)) if extra else x
+
+
+class _Block(nn.Module):
+  """Shared fields and the residual addition of the basic and bottleneck blocks."""
+  features: int  # block output channels
+  strides: int = 1
+  shortcut: str = "B"
+  residual: bool = True
+  stride_in: str = "v1.5"
+  zero_init_last_norm: bool = False
+  norm: str | NormSpec = "batch"
+  attn: str | AttnSpec | None = None
+  dtype: Any = None
+
+  def branch(self, x, train: bool):
+    raise NotImplementedError
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    y = self.branch(x, train)
+    attn = make_attention(self.attn, norm=self.norm, dtype=self.dtype, name="attn")
+    if attn is not None:
+      y = attn(y, train)
+    if self.residual:
+      change = self.strides != 1 or x.shape[-1] != self.features
+      project = self.shortcut == "C" or (self.shortcut == "B" and change)
+      y = y + Shortcut(self.features, self.strides, project, self.norm, self.dtype, name="shortcut")(x, train)
+    return nn.relu(y)
+
+  def cna(self, features: int, kernel: int, strides: int, name: str, last: bool = False):
+    return ConvNormAct(features, kernel, strides, norm=self.norm, act="identity" if last else "relu",
+                       zero_init_norm=last and self.zero_init_last_norm, dtype=self.dtype, name=name)
+
+
+class BasicBlock(_Block):
+  """Two 3x3 convs (Fig. 2 left); the first one strides."""
+  expansion = 1
+
+  def branch(self, x, train: bool):
+    y = self.cna(self.features, 3, self.strides, "conv1")(x, train)
+    return self.cna(self.features, 3, 1, "conv2", last=True)(y, train)
+
+
+class Bottleneck(_Block):
+  """1x1 reduce -> 3x3 -> 1x1 expand (x4), Fig. 5 right; stride placement by `stride_in`."""
+  expansion = 4
+
+  def branch(self, x, train: bool):
+    width = self.features // self.expansion
+    s1, s2 = (self.strides, 1) if self.stride_in == "paper" else (1, self.strides)
+    y = self.cna(width, 1, s1, "conv1")(x, train)
+    y = self.cna(width, 3, s2, "conv2")(y, train)
+    return self.cna(self.features, 1, 1, "conv3", last=True)(y, train)
+
+
+BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
+def _torch_linear_bias(fan_in: int):
+  bound = 1.0 / math.sqrt(fan_in)
+  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+class ResNet(nn.Module):
+  """ImageNet (stem="imagenet") or CIFAR (stem="cifar") ResNet / plain net."""
+  stage_sizes: Sequence[int] = (2, 2, 2, 2)
+  block: str = "basic"
+  widths: Sequence[int] = (64, 128, 256, 512)  # base channels per stage (x4 out for bottleneck)
+  stem: str = "imagenet"
+  shortcut: str = "B"
+  residual: bool = True
+  stride_in: str = "v1.5"
+  zero_init_last_norm: bool = False
+  norm: str | NormSpec = "batch"
+  attn: str | AttnSpec | None = None
+  num_classes: int = 1000
+  dtype: Any = None
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    if self.shortcut not in SHORTCUTS:
+      raise ValueError(f"unknown shortcut {self.shortcut!r}; choose one of {', '.join(SHORTCUTS)}")
+    if self.stride_in not in STRIDE_IN:
+      raise ValueError(f"unknown stride_in {self.stride_in!r}; choose one of {', '.join(STRIDE_IN)}")
+    if self.block not in BLOCKS:
+      raise ValueError(f"unknown block {self.block!r}; choose one of {', '.join(BLOCKS)}")
+    if self.stem == "imagenet":  # Table 1 conv1 + pool
+      x = ConvNormAct(self.widths[0], 7, 2, norm=self.norm, dtype=self.dtype, name="stem")(x, train)
+      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    elif self.stem == "cifar":  # Sec. 4.2: "the first layer is 3x3 convolutions"
+      x = ConvNormAct(self.widths[0], 3, 1, norm=self.norm, dtype=self.dtype, name="stem")(x, train)
+    else:
+      raise ValueError(f"unknown stem {self.stem!r}; choose imagenet or cifar")
+    block = BLOCKS[self.block]
+    for i, (n, w) in enumerate(zip(self.stage_sizes, self.widths)):
+      for j in range(n):
+        x = block(w * block.expansion, strides=2 if (i > 0 and j == 0) else 1, shortcut=self.shortcut,
+                  residual=self.residual, stride_in=self.stride_in,
+                  zero_init_last_norm=self.zero_init_last_norm, norm=self.norm, attn=self.attn,
+                  dtype=self.dtype, name=f"layer{i + 1}_{j}")(x, train)
+    x = jnp.mean(x, axis=(1, 2))
+    return nn.Dense(self.num_classes, dtype=self.dtype, name="fc",
+                    kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
+                    bias_init=_torch_linear_bias(x.shape[-1]))(x)
+
+
+# --------------------------------------------------------------------------- variants
+IMAGENET = {18: ((2, 2, 2, 2), "basic"), 34: ((3, 4, 6, 3), "basic"), 50: ((3, 4, 6, 3), "bottleneck"),
+            101: ((3, 4, 23, 3), "bottleneck"), 152: ((3, 8, 36, 3), "bottleneck")}
+TABLE1 = "He et al. 2016, Table 1 (option B); count = torchvision"
+
+
+def imagenet_resnet(depth: int, **kw) -> ResNet:
+  stages, block = IMAGENET[depth]
+  return ResNet(**{"stage_sizes": stages, "block": block, **kw})
+
+
+def cifar_resnet(depth: int, **kw) -> ResNet:
+  n = (depth - 2) // 6
+  assert 6 * n + 2 == depth, depth
+  return ResNet(**{"stage_sizes": (n, n, n), "block": "basic", "widths": (16, 32, 64), "stem": "cifar",
+                   "shortcut": "A", "num_classes": 10, **kw})
+
+
+VARIANTS: list[str] = []  # names registered by this file
+
+
+def _reg(name: str, build, params: int | None, gmacs: float | None, source: str, **reg):
+  VARIANTS.append(name)
+  register_model(name, paper_params=params, paper_gmacs=gmacs, source=source, **reg)(build)
+
+
+for _d, _p, _g in ((18, 11_689_512, 1.81), (34, 21_797_672, 3.66), (50, 25_557_032, 4.09),
+                   (101, 44_549_160, 7.80), (152, 60_192_808, 11.51)):
+  _reg(f"resnet{_d}", functools.partial(imagenet_resnet, _d), _p, _g, TABLE1)
+_reg("plain18", lambda **kw: imagenet_resnet(18, **{"residual": False, **kw}), 11_515_688, None,
+     "He et al. 2016, Table 1 / Sec. 4.1 plain net")
+_reg("plain34", lambda **kw: imagenet_resnet(34, **{"residual": False, **kw}), 21_623_848, None,
+     "He et al. 2016, Sec. 4.1 plain net (= ResNet-34 option A count)")
+_reg("resnet34_a", lambda **kw: imagenet_resnet(34, **{"shortcut": "A", **kw}), 21_623_848, None,
+     "He et al. 2016, Table 3 option A")
+_reg("resnet34_c", lambda **kw: imagenet_resnet(34, **{"shortcut": "C", **kw}), 22_716_840, None,
+     "He et al. 2016, Table 3 option C")
+
+_CIFAR = "He et al. 2016, Sec. 4.2 / Table 6 (option A)"
+for _d, _p, _g in ((20, 269_722, 0.041), (32, 464_154, 0.069), (44, 658_586, 0.097),
+                   (56, 853_018, 0.125), (110, 1_727_962, 0.253), (1202, 19_421_274, None)):
+  _reg(f"resnet{_d}", functools.partial(cifar_resnet, _d), _p, _g, _CIFAR, input_size=32, num_classes=10)
+  if _d != 1202:  # the paper trains no plain-1202
+    _reg(f"plain{_d}", functools.partial(cifar_resnet, _d, residual=False), _p, None,
+         "He et al. 2016, Sec. 4.2 / Fig. 6 plain net", input_size=32, num_classes=10)
+
+# SE / CBAM. se_resnet50 and cbam_resnet50 are the papers' exact counts; the others are DERIVED:
+# SE adds per block, with C = block output channels and r = 16 (C/r floored, at least 1):
+#   2*C*(C/r) + C/r + C   (two biased FCs);  CBAM adds the same + 7*7*2 conv + 2 norm params = 100.
+# ResNet-18: 2 blocks each at C = 64/128/256/512 -> 2*(580 + 2184 + 8464 + 33312) = 89,080;
+# ResNet-34: 3/4/6/3 blocks -> 161,196. CIFAR, per block at C = 16/32/64: 49/162/580 -> n * 791
+# (resnet20: 2,373; resnet56: 7,119), CBAM + 900 (n=3) / 2,700 (n=9).
+_SE = {"attn": "se", "stride_in": "paper"}
+_reg("se_resnet50", lambda **kw: imagenet_resnet(50, **{**_SE, **kw}), 28_088_024, 3.86,
+     "Hu et al. 2018, Table 2 (SE-ResNet-50, r=16)")
+_reg("cbam_resnet50", lambda **kw: imagenet_resnet(50, **{"attn": "cbam", "stride_in": "paper", **kw}),
+     28_089_624, 3.864, "Woo et al. 2018, Table 4 (ResNet-50 + CBAM)")
+_reg("se_resnet18", lambda **kw: imagenet_resnet(18, **{"attn": "se", **kw}), 11_689_512 + 89_080, None,
+     "derived: ResNet-18 + SE (Hu et al. 2018), r=16")
+_reg("se_resnet34", lambda **kw: imagenet_resnet(34, **{"attn": "se", **kw}), 21_797_672 + 161_196, None,
+     "derived: ResNet-34 + SE (Hu et al. 2018), r=16")
+for _d, _p in ((20, 269_722), (56, 853_018)):
+  _n = (_d - 2) // 6
+  _reg(f"se_resnet{_d}", functools.partial(cifar_resnet, _d, attn="se"), _p + 791 * _n, None,
+       "derived: CIFAR ResNet + SE (Hu et al. 2018), r=16", input_size=32, num_classes=10)
+  _reg(f"cbam_resnet{_d}", functools.partial(cifar_resnet, _d, attn="cbam"),
+       _p + 791 * _n + 300 * _n, None, "derived: CIFAR ResNet + CBAM (Woo et al. 2018), r=16",
+       input_size=32, num_classes=10)

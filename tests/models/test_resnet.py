@@ -1,0 +1,182 @@
+"""ResNet family (He et al. 2016) + SE / CBAM plug-ins: counts, shapes, options, train/eval."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from classic_cnns.models import create_model, list_models, model_info
+from classic_cnns.models.layers import AttnSpec
+from classic_cnns.models.resnet import VARIANTS, Bottleneck
+from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count, count_params,
+                                  forward_backward_is_finite)
+
+FAMILY = sorted(VARIANTS)
+KEY = jax.random.PRNGKey(0)
+
+
+def test_family_is_registered():
+  expected = {f"resnet{d}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110, 1202)}
+  expected |= {"plain18", "plain34", "resnet34_a", "resnet34_c", "se_resnet50", "cbam_resnet50"}
+  expected |= {f"plain{d}" for d in (20, 32, 44, 56, 110)}
+  assert expected <= set(FAMILY) <= set(list_models())
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_exact_param_count(name):
+  assert_exact_param_count(name)
+
+
+def _se_extra(channels_per_block, r=16, bias=True, cbam=False):
+  """SE adds 2*C*(C/r) (+ C/r + C biases) per block; CBAM adds also the 7x7 2->1 conv + 2 norm params."""
+  total = 0
+  for c in channels_per_block:
+    h = max(c // r, 1)
+    total += 2 * c * h + (h + c if bias else 0) + (7 * 7 * 2 + 2 if cbam else 0)
+  return total
+
+
+def _blocks(stages, widths):
+  return [w for n, w in zip(stages, widths) for _ in range(n)]
+
+
+R50 = _blocks((3, 4, 6, 3), (256, 512, 1024, 2048))
+
+
+def test_derived_attention_counts_follow_the_formula():
+  base = {n: model_info(n).paper_params for n in ("resnet18", "resnet34", "resnet20", "resnet56", "resnet50")}
+  assert model_info("se_resnet50").paper_params == base["resnet50"] + _se_extra(R50)
+  assert model_info("cbam_resnet50").paper_params == base["resnet50"] + _se_extra(R50, cbam=True)
+  basic = (64, 128, 256, 512)
+  assert model_info("se_resnet18").paper_params == base["resnet18"] + _se_extra(_blocks((2,) * 4, basic))
+  assert model_info("se_resnet34").paper_params == base["resnet34"] + _se_extra(_blocks((3, 4, 6, 3), basic))
+  for d in (20, 56):
+    blocks = _blocks((((d - 2) // 6),) * 3, (16, 32, 64))
+    assert model_info(f"se_resnet{d}").paper_params == base[f"resnet{d}"] + _se_extra(blocks)
+    assert model_info(f"cbam_resnet{d}").paper_params == base[f"resnet{d}"] + _se_extra(blocks, cbam=True)
+
+
+@pytest.mark.parametrize("r,millions", [(2, 45.68), (4, 35.62), (8, 30.59), (16, 28.07), (32, 26.81)])
+def test_se_table10_counts_without_fc_bias(r, millions):
+  v = abstract_variables("resnet50", attn=AttnSpec("se", reduction=r, use_bias=False))
+  assert round(count_params(v["params"]) / 1e6, 2) == millions
+
+
+@pytest.mark.parametrize("norm", ["group", "layer", "instance"])
+def test_norm_choice_keeps_the_count(norm):
+  assert_exact_param_count("resnet50", norm=norm)
+
+
+def test_shortcut_options_and_plain_nets():
+  def n_params(name, **kw):
+    return count_params(abstract_variables(name, **kw)["params"])
+  assert n_params("resnet34", shortcut="A") == n_params("plain34") < n_params("resnet34") < n_params("resnet34_c")
+  assert n_params("resnet20", shortcut="A") == n_params("plain20") < n_params("resnet20", shortcut="B")
+  plain = abstract_variables("plain18")["params"]
+  assert not any("shortcut" in k for blk in plain.values() for k in blk)
+  opt_a = abstract_variables("resnet34_a")["params"]
+  assert not any("shortcut" in k for blk in opt_a.values() for k in blk)
+  opt_c = abstract_variables("resnet34_c")["params"]
+  assert all("shortcut" in opt_c[k] for k in opt_c if k.startswith("layer"))
+  with pytest.raises(ValueError):
+    abstract_variables("resnet18", shortcut="D")
+  with pytest.raises(ValueError):
+    create_model("resnet18", not_a_field=1)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "se_resnet50", "cbam_resnet50", "plain34"])
+def test_imagenet_output_shape(name):
+  assert abstract_output(name).shape == (2, 1000)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "plain20", "se_resnet20", "cbam_resnet20"])
+def test_cifar_output_shape(name):
+  assert abstract_output(name, input_size=32).shape == (2, 10)
+
+
+def test_bfloat16_compute_float32_params():
+  out = abstract_output("resnet20", dtype=jnp.bfloat16)
+  assert out.dtype == jnp.bfloat16
+  params = abstract_variables("resnet20", dtype=jnp.bfloat16)["params"]
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
+
+
+def _intermediates(name, size, **kw):
+  model = create_model(name, **kw)
+  x = jnp.zeros((1, size, size, 3))
+  def run():
+    v = model.init(KEY, x, train=False)
+    return model.apply(v, x, train=False, capture_intermediates=True, mutable=["intermediates"])[1]
+  return jax.eval_shape(run)["intermediates"]
+
+
+def test_stride_in_moves_the_stride_only():
+  paper, v15 = (_intermediates("resnet50", 64, stride_in=s) for s in ("paper", "v1.5"))
+  for stage, n in zip((1, 2, 3, 4), (3, 4, 6, 3)):  # every block's output has the same shape
+    for j in range(n):
+      k = f"layer{stage}_{j}"
+      assert paper[k]["__call__"][0].shape == v15[k]["__call__"][0].shape
+  # stage 2, first block: input 16x16 -> output 8x8; the stride sits in conv1 ("paper") or conv2 ("v1.5").
+  shape = lambda t, conv: t["layer2_0"][conv]["__call__"][0].shape[1:3]
+  assert shape(paper, "conv1") == (8, 8) and shape(paper, "conv2") == (8, 8)
+  assert shape(v15, "conv1") == (16, 16) and shape(v15, "conv2") == (8, 8)
+  p, v = (abstract_variables("resnet50", input_size=64, stride_in=s)["params"] for s in ("paper", "v1.5"))
+  assert jax.tree.map(lambda a: a.shape, p) == jax.tree.map(lambda a: a.shape, v)
+
+
+def test_forward_backward_finite_resnet20():
+  forward_backward_is_finite("resnet20", 32)
+
+
+@pytest.mark.parametrize("attn", ["se", "cbam"])
+def test_forward_backward_finite_with_attention(attn):
+  # resnet20's layout with one block per stage (resnet8) keeps the compile short.
+  forward_backward_is_finite("resnet20", 32, attn=attn, stage_sizes=(1, 1, 1))
+
+
+@pytest.mark.parametrize("name,kw", [("resnet20", {"stage_sizes": (1, 1, 1)}),
+                                     ("resnet20", {"stage_sizes": (1, 1, 1), "shortcut": "B", "attn": "se"})])
+def test_zero_init_last_norm_makes_blocks_identity(name, kw):
+  model = create_model(name, zero_init_last_norm=True, **kw)
+  x = jax.random.normal(KEY, (2, 16, 16, 3))
+  v = model.init(KEY, x, train=False)
+  _, state = model.apply(v, x, train=False, capture_intermediates=True, mutable=["intermediates"])
+  inter = state["intermediates"]
+  blocks = [k for k in inter if k.startswith("layer")]
+  assert blocks
+  for k in blocks:
+    assert float(jnp.max(jnp.abs(inter[k]["conv2"]["__call__"][0]))) == 0.0
+  if kw.get("shortcut", "A") == "A":  # option A: block = relu(subsample + zero pad)
+    prev = inter["stem"]["__call__"][0]
+    for k in sorted(blocks, key=lambda s: (int(s[5]), int(s[7:]))):
+      out = inter[k]["__call__"][0]
+      s = prev.shape[1] // out.shape[1]
+      ref = jnp.pad(prev[:, ::s, ::s], ((0, 0),) * 3 + ((0, out.shape[-1] - prev.shape[-1]),))
+      np.testing.assert_allclose(out, ref, atol=1e-6)
+      prev = out
+
+
+@pytest.mark.parametrize("stride_in", ["paper", "v1.5"])
+def test_zero_init_bottleneck_is_projection_plus_relu(stride_in):
+  block = Bottleneck(32, strides=2, stride_in=stride_in, zero_init_last_norm=True)
+  x = jax.random.normal(KEY, (2, 8, 8, 16))
+  v = block.init(KEY, x, train=False)
+  y, state = block.apply(v, x, train=False, capture_intermediates=True, mutable=["intermediates"])
+  inter = state["intermediates"]
+  assert float(jnp.max(jnp.abs(inter["conv3"]["__call__"][0]))) == 0.0
+  np.testing.assert_allclose(y, jax.nn.relu(inter["shortcut"]["__call__"][0]), atol=1e-6)
+  assert y.shape == (2, 4, 4, 32)
+
+
+def test_batch_stats_change_only_in_train():
+  model = create_model("resnet20", stage_sizes=(1, 1, 1))
+  x = jax.random.normal(KEY, (4, 16, 16, 3))
+  v = model.init(KEY, x, train=False)
+  same = lambda a, b: all(bool(jnp.all(p == q)) for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  out_eval, st_eval = model.apply(v, x, train=False, mutable=["batch_stats"])
+  assert same(st_eval["batch_stats"], v["batch_stats"])
+  out_train, st_train = model.apply(v, x, train=True, mutable=["batch_stats"])
+  leaves = zip(jax.tree.leaves(st_train["batch_stats"]), jax.tree.leaves(v["batch_stats"]))
+  assert all(not bool(jnp.all(p == q)) for p, q in leaves)
+  assert not np.allclose(out_eval, out_train)
