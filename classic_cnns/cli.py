@@ -46,11 +46,25 @@ def _one_line_flag_error(e: Exception) -> str:
   return msg[0] if msg else type(e).__name__
 
 
+def _unknown_key_message(argv: list[str], key: str) -> str:
+  key = key.strip("\"' ")
+  for arg in argv:
+    name = arg.split("=", 1)[0]
+    if name.startswith("--config.") and key in name.split("."):
+      return f"unknown config key {name[2:]!r} (not in the config file's schema; see classic_cnns/config.py)"
+  return f"unknown config key {key!r}"
+
+
 def run(main) -> None:
   """app.run with flag-parsing errors reduced to one line."""
   def parse(argv):
     try:
       return flags.FLAGS(argv)
-    except (flags.Error, KeyError, AttributeError, ValueError, TypeError) as e:
+    except KeyError as e:
+      fail(_unknown_key_message(argv, str(e.args[0]) if e.args else ""))
+    except (flags.Error, AttributeError, ValueError, TypeError, OSError) as e:
+      cause = e.__cause__ or e.__context__
+      if isinstance(cause, KeyError):
+        fail(_unknown_key_message(argv, str(cause.args[0]) if cause.args else ""))
       fail(f"bad command line: {_one_line_flag_error(e)}")
   app.run(main, flags_parser=parse)

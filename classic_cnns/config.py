@@ -33,6 +33,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.name = "mnist"  # TFDS name (source=tfds); the embedded sample is MNIST
   c.data.path = ""  # .npz file (source=npz) or image-folder root (source=folder)
   c.data.data_dir = ""  # TFDS data_dir ("" = TFDS default)
+  c.data.download = True  # TFDS: download a dataset that is not prepared yet
   c.data.val_size = 0  # hold out this many training examples as the validation split
   c.data.pad_to = 0  # zero-pad images to this square size (LeNet: MNIST 28 -> 32, Sec. II.B)
   c.data.normalize = "channel"  # channel (mean/std of the training split) | none

@@ -31,7 +31,12 @@ def main(argv: list[str]) -> None:
   import jax
   from classic_cnns import train
   from classic_cnns.config import validate_config
-  config = _CONFIG.value
+  try:
+    config = _CONFIG.value
+    config.model  # config_flags defers a file's load error to the first access
+  except (OSError, ImportError, SyntaxError, AttributeError) as e:  # config file missing or broken
+    cli.fail(f"cannot load --config={flags.FLAGS['config'].serialize().split('=', 1)[-1]}: "
+             f"{' '.join(str(e).split())[:300]}")
   with cli.user_errors():
     validate_config(config, jax.device_count())
     result = train.train_and_evaluate(config, _WORKDIR.value)

@@ -227,7 +227,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   writer = MetricsWriter(workdir, start_step)
   say = print if jax.process_index() == 0 else (lambda *a, **k: None)
   say(f"model {config.model.name}: {n_params:,} params | data {ds.name}: {len(ds.train)} train, "
-      f"{len(eval_split)} {eval_name}, {len(ds.test)} test, image {ds.image_shape} -> {input_shape} | "
+      f"{len(ds.val) if ds.val is not None else 0} val, {len(ds.test)} test, image {ds.image_shape} -> {input_shape} | "
       f"{n_dev} device(s) {jax.devices()[0].platform}, batch {config.batch_size} | "
       f"{total_steps} steps ({total_steps / spe:.1f} epochs of {spe})", flush=True)
   if start_step:

@@ -77,8 +77,26 @@ def load_embedded() -> Dataset:
   return load_npz(EMBEDDED_PATH, name="mnist_sample")
 
 
-def load_tfds(name: str, data_dir: str = "") -> Dataset:
-  """Loads a whole TFDS dataset into memory through tf.data (small datasets: MNIST/CIFAR size)."""
+def _offline_message(name: str, where: str, why: str) -> str:
+  return (f"TFDS dataset {name!r} is not prepared under {where!r} and cannot be downloaded ({why}); "
+          f"use local data instead: --config.data.source=npz --config.data.path=FILE.npz, "
+          f"--config.data.source=folder --config.data.path=DIR, or --config.data.data_dir=DIR holding "
+          f"a prepared copy")
+
+
+def _download_host_reachable(timeout: float = 5.0) -> bool:
+  """TFDS retries a failing download for minutes; one quick connection attempt answers first."""
+  import socket
+  try:
+    socket.create_connection(("storage.googleapis.com", 443), timeout=timeout).close()
+    return True
+  except OSError:
+    return False
+
+
+def load_tfds(name: str, data_dir: str = "", download: bool = True) -> Dataset:
+  """Loads a whole TFDS dataset into memory through tf.data (small datasets: MNIST/CIFAR size).
+  A dataset not yet prepared under `data_dir` is downloaded when `download` and online."""
   import tensorflow as tf  # only here: the other sources must work without TensorFlow
   tf.config.set_visible_devices([], "GPU")  # never let TF take accelerator memory
   import tensorflow_datasets as tfds
@@ -86,20 +104,26 @@ def load_tfds(name: str, data_dir: str = "") -> Dataset:
     builder = tfds.builder(name, data_dir=data_dir or None)
   except Exception as e:  # DatasetNotFoundError and friends
     raise DatasetError(f"unknown TFDS dataset {name!r}: {str(e).splitlines()[0]}") from None
+  prepared = builder.is_prepared() if hasattr(builder, "is_prepared") else False
+  if not prepared:
+    if not download:
+      raise DatasetError(_offline_message(name, builder.data_dir, "config.data.download is False"))
+    if not _download_host_reachable():
+      raise DatasetError(_offline_message(name, builder.data_dir, "no network connection"))
   try:
     builder.download_and_prepare()
   except Exception as e:
-    raise DatasetError(
-        f"TFDS dataset {name!r} is not prepared under {builder.data_dir!r} and could not be downloaded "
-        f"({type(e).__name__}); offline, use local data instead: --config.data.source=npz "
-        f"--config.data.path=FILE.npz, --config.data.source=folder --config.data.path=DIR, or "
-        f"--config.data.data_dir=DIR holding a prepared copy") from None
+    why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:120]}" if str(e).strip() else type(e).__name__
+    raise DatasetError(_offline_message(name, builder.data_dir, why)) from None
   splits = {}
   for split in ("train", "test"):
-    if split not in builder.info.splits:
-      raise DatasetError(f"TFDS dataset {name!r} has no {split!r} split (has {list(builder.info.splits)})")
-    ds = builder.as_dataset(split=split, as_supervised=True, batch_size=-1)
-    x, y = tfds.as_numpy(ds)
+    try:
+      ds = builder.as_dataset(split=split, as_supervised=True).batch(10_000)
+    except Exception as e:  # e.g. a dataset without a "test" split
+      raise DatasetError(f"TFDS dataset {name!r}: cannot read split {split!r}: {str(e).splitlines()[0]}") from None
+    chunks = list(tfds.as_numpy(ds))  # (batch_size=-1 crashes TF under tfds.testing.mock_data)
+    x = np.concatenate([c[0] for c in chunks])
+    y = np.concatenate([c[1] for c in chunks])
     splits[split] = _as_split(x, y, f"tfds {name} {split}")
   label = builder.info.features["label"]
   return Dataset(name, splits["train"], splits["test"], label.num_classes, list(label.names))
@@ -163,7 +187,7 @@ def load_dataset(data_config, seed: int) -> Dataset:
   elif src == "npz":
     ds = load_npz(data_config.path)
   elif src == "tfds":
-    ds = load_tfds(data_config.name, data_config.data_dir)
+    ds = load_tfds(data_config.name, data_config.data_dir, data_config.download)
   elif src == "folder":
     ds = load_folder(data_config.path)
   else:

@@ -1,0 +1,67 @@
+"""The command line end to end, in subprocesses, as a user runs it."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_main(workdir, *overrides, env=None):
+  cmd = [sys.executable, "-m", "classic_cnns.main", "--config=configs/lenet5_mnist.py", f"--workdir={workdir}",
+         *overrides]
+  return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600,
+                        env={**os.environ, **(env or {})})
+
+
+def test_main_trains_writes_outputs_and_reports(tmp_path):
+  p = run_main(tmp_path, "--config.num_steps=60", "--config.log_every_steps=20", "--config.eval_every_steps=30")
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert "step 60/60" in p.stdout and "img/s" in p.stdout and "ETA" in p.stdout
+  final = [l for l in p.stdout.splitlines() if l.startswith("final test accuracy")]
+  assert final and "2000 test images" in final[0]
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["60"]
+  assert any(f.startswith("events") for f in os.listdir(tmp_path / "tensorboard"))
+  recs = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert {"train", "test", "test_final"} == {r["split"] for r in recs}
+  cfg = json.load(open(tmp_path / "config.json"))
+  assert cfg["num_steps"] == 60 and cfg["model"]["name"] == "lenet5"
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--config.optimizer.learning_rate=0.1"], "unknown config key 'config.optimizer.learning_rate'"),
+    (["--config.batch_size=abc"], "invalid literal"),
+    (["--config.model.name=lenet6"], "unknown model 'lenet6'; did you mean lenet5"),
+    (["--config.data.source=npz", "--config.data.path=/nonexistent.npz"], "npz file not found"),
+    (["--config.data.source=folder", "--config.data.path=/nonexistent_dir"], "image folder not found"),
+    (["--config.optimizer.name=lbfgs"], "optimizer.name"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, match):
+  p = run_main(tmp_path / "w", *args)
+  assert p.returncode == 2, (p.stdout[-500:], p.stderr[-2000:])
+  err = [l for l in p.stderr.splitlines() if l.startswith("error:")]
+  assert len(err) == 1 and match in err[0], p.stderr[-2000:]
+  assert "Traceback" not in p.stderr
+  assert not (tmp_path / "w" / "checkpoints").exists()
+
+
+def test_missing_config_file(tmp_path):
+  p = subprocess.run([sys.executable, "-m", "classic_cnns.main", "--config=configs/nope.py", f"--workdir={tmp_path}"],
+                     cwd=REPO, capture_output=True, text=True, timeout=120)
+  assert p.returncode == 2 and "cannot load --config=configs/nope.py" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_batch_not_divisible_by_devices(tmp_path):
+  p = run_main(tmp_path, "--config.batch_size=63",
+               env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+  assert p.returncode == 2 and "not divisible by the 2 devices" in p.stderr
+
+
+def test_two_devices_data_parallel(tmp_path):
+  """The same command on 2 (simulated) devices trains with the batch split over them."""
+  p = run_main(tmp_path, "--config.num_steps=40", "--config.log_every_steps=20",
+               env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+  assert p.returncode == 0, p.stderr[-2000:]
+  assert "2 device(s)" in p.stdout and "final test accuracy" in p.stdout

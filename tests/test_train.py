@@ -1,0 +1,106 @@
+"""The whole training loop on the embedded MNIST sample, in-process."""
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from classic_cnns import train
+from classic_cnns.config import validate_config
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs")
+
+
+def lenet_config(**overrides):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("lenet5_mnist", os.path.join(CONFIG_DIR, "lenet5_mnist.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  c = mod.get_config()
+  for k, v in overrides.items():
+    node = c
+    *path, leaf = k.split(".")
+    for p in path:
+      node = node[p]
+    node[leaf] = v
+  validate_config(c, jax.device_count())
+  return c
+
+
+def _read_jsonl(workdir):
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(l) for l in f]
+
+
+def test_lenet5_learns_the_embedded_sample(tmp_path):
+  """3 epochs of the main job's recipe: a real accuracy threshold on 2,000 held-out MNIST digits."""
+  c = lenet_config(num_epochs=3.0, eval_every_epochs=1.0)
+  result = train.train_and_evaluate(c, str(tmp_path))
+  assert result.test["count"] == 2000
+  assert result.test["top1"] >= 0.95, result.test
+  records = _read_jsonl(tmp_path)
+  assert [r["split"] for r in records if r["split"] != "train"] == ["test", "test", "test_final"]
+  assert os.listdir(tmp_path / "tensorboard")
+  assert json.load(open(tmp_path / "classes.json")) == [str(i) for i in range(10)]
+
+
+def _params(workdir, config):
+  """Final parameters as restored from the last checkpoint."""
+  from classic_cnns import checkpoint
+  ck = checkpoint.Checkpointer(str(workdir), 1, 3)
+  step = ck.steps()[-1]
+  import orbax.checkpoint as ocp
+  restored = ck.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  ck.close()
+  return restored["state"]["params"], step
+
+
+def test_resume_continues_exactly(tmp_path):
+  """A run stopped at step 30 and rerun to 50 equals an uninterrupted 50-step run, bit for bit."""
+  common = dict(num_steps=50, log_every_steps=10, eval_every_steps=20, checkpoint_every_steps=10,
+                **{"schedule.name": "constant", "data.val_size": 500})
+  full = tmp_path / "full"
+  train.train_and_evaluate(lenet_config(**common), str(full))
+  part = tmp_path / "part"
+  train.train_and_evaluate(lenet_config(**{**common, "num_steps": 30}), str(part))
+  r = train.train_and_evaluate(lenet_config(**common), str(part))
+  assert r.final_step == 50
+  p_full, s1 = _params(full, None)
+  p_part, s2 = _params(part, None)
+  assert s1 == s2 == 50
+  for a, b in zip(jax.tree.leaves(p_full), jax.tree.leaves(p_part)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  full_records = [r for r in _read_jsonl(full) if r["split"] != "test_final"]
+  part_records = [r for r in _read_jsonl(part) if r["split"] != "test_final"]
+  # The 30-step run's own final eval/test lines are replaced by the resumed run's.
+  assert [r for r in full_records if r["split"] == "train"] == [r for r in part_records if r["split"] == "train"]
+
+
+def test_rerun_of_a_finished_run_does_not_train_again(tmp_path):
+  c = lenet_config(num_steps=20, log_every_steps=10, checkpoint_every_steps=10)
+  train.train_and_evaluate(c, str(tmp_path))
+  mtime = os.path.getmtime(tmp_path / "checkpoints" / "20")
+  r = train.train_and_evaluate(c, str(tmp_path))
+  assert r.final_step == 20 and os.path.getmtime(tmp_path / "checkpoints" / "20") == mtime
+
+
+def test_workdir_of_another_model_is_refused(tmp_path):
+  from classic_cnns.config import ConfigError
+  train.train_and_evaluate(lenet_config(num_steps=10, log_every_steps=5), str(tmp_path))
+  with pytest.raises(ConfigError, match="holds a run of model 'lenet5'"):
+    train.train_and_evaluate(lenet_config(num_steps=10, **{"model.name": "lenet5_lecun"}), str(tmp_path))
+
+
+def test_divergence_stops_with_a_clear_message(tmp_path):
+  c = lenet_config(num_steps=20, log_every_steps=5, **{"optimizer.name": "sgd", "optimizer.lr": 1e12,
+                                                       "model.act": "relu"})
+  with pytest.raises(train.TrainingDivergedError, match="lower config.optimizer.lr"):
+    train.train_and_evaluate(c, str(tmp_path))
+
+
+def test_lecun_variant_trains(tmp_path):
+  c = lenet_config(num_steps=150, log_every_steps=50, **{"model.name": "lenet5_lecun", "model.num_classes": 10,
+                                                         "optimizer.lr": 0.002})
+  r = train.train_and_evaluate(c, str(tmp_path))
+  assert r.test["top1"] > 0.8, r.test
