@@ -27,7 +27,7 @@ class MetricsWriter:
     if os.path.exists(self.path):
       with open(self.path) as f:
         kept = [l for l in f if l.strip() and json.loads(l)["step"] <= resume_step
-                and json.loads(l)["split"] != "test_final"]
+                and not json.loads(l)["split"].endswith("_final")]
     with open(self.path, "w") as f:
       f.writelines(kept)
     from tensorboardX import SummaryWriter

@@ -198,6 +198,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   total_steps = config.num_steps if config.num_steps > 0 else int(round(config.num_epochs * spe))
   eval_every = config.eval_every_steps if config.eval_every_steps > 0 else max(int(round(config.eval_every_epochs * spe)), 1)
   eval_split, eval_name = (ds.val, "val") if ds.val is not None else (ds.test, "test")
+  # The final numbers are on the test split; a train-only image folder has none, then on val.
+  final_split, final_name = (ds.test, "test") if ds.test is not None else (ds.val, "val")
   eval_bs = -(-config.eval_batch_size // n_dev) * n_dev
 
   # Model, optimizer, state.
@@ -227,7 +229,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   writer = MetricsWriter(workdir, start_step)
   say = print if jax.process_index() == 0 else (lambda *a, **k: None)
   say(f"model {config.model.name}: {n_params:,} params | data {ds.name}: {len(ds.train)} train, "
-      f"{len(ds.val) if ds.val is not None else 0} val, {len(ds.test)} test, image {ds.image_shape} -> {input_shape} | "
+      f"{len(ds.val) if ds.val is not None else 0} val, {len(ds.test) if ds.test is not None else 0} test, image {ds.image_shape} -> {input_shape} | "
       f"{n_dev} device(s) {jax.devices()[0].platform}, batch {config.batch_size} | "
       f"{total_steps} steps ({total_steps / spe:.1f} epochs of {spe})", flush=True)
   if start_step:
@@ -274,14 +276,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
         say(f"stopped by signal {stop_signal[0]} at step {done}; checkpoint saved in {ckpt.directory}; "
             f"rerun the same command to resume", flush=True)
         return RunResult(done, {}, interrupted=stop_signal[0])
-    test = evaluate(eval_step, state, ds.test, eval_bs, mesh)
-    writer.write(total_steps, "test_final", test)
+    test = evaluate(eval_step, state, final_split, eval_bs, mesh)
+    writer.write(total_steps, f"{final_name}_final", test)
   finally:
     for s, h in handlers.items():
       signal.signal(s, h)
     ckpt.close()
     writer.close()
-  say(f"final test accuracy: {100 * test['top1']:.2f}% top-1, {100 * test['top5']:.2f}% top-5, "
-      f"loss {test['loss']:.4f} on {int(test['count'])} test images (step {total_steps}, "
+  say(f"final {final_name} accuracy: {100 * test['top1']:.2f}% top-1, {100 * test['top5']:.2f}% top-5, "
+      f"loss {test['loss']:.4f} on {int(test['count'])} {final_name} images (step {total_steps}, "
       f"{format_duration(time.perf_counter() - t0)} wall time in this run)", flush=True)
   return RunResult(total_steps, test)

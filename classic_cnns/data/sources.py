@@ -36,7 +36,7 @@ class Split:
 class Dataset:
   name: str
   train: Split
-  test: Split
+  test: Split | None  # None: a train-only folder; evaluate on the held-out validation split
   num_classes: int
   class_names: list[str]
   val: Split | None = None
@@ -158,10 +158,7 @@ def load_folder(root: str) -> Dataset:
   train = read("train")
   if train is None:
     raise DatasetError(f"no images (*.jpg, *.jpeg, *.png) under {root}/train/<class>/")
-  test = read("test") or read("val")
-  if test is None:
-    raise DatasetError(f"{root} has no test/ or val/ split with images; hold out validation with "
-                       f"config.data.val_size and point config.data.path at a root with a test split")
+  test = read("test") or read("val")  # None for a train-only tree: hold out config.data.val_size
   return Dataset(os.path.basename(os.path.normpath(root)), train, test, len(classes), classes)
 
 
@@ -192,4 +189,7 @@ def load_dataset(data_config, seed: int) -> Dataset:
     ds = load_folder(data_config.path)
   else:
     raise DatasetError(f"unknown data source {src!r}")
+  if ds.test is None and data_config.val_size <= 0:
+    raise DatasetError(f"{data_config.path} has only a train split; hold out validation data with "
+                       f"config.data.val_size (e.g. 5000 for CIFAR-10, ResNet Sec. 4.2)")
   return hold_out_validation(ds, data_config.val_size, seed)

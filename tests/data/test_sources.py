@@ -80,6 +80,21 @@ def test_image_folder(tmp_path):
   assert list(ds.train.labels) == [0, 0, 0, 1, 1, 1] and len(ds.test) == 4
 
 
+def test_train_only_folder_needs_validation_hold_out(tmp_path):
+  from PIL import Image
+  import ml_collections
+  for cls in ("a", "b"):
+    (tmp_path / "train" / cls).mkdir(parents=True)
+    for i in range(5):
+      Image.fromarray(np.full((4, 4, 3), i, np.uint8)).save(tmp_path / "train" / cls / f"{i}.jpg")
+  cfg = ml_collections.ConfigDict({"source": "folder", "path": str(tmp_path), "val_size": 0})
+  with pytest.raises(DatasetError, match="only a train split"):
+    sources.load_dataset(cfg, seed=0)
+  cfg.val_size = 4
+  ds = sources.load_dataset(cfg, seed=0)
+  assert ds.test is None and len(ds.val) == 4 and len(ds.train) == 6
+
+
 def test_image_folder_without_images(tmp_path):
   (tmp_path / "train" / "cat").mkdir(parents=True)
   with pytest.raises(DatasetError, match="no images"):
