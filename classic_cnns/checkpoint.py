@@ -24,6 +24,7 @@ class Checkpointer:
   def __init__(self, workdir: str, every_steps: int, keep: int):
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self.every_steps = every_steps
+    self.unreadable: set[int] = set()  # found corrupt on restore; replaced when that step is saved again
     self.manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
@@ -35,7 +36,10 @@ class Checkpointer:
   def maybe_save(self, step: int, state: Any, meta: dict, force: bool = False) -> bool:
     if not force and step % self.every_steps:
       return False
-    if step in self.manager.all_steps():
+    if step in self.unreadable:
+      self.manager.delete(step)  # replaced by the new save below, never deleted without one
+      self.unreadable.discard(step)
+    elif step in self.manager.all_steps():
       return False
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                     meta=ocp.args.JsonSave(meta)), force=True)
@@ -51,6 +55,7 @@ class Checkpointer:
         return restored["state"], dict(restored["meta"])
       except Exception as e:  # pylint: disable=broad-except
         msg = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        self.unreadable.add(step)
         logging.warning("checkpoint at step %d is unreadable (%s); trying an older one", step, msg)
         print(f"warning: checkpoint {self.directory}/{step} is unreadable ({msg}); trying an older one",
               flush=True)

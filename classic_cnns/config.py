@@ -73,6 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
   # (the papers' multi-GPU runs), or ghost batches of `ghost_batch_size`.
   c.bn = ml_collections.ConfigDict({"stats": "global", "ghost_batch_size": 0})
 
+  c.skip_nonfinite_steps = False  # True: an update with NaN/Inf loss or gradients is skipped, not fatal
   c.log_every_steps = 50
   c.eval_every_epochs = 1.0
   c.eval_every_steps = -1  # > 0 overrides eval_every_epochs

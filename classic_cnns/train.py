@@ -126,10 +126,15 @@ def make_train_step(model: nn.Module, config: ml_collections.ConfigDict, prep: a
 
     (loss, (data_loss, logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    ok = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+    if config.skip_nonfinite_steps:  # keep the previous state; the step counter (data order) advances
+      kept = state.replace(step=new_state.step)
+      new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, kept)
     metrics = {"loss": data_loss, "total_loss": loss,
                "top1": topk_correct(logits, labels, 1).mean(),
                "top5": topk_correct(logits, labels, 5).mean(),
                "lr": schedule(state.step),
+               "skipped": 1.0 - ok.astype(jnp.float32),
                "finite": jnp.isfinite(loss) & jnp.all(jnp.array(
                    [jnp.all(jnp.isfinite(p)) for p in jax.tree.leaves(new_state.params)]))}
     return new_state, metrics
@@ -170,8 +175,17 @@ class RunResult:
   interrupted: int = 0  # signal number when stopped by SIGTERM/SIGINT
 
 
-def _check_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Refuses a workdir that holds a run of a different model (its checkpoints would not fit)."""
+def _summarise(step_metrics: list[dict[str, np.ndarray]]) -> tuple[dict[str, float], int, bool]:
+  """Mean of each metric over the logged steps (skipped steps excluded), #skipped, params finite."""
+  kept = [m for m in step_metrics if m["skipped"] == 0] or step_metrics
+  values = {k: float(np.mean([m[k] for m in kept])) for k in kept[0] if k not in ("skipped", "finite")}
+  skipped = int(sum(m["skipped"] for m in step_metrics))
+  return values, skipped, all(bool(m["finite"]) for m in step_metrics)
+
+
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Creates `workdir` and checks it is writable; refuses one holding a run of another model
+  (its checkpoints would not fit). Touches no existing checkpoint."""
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path) and os.path.isdir(os.path.join(workdir, "checkpoints")):
     with open(path) as f:
@@ -179,13 +193,20 @@ def _check_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
     if previous != config.model.name:
       raise ConfigError(f"workdir {workdir} holds a run of model {previous!r}, not {config.model.name!r}; "
                         f"use another --workdir")
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write_test_{os.getpid()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise ConfigError(f"workdir {workdir} is not writable: {e.strerror or e}") from None
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
   mesh = parallel.make_mesh()
   n_dev = jax.device_count()
-  os.makedirs(workdir, exist_ok=True)
-  _check_workdir(workdir, config)
+  prepare_workdir(workdir, config)
 
   # Data: in-memory uint8 splits; preprocessing + augmentation run inside the jitted step.
   ds = sources.load_dataset(config.data, config.seed)
@@ -204,14 +225,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
 
   # Model, optimizer, state.
   dtype = jnp.dtype(config.get("dtype", "float32"))
-  model = build_model(config, n_dev)
   h, w, c = ds.image_shape
-  side = max(config.data.pad_to, h)
-  input_shape = (side, max(config.data.pad_to, w), c)
+  input_shape = (max(config.data.pad_to, h), max(config.data.pad_to, w), c)
+  try:  # model options are checked abstractly (no compilation) before anything runs
+    model = build_model(config, n_dev)
+    abstract_params = jax.eval_shape(lambda: model.init(
+        {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+        jnp.zeros((1,) + input_shape), train=False))["params"]
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f"config.model {config.model.name!r} cannot be built for input {input_shape}: "
+                      f"{' '.join(str(e).split())[:300]}") from None
   schedule = optim.make_schedule(config, spe, total_steps)
-  abstract_params = jax.eval_shape(lambda: model.init(
-      {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
-      jnp.zeros((1,) + input_shape), train=False))["params"]
   tx = optim.make_optimizer(config, schedule, abstract_params)
   state = create_train_state(model, tx, input_shape, config.seed, mesh)
   n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
@@ -253,14 +277,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
       pending.append(metrics)
       done = step + 1
       if done % config.log_every_steps == 0 or done == total_steps:
-        values = {k: float(np.mean([m[k] for m in jax.device_get(pending)])) for k in pending[0]}
-        finite = values.pop("finite") == 1.0
+        values, skipped, params_finite = _summarise(jax.device_get(pending))
         pending = []
-        if not finite or not np.isfinite(values["loss"]):
+        if skipped:
+          say(f"warning: skipped {skipped} update(s) with NaN/Inf loss or gradients in steps "
+              f"{done - config.log_every_steps + 1}-{done}", flush=True)
+        if not params_finite or not np.isfinite(values["loss"]):
           raise TrainingDivergedError(
               f"loss or parameters became NaN/Inf by step {done} (lr {values['lr']:.4g}); "
-              f"lower config.optimizer.lr or add warmup (config.schedule.warmup); "
-              f"the last good checkpoint is kept in {ckpt.directory}")
+              f"lower config.optimizer.lr or add warmup (config.schedule.warmup), or set "
+              f"config.skip_nonfinite_steps=True; the last good checkpoint is kept in {ckpt.directory}")
         rates = progress.rates(done)
         writer.write(done, "train", values, extra_tb=rates)
         progress.line(done, values, rates)
