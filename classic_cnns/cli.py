@@ -60,11 +60,11 @@ def run(main) -> None:
   def parse(argv):
     try:
       return flags.FLAGS(argv)
-    except KeyError as e:
+    except (KeyError, AttributeError) as e:  # ml_collections: a key not in the locked config
       fail(_unknown_key_message(argv, str(e.args[0]) if e.args else ""))
-    except (flags.Error, AttributeError, ValueError, TypeError, OSError) as e:
+    except (flags.Error, ValueError, TypeError, OSError) as e:
       cause = e.__cause__ or e.__context__
-      if isinstance(cause, KeyError):
+      if isinstance(cause, (KeyError, AttributeError)):
         fail(_unknown_key_message(argv, str(cause.args[0]) if cause.args else ""))
       fail(f"bad command line: {_one_line_flag_error(e)}")
   app.run(main, flags_parser=parse)

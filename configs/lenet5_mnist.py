@@ -4,7 +4,8 @@ LeNet-5 (LeCun et al. 1998) on MNIST. Default: the modern `lenet5` (sigmoid, 61,
 MNIST sample embedded in the package (10k train / 2k test; no download), so it runs anywhere.
 
 Variants:
-  --config.model.name=lenet5_lecun           the 1998 network (sparse C3, RBF output, scaled tanh)
+  --config.model.name=lenet5_lecun --config.model.act=scaled_tanh   the 1998 network (sparse C3, RBF output)
+  --config.model.act=relu                    activation ablation (AlexNet Fig. 1 style)
   --config.data.source=npz --config.data.path=../shared/datasets/mnist.npz   full MNIST (60k/10k)
   --config.data.source=tfds --config.data.name=mnist                          TFDS (needs a download)
 
@@ -21,6 +22,7 @@ def get_config():
   c = base_config()
   c.model.name = "lenet5"
   c.model.num_classes = 10
+  c.model.act = "sigmoid"  # LeNet5 field: sigmoid | tanh | relu | scaled_tanh (lenet5_lecun: scaled_tanh)
   c.data.source = "embedded"
   c.data.pad_to = 32
   c.batch_size = 64

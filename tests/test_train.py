@@ -100,7 +100,7 @@ def test_divergence_stops_with_a_clear_message(tmp_path):
 
 
 def test_lecun_variant_trains(tmp_path):
-  c = lenet_config(num_steps=150, log_every_steps=50, **{"model.name": "lenet5_lecun", "model.num_classes": 10,
+  c = lenet_config(num_steps=150, log_every_steps=50, **{"model.name": "lenet5_lecun", "model.act": "scaled_tanh",
                                                          "optimizer.lr": 0.002})
   r = train.train_and_evaluate(c, str(tmp_path))
   assert r.test["top1"] > 0.8, r.test
