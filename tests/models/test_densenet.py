@@ -1,0 +1,181 @@
+"""DenseNet family: exact counts (Table 1 / Table 2), shapes, train/eval, channel bookkeeping."""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from classic_cnns.models import create_model, list_models, model_info
+from classic_cnns.models.densenet import DenseNet
+from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count,
+                                  count_params)
+
+NAMES = list_models("densenet")
+TINY = dict(growth_rate=4, block_config=(2, 2), stem="cifar", num_classes=10)
+
+
+@functools.lru_cache(maxsize=None)
+def _abstract(name: str):
+  """eval_shape'd variables at the registered input size, traced once per name for this file."""
+  return abstract_variables(name)
+
+
+def _init(model, x):
+  return model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=False)
+
+
+def _apply(model, variables, x, train, key=0):
+  return model.apply(variables, x, train=train, rngs={"dropout": jax.random.PRNGKey(key)},
+                     mutable=["batch_stats"])
+
+
+def test_all_variants_registered():
+  assert set(NAMES) == {"densenet121", "densenet169", "densenet201", "densenet161", "densenet264",
+                        "densenet_bc_100_12", "densenet40_k12", "densenet100_k12", "densenet100_k24",
+                        "densenet_bc_250_24", "densenet_bc_190_40"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_exact_param_count(name):
+  got, want = count_params(_abstract(name)["params"]), model_info(name).paper_params
+  assert got == want, f"{name}: {got:,} params, reference {want:,}"
+
+
+def test_group_norm_keeps_param_count():
+  assert_exact_param_count("densenet121", norm="group")
+
+
+@pytest.mark.parametrize("name,shape", [("densenet121", (2, 1000)), ("densenet_bc_100_12", (2, 10))])
+def test_output_shape(name, shape):
+  out = abstract_output(name)
+  assert out.shape == shape
+
+
+def test_num_classes_override():
+  info = model_info("densenet40_k12")
+  params = abstract_variables("densenet40_k12", num_classes=100)["params"]
+  assert params["classifier"]["kernel"].shape == (16 + 3 * 12 * 12, 100)
+  assert count_params(params) == info.paper_params + 90 * 449
+
+
+@pytest.mark.parametrize("name,stem,k,blocks,theta", [
+    ("densenet121", 64, 32, (6, 12, 24, 16), 0.5),
+    ("densenet161", 96, 48, (6, 12, 36, 24), 0.5),
+    ("densenet40_k12", 16, 12, (12, 12, 12), 1.0),
+    ("densenet_bc_100_12", 24, 12, (16, 16, 16), 0.5),
+])
+def test_channel_bookkeeping(name, stem, k, blocks, theta):
+  """Each transition sees (its input) + layers * k channels and emits floor(theta * that)."""
+  params = _abstract(name)["params"]
+  assert params["stem_conv"]["kernel"].shape[-1] == stem
+  c = stem
+  for i, n in enumerate(blocks):
+    c += n * k
+    name_in = f"transition{i + 1}" if i + 1 < len(blocks) else "final_norm"
+    if i + 1 < len(blocks):
+      kernel = params[name_in]["conv"]["kernel"]
+      assert kernel.shape[2] == c, (name_in, kernel.shape, c)
+      c = int(theta * c)
+      assert kernel.shape[3] == c
+    else:
+      assert params["final_norm"]["scale"].shape == (c,)
+  # inside a block, layer j sees c_in + (j - 1) * k channels
+  assert params["block1_layer3"]["norm1"]["scale"].shape == (stem + 2 * k,)
+
+
+def test_bottleneck_layout():
+  params = _abstract("densenet_bc_100_12")["params"]
+  layer = params["block2_layer1"]
+  # block 2 starts from the compressed (24 + 16 * 12) / 2 = 108 channels; bottleneck width 4k = 48
+  assert layer["conv1"]["kernel"].shape == (1, 1, 108, 48)
+  assert layer["conv2"]["kernel"].shape == (3, 3, 48, 12)
+  plain = _abstract("densenet40_k12")["params"]["block1_layer1"]
+  assert set(plain) == {"norm1", "conv2"} and plain["conv2"]["kernel"].shape == (3, 3, 16, 12)
+
+
+# The runtime tests share one tiny net (2 blocks of 2 bottleneck layers, k=4, 16x16 input) and
+# four compilations: init, train-mode value+grad (plain and memory-efficient), eval forward. Keys
+# use the "rbg" PRNG: threefry dropout masks dominate CPU compile time otherwise.
+def _key(seed):
+  return jax.random.key(seed, impl="rbg")
+
+
+X = np.random.RandomState(0).randn(2, 16, 16, 3).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  """variables, and jitted (params, batch_stats, seed) -> ((loss, (logits, state)), grads)."""
+  plain = DenseNet(**TINY, dropout=0.2)
+  variables = jax.jit(lambda x: plain.init({"params": _key(0), "dropout": _key(1)}, x, train=False))(X)
+
+  def grad_fn(model):
+    @jax.jit
+    def loss_and_grad(p, stats, seed):
+      def loss_fn(p):
+        logits, state = model.apply({"params": p, "batch_stats": stats}, X, train=True,
+                                    rngs={"dropout": _key(seed)}, mutable=["batch_stats"])
+        return jnp.mean(jax.nn.logsumexp(logits, -1) - logits[:, 0]), (logits, state)
+      return jax.value_and_grad(loss_fn, has_aux=True)(p)
+    return loss_and_grad
+
+  return variables, grad_fn(plain), grad_fn(DenseNet(**TINY, dropout=0.2, memory_efficient=True))
+
+
+def test_forward_backward_finite(tiny):
+  variables, train_step, _ = tiny
+  (loss, _), grads = train_step(variables["params"], variables["batch_stats"], 2)
+  assert np.isfinite(float(loss))
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+
+
+def test_memory_efficient_is_identical(tiny):
+  variables, train_step, remat_step = tiny
+  v2 = jax.eval_shape(lambda: DenseNet(**TINY, memory_efficient=True).init(
+      {"params": _key(0), "dropout": _key(1)}, X, train=False))
+  assert jax.tree.structure(variables) == jax.tree.structure(v2)  # same variable names
+  stats = variables["batch_stats"]
+  jaxpr = str(jax.make_jaxpr(lambda p: remat_step.__wrapped__(p, stats, 2))(variables["params"]))
+  assert "remat" in jaxpr or "checkpoint" in jaxpr  # the dense layers are rematerialised
+  (l1, (o1, s1)), g1 = train_step(variables["params"], variables["batch_stats"], 2)
+  (l2, (o2, s2)), g2 = remat_step(variables["params"], variables["batch_stats"], 2)
+  np.testing.assert_allclose(o1, o2, rtol=1e-6, atol=1e-6)  # same dropout masks, same outputs
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), g1, g2)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), s1, s2)
+
+
+def test_train_eval_dropout_and_batch_stats(tiny):
+  variables, train_step, _ = tiny
+  stats = variables["batch_stats"]
+  (_, (t1, s1)), _ = train_step(variables["params"], stats, 1)
+  (_, (t2, _)), _ = train_step(variables["params"], stats, 2)
+  assert not np.allclose(t1, t2)  # dropout active in train: the mask follows the rng
+  model = DenseNet(**TINY, dropout=0.2)
+  evaluate = jax.jit(lambda v, seed: model.apply(v, X, train=False, rngs={"dropout": _key(seed)},
+                                                 mutable=["batch_stats"]))
+  e1, s_eval = evaluate(variables, 1)
+  e2, _ = evaluate(variables, 2)
+  np.testing.assert_array_equal(e1, e2)  # and off in eval
+  changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), stats, s1["batch_stats"])
+  assert all(jax.tree.leaves(changed))  # every BN updated its running statistics in train
+  same = jax.tree.map(lambda a, b: bool(jnp.all(a == b)), stats, s_eval["batch_stats"])
+  assert all(jax.tree.leaves(same))  # and none in eval
+
+
+def test_imagenet_stem_tiny_shape():
+  model = DenseNet(growth_rate=4, block_config=(1, 1), stem="imagenet", num_classes=5)
+  x = jnp.ones((2, 32, 32, 3))
+  variables = jax.eval_shape(lambda: _init(model, x))
+  assert variables["params"]["stem_conv"]["kernel"].shape == (7, 7, 3, 8)
+  out, _ = jax.eval_shape(lambda v: _apply(model, v, x, False), variables)
+  assert out.shape == (2, 5)
+
+
+def test_unknown_stem_and_option_rejected():
+  with pytest.raises(ValueError):
+    create_model("densenet121", not_an_option=1)
+  with pytest.raises(ValueError):
+    jax.eval_shape(lambda: _init(DenseNet(**{**TINY, "stem": "bogus"}), jnp.ones((1, 32, 32, 3))))
