@@ -40,7 +40,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.on_device = True  # keep the uint8 arrays on the accelerator, gather batches in jit
   c.data.augment = ml_collections.ConfigDict({"flip": False, "crop_padding": 0})
 
-  c.batch_size = 128  # global batch, split over all devices
+  c.batch_size = 128  # global batch per optimizer step, split over all devices
+  c.accum_steps = 1  # gradient accumulation: the batch is processed in this many micro-batches
+  c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params, optimizer state, BN stats stay float32)
   c.eval_batch_size = 1000
   c.num_epochs = 10.0
   c.num_steps = -1  # > 0 overrides num_epochs
@@ -116,14 +118,19 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   if config.batch_size % num_devices:
     raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the "
                       f"{num_devices} devices; use a multiple of {num_devices}")
+  if config.accum_steps < 1 or config.batch_size % (num_devices * config.accum_steps):
+    raise ConfigError(f"config.batch_size={config.batch_size} must be divisible by devices x accum_steps "
+                      f"= {num_devices} x {config.accum_steps}")
+  _choice(config.dtype, ("float32", "bfloat16"), "dtype")
   if config.optimizer.lr <= 0:
     raise ConfigError(f"config.optimizer.lr must be positive, got {config.optimizer.lr}")
   if not 0 <= config.loss.label_smoothing < 1:
     raise ConfigError(f"config.loss.label_smoothing must be in [0, 1), got {config.loss.label_smoothing}")
   if config.bn.stats == "ghost":
     g = config.bn.ghost_batch_size
-    if g <= 0 or config.batch_size % g:
-      raise ConfigError(f"config.bn.ghost_batch_size={g} must be positive and divide batch_size={config.batch_size}")
+    micro = config.batch_size // max(config.accum_steps, 1)
+    if g <= 0 or micro % g:
+      raise ConfigError(f"config.bn.ghost_batch_size={g} must be positive and divide the (micro-)batch {micro}")
   if config.schedule.name == "multistep" and not config.schedule.boundaries:
     raise ConfigError("schedule.name='multistep' needs config.schedule.boundaries")
   if config.schedule.name == "step" and config.schedule.step_size <= 0:

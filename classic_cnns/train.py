@@ -37,8 +37,9 @@ class TrainingDivergedError(RuntimeError):
 
 # ----------------------------------------------------------------------------- model
 def bn_virtual_batch_size(config: ml_collections.ConfigDict, num_devices: int) -> int | None:
+  """Examples per BatchNorm statistics group in one forward pass (a micro-batch when accumulating)."""
   if config.bn.stats == "per_device":
-    return config.batch_size // num_devices
+    return config.batch_size // (num_devices * config.accum_steps)
   if config.bn.stats == "ghost":
     return config.bn.ghost_batch_size
   return None
@@ -57,6 +58,8 @@ def build_model(config: ml_collections.ConfigDict, num_devices: int = 1) -> nn.M
     kw["attn"] = AttnSpec(kw["attn"], reduction=reduction)
   elif "attn" in kw:
     kw["attn"] = None
+  if config.dtype != "float32":  # mixed precision: compute dtype; params, optimizer, BN stats stay float32
+    kw["dtype"] = jnp.dtype(config.dtype)
   return create_model(name, **kw)
 
 
@@ -106,14 +109,11 @@ def make_train_step(model: nn.Module, config: ml_collections.ConfigDict, prep: a
                     schedule: optax.Schedule, dtype):
   l2 = optim.uses_l2_loss(config)
 
-  def train_step(state: TrainState, batch: dict[str, jax.Array]):
-    step_key = jax.random.fold_in(state.rng, state.step)
-    aug_key, dropout_key = jax.random.split(step_key)
-    images = augment.preprocess(batch["image"], prep, train=True, rng=aug_key, dtype=dtype)
-    labels = batch["label"]
+  accum = config.accum_steps
 
+  def grads_of(params, batch_stats, images, labels, dropout_key):
     def loss_fn(params):
-      out, new_vars = model.apply({"params": params, "batch_stats": state.batch_stats}, images,
+      out, new_vars = model.apply({"params": params, "batch_stats": batch_stats}, images,
                                   train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
       logits, aux = split_aux(out)
       data_loss = cross_entropy(logits, labels, config.loss.label_smoothing).mean()
@@ -122,9 +122,36 @@ def make_train_step(model: nn.Module, config: ml_collections.ConfigDict, prep: a
       loss = data_loss + config.loss.aux_weight * aux_loss
       if l2:
         loss = loss + config.optimizer.weight_decay * optim.l2_penalty(params, config.optimizer.decay_mask)
-      return loss, (data_loss, logits, new_vars.get("batch_stats", {}))
+      return loss, (data_loss, logits.astype(jnp.float32), new_vars.get("batch_stats", {}))
 
-    (loss, (data_loss, logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (data_loss, logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    return grads, loss, data_loss, logits, new_stats
+
+  def train_step(state: TrainState, batch: dict[str, jax.Array]):
+    step_key = jax.random.fold_in(state.rng, state.step)
+    aug_key, dropout_key = jax.random.split(step_key)
+    images = augment.preprocess(batch["image"], prep, train=True, rng=aug_key, dtype=dtype)
+    labels = batch["label"]
+    if accum == 1:
+      grads, loss, data_loss, logits, batch_stats = grads_of(state.params, state.batch_stats, images, labels,
+                                                             dropout_key)
+    else:
+      # Gradient accumulation: `accum` micro-batches, rows strided (i, i+accum, ...) so that every
+      # micro-batch spans all devices; gradients averaged = one step on the whole batch (without BN).
+      micro = lambda x: x.reshape((x.shape[0] // accum, accum) + x.shape[1:]).swapaxes(0, 1)
+
+      def body(carry, xs):
+        grad_sum, stats = carry
+        imgs, lbls, i = xs
+        g, l, dl, lg, stats = grads_of(state.params, stats, imgs, lbls, jax.random.fold_in(dropout_key, i))
+        return (jax.tree.map(jnp.add, grad_sum, g), stats), (l, dl, lg)
+
+      zeros = jax.tree.map(jnp.zeros_like, state.params)
+      (grads, batch_stats), (losses, data_losses, logits) = jax.lax.scan(
+          body, (zeros, state.batch_stats), (micro(images), micro(labels), jnp.arange(accum)))
+      grads = jax.tree.map(lambda g: g / accum, grads)
+      loss, data_loss = losses.mean(), data_losses.mean()
+      logits = logits.swapaxes(0, 1).reshape((labels.shape[0],) + logits.shape[2:])
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
     ok = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
     if config.skip_nonfinite_steps:  # keep the previous state; the step counter (data order) advances
@@ -224,7 +251,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   eval_bs = -(-config.eval_batch_size // n_dev) * n_dev
 
   # Model, optimizer, state.
-  dtype = jnp.dtype(config.get("dtype", "float32"))
+  dtype = jnp.dtype(config.dtype)
   h, w, c = ds.image_shape
   input_shape = (max(config.data.pad_to, h), max(config.data.pad_to, w), c)
   try:  # model options are checked abstractly (no compilation) before anything runs
