@@ -6,6 +6,10 @@
 Any config field can be overridden with --config.a.b=value; unknown keys and values of the wrong
 type are rejected. Rerunning the same command resumes from the newest checkpoint in --workdir.
 Bad input ends with one line on stderr and exit status 2.
+
+Multi-host: run the same command on every host with --coordinator_address=HOST0:PORT
+--num_processes=N --process_id=I (or in an environment JAX detects, e.g. SLURM or Cloud TPU); each
+process feeds its own slice of every global batch, only process 0 writes logs and metrics.
 """
 from __future__ import annotations
 
@@ -19,6 +23,10 @@ from classic_cnns import cli
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and TensorBoard files.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "Multi-host: host:port of process 0 (or set JAX's cluster environment).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -29,7 +37,8 @@ def main(argv: list[str]) -> None:
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
   import jax
-  from classic_cnns import train
+  from classic_cnns import parallel, train
+  parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   from classic_cnns.config import validate_config
   try:
     config = _CONFIG.value

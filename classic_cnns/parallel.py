@@ -13,6 +13,18 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 DATA_AXIS = "data"
 
 
+def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
+                           process_id: int | None = None) -> None:
+  """`jax.distributed.initialize` from flags (or JAX's cluster auto-detection when
+  JAX_COORDINATOR_ADDRESS etc. are set). CPU processes talk through gloo collectives."""
+  import os
+  explicit = coordinator_address is not None
+  if not explicit and "JAX_COORDINATOR_ADDRESS" not in os.environ:
+    return  # single process
+  jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address, num_processes, process_id)
+
+
 def make_mesh(devices=None) -> Mesh:
   """A 1-D mesh over `devices` (default: every device of every process)."""
   # Auto axes: shardings are given at jit boundaries and propagated by XLA (GSPMD).

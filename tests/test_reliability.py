@@ -41,9 +41,15 @@ def start_and_signal_at(workdir, step, sig, *args):
 
 def final_params(workdir):
   import orbax.checkpoint as ocp
-  mgr = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")))
+  mgr = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
+                              item_handlers={"state": ocp.StandardCheckpointHandler(),
+                                             "meta": ocp.JsonCheckpointHandler()})
   step = mgr.latest_step()
-  state = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+  # Restore onto this process's first device, whatever topology saved it (e.g. 2 processes).
+  meta = mgr.item_metadata(step)["state"].tree
+  one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=one), meta)
+  state = mgr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))["state"]
   mgr.close()
   return step, jax.tree.map(np.asarray, state["params"])
 
