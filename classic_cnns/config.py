@@ -38,6 +38,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.pad_to = 0  # zero-pad images to this square size (LeNet: MNIST 28 -> 32, Sec. II.B)
   c.data.normalize = "channel"  # channel (mean/std of the training split) | none
   c.data.on_device = True  # keep the uint8 arrays on the accelerator, gather batches in jit
+  # Streaming (classic_cnns/data/streaming.py): decode + crop JPEG folders on the host with tf.data,
+  # for datasets too large for memory (ImageNet). augment: inception | resize_crop.
+  c.data.streaming = ml_collections.ConfigDict(
+      {"enabled": False, "augment": "inception", "resize": 256, "crop": 224, "threads": 0})
   c.data.augment = ml_collections.ConfigDict({"flip": False, "crop_padding": 0})
 
   c.batch_size = 128  # global batch per optimizer step, split over all devices

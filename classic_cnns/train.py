@@ -182,10 +182,30 @@ def make_eval_step(model: nn.Module, prep: augment.Preprocess, dtype):
   return eval_step
 
 
-def evaluate(eval_step, state: TrainState, split: sources.Split, batch_size: int, mesh) -> dict[str, float]:
-  """Loss, top-1 and top-5 accuracy over every example of `split` (padded, masked tail)."""
+def make_train_batches(split, config: ml_collections.ConfigDict, mesh):
+  """In-memory splits: sharded gathers (on device by default); file splits: tf.data streaming."""
+  if hasattr(split, "files"):
+    from classic_cnns.data import streaming
+    s = config.data.streaming
+    return streaming.StreamingTrainBatches(split.files, split.labels, config.batch_size, config.seed, mesh,
+                                           mode=s.augment, resize=s.resize, crop=s.crop,
+                                           channels=split.image_shape[-1], threads=s.threads)
+  return pipeline.TrainBatches(split, config.batch_size, config.seed, mesh, config.data.on_device)
+
+
+def eval_batches(split, batch_size: int, config: ml_collections.ConfigDict, mesh):
+  if hasattr(split, "files"):
+    from classic_cnns.data import streaming
+    s = config.data.streaming
+    return streaming.streaming_eval_batches(split.files, split.labels, batch_size, mesh, resize=s.resize,
+                                            crop=s.crop, channels=split.image_shape[-1], threads=s.threads)
+  return pipeline.eval_batches(split, batch_size, mesh)
+
+
+def evaluate(eval_step, state: TrainState, batches) -> dict[str, float]:
+  """Loss, top-1 and top-5 accuracy over every example of `batches` (padded, masked tail)."""
   totals = None
-  for batch in pipeline.eval_batches(split, batch_size, mesh):
+  for batch in batches:
     sums = eval_step(state, batch)
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
@@ -237,11 +257,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
 
   # Data: in-memory uint8 splits; preprocessing + augmentation run inside the jitted step.
   ds = sources.load_dataset(config.data, config.seed)
-  mean, std = augment.channel_stats(ds.train.images) if config.data.normalize == "channel" else ((), ())
+  if config.data.normalize != "channel":
+    mean, std = (), ()
+  elif hasattr(ds.train, "files"):
+    from classic_cnns.data import streaming
+    mean, std = streaming.channel_stats(ds.train, config.data.streaming.resize, config.data.streaming.crop)
+  else:
+    mean, std = augment.channel_stats(ds.train.images)
   a = config.data.augment
   prep = augment.Preprocess(pad_to=config.data.pad_to, flip=a.flip, crop_padding=a.crop_padding,
                             mean=mean, std=std)
-  train_batches = pipeline.TrainBatches(ds.train, config.batch_size, config.seed, mesh, config.data.on_device)
+  train_batches = make_train_batches(ds.train, config, mesh)
   spe = train_batches.steps_per_epoch
   total_steps = config.num_steps if config.num_steps > 0 else int(round(config.num_epochs * spe))
   eval_every = config.eval_every_steps if config.eval_every_steps > 0 else max(int(round(config.eval_every_epochs * spe)), 1)
@@ -318,7 +344,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
         writer.write(done, "train", values, extra_tb=rates)
         progress.line(done, values, rates)
       if done % eval_every == 0 and done != total_steps:
-        ev = evaluate(eval_step, state, eval_split, eval_bs, mesh)
+        ev = evaluate(eval_step, state, eval_batches(eval_split, eval_bs, config, mesh))
         writer.write(done, eval_name, ev)
         say(f"  eval {eval_name} @ step {done}: loss {ev['loss']:.4f} top1 {100 * ev['top1']:.2f}% "
             f"top5 {100 * ev['top5']:.2f}% ({int(ev['count'])} images)", flush=True)
@@ -329,7 +355,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
         say(f"stopped by signal {stop_signal[0]} at step {done}; checkpoint saved in {ckpt.directory}; "
             f"rerun the same command to resume", flush=True)
         return RunResult(done, {}, interrupted=stop_signal[0])
-    test = evaluate(eval_step, state, final_split, eval_bs, mesh)
+    test = evaluate(eval_step, state, eval_batches(final_split, eval_bs, config, mesh))
     writer.write(total_steps, f"{final_name}_final", test)
   finally:
     for s, h in handlers.items():

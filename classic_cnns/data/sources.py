@@ -43,6 +43,8 @@ class Dataset:
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
+    if hasattr(self.train, "image_shape"):  # streaming.FileSplit
+      return tuple(self.train.image_shape)
     return tuple(self.train.images.shape[1:])
 
 
@@ -179,6 +181,12 @@ def hold_out_validation(ds: Dataset, val_size: int, seed: int) -> Dataset:
 def load_dataset(data_config, seed: int) -> Dataset:
   """The dataset a config asks for, with its validation split held out."""
   src = data_config.source
+  if data_config.get("streaming") is not None and data_config.streaming.enabled:
+    if src != "folder":
+      raise DatasetError("config.data.streaming.enabled needs config.data.source='folder'")
+    from classic_cnns.data import streaming
+    return streaming.load_streaming_folder(data_config.path, data_config.val_size, seed,
+                                           data_config.streaming.crop)
   if src == "embedded":
     ds = load_embedded()
   elif src == "npz":

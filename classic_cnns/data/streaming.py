@@ -1,0 +1,192 @@
+"""Streaming input pipeline (tf.data on the host) for datasets too large to hold in memory:
+image folders of JPEG/PNG files (e.g. ImageNet laid out as root/train/<class>/*.JPEG).
+
+Same contract as `pipeline.TrainBatches`: the batch of step s is a pure function of (seed, s).
+Each epoch visits the files in the permutation `default_rng([seed, epoch])`; process p reads only
+its slice of every global batch (multi-host), decodes and augments on the host CPU with
+`num_parallel_calls`, and hands uint8 batches to the device; normalisation happens in jit.
+Resuming at step s starts the file list at s's position: no iterator state to checkpoint.
+Host-side augmentation is stateless (tf.image.stateless_*), keyed by (seed, epoch, index), so it is
+deterministic too.
+
+Training augmentation: `inception` (random-resized crop, area 8-100%, aspect 3/4-4/3, Szegedy et
+al. 2015 Sec. 6) or `resize_crop` (shorter side -> `resize`, random `crop`, AlexNet Sec. 4.1), then
+random flip. Evaluation: shorter side -> `resize`, centre `crop`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Iterator
+
+import jax
+import numpy as np
+from jax.sharding import Mesh
+
+from classic_cnns import parallel
+from classic_cnns.data.sources import IMAGE_EXTENSIONS, DatasetError
+
+
+@dataclasses.dataclass
+class FileSplit:
+  """A split kept as file paths, decoded on the fly (`config.data.streaming`)."""
+  files: np.ndarray
+  labels: np.ndarray
+  image_shape: tuple[int, int, int]  # after the crop
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+
+def load_streaming_folder(root: str, val_size: int, seed: int, crop: int, channels: int = 3):
+  """Dataset of FileSplits from root/train (+ root/val or root/test, or `val_size` held out)."""
+  from classic_cnns.data.sources import Dataset
+  files, labels, classes = list_image_folder(root, "train")
+  shape = (crop, crop, channels)
+  test = None
+  for name in ("test", "val"):
+    if os.path.isdir(os.path.join(root, name)):
+      f, l, _ = list_image_folder(root, name, classes)
+      test = FileSplit(f, l, shape)
+      break
+  val = None
+  if val_size > 0:
+    if val_size >= len(files):
+      raise DatasetError(f"data.val_size={val_size} leaves no training images ({len(files)})")
+    perm = np.random.default_rng([seed, 0xDA7A]).permutation(len(files))
+    tr, va = np.sort(perm[val_size:]), np.sort(perm[:val_size])
+    val = FileSplit(files[va], labels[va], shape)
+    files, labels = files[tr], labels[tr]
+  if test is None and val is None:
+    raise DatasetError(f"{root} has only a train split; hold out validation data with config.data.val_size")
+  return Dataset(os.path.basename(os.path.normpath(root)), FileSplit(files, labels, shape), test, len(classes),
+                 classes, val)
+
+
+def channel_stats(split: FileSplit, resize: int, crop: int, max_images: int = 256):
+  """Per-channel mean/std (0-255 units) of up to `max_images` centre crops."""
+  tf = _tf()
+  ds = tf.data.Dataset.from_tensor_slices(split.files[:max_images]).map(
+      lambda p: eval_transform(tf, _decode(tf, p, split.image_shape[-1]), resize, crop),
+      num_parallel_calls=os.cpu_count()).batch(max_images)
+  x = next(ds.as_numpy_iterator()).astype(np.float64)
+  return (tuple(float(v) for v in x.mean(axis=(0, 1, 2))),
+          tuple(float(max(v, 1e-3)) for v in x.std(axis=(0, 1, 2))))
+
+
+def list_image_folder(root: str, split: str, classes: list[str] | None = None):
+  """(files, labels, class_names) of root/<split>/<class>/*.{jpg,jpeg,png} without decoding."""
+  d = os.path.join(root, split)
+  if not os.path.isdir(d):
+    raise DatasetError(f"image folder split not found: {d}")
+  classes = classes or sorted(c for c in os.listdir(d) if os.path.isdir(os.path.join(d, c)))
+  files, labels = [], []
+  for i, c in enumerate(classes):
+    cdir = os.path.join(d, c)
+    if os.path.isdir(cdir):
+      names = sorted(f for f in os.listdir(cdir) if f.lower().endswith(IMAGE_EXTENSIONS))
+      files += [os.path.join(cdir, f) for f in names]
+      labels += [i] * len(names)
+  if not files:
+    raise DatasetError(f"no images (*.jpg, *.jpeg, *.png) under {d}/<class>/")
+  return np.array(files), np.array(labels, np.int32), classes
+
+
+def _tf():
+  import tensorflow as tf
+  tf.config.set_visible_devices([], "GPU")  # TF must never take accelerator memory
+  return tf
+
+
+def _decode(tf, path, channels):
+  return tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
+
+
+def _resize_shorter(tf, img, size):
+  h, w = tf.shape(img)[0], tf.shape(img)[1]
+  scale = tf.cast(size, tf.float32) / tf.cast(tf.minimum(h, w), tf.float32)
+  new = tf.cast(tf.round(tf.cast(tf.stack([h, w]), tf.float32) * scale), tf.int32)
+  return tf.image.resize(img, tf.maximum(new, size), antialias=True)
+
+
+def train_transform(tf, img, seed, mode: str, resize: int, crop: int):
+  """uint8 HWC -> uint8 crop x crop x C, stateless random ops keyed by `seed` (int32[2])."""
+  seeds = tf.random.experimental.stateless_split(seed, 3)
+  if mode == "inception":
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        tf.shape(img), tf.zeros([0, 0, 4], tf.float32), seed=seeds[0], area_range=(0.08, 1.0),
+        aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10, use_image_if_no_bounding_boxes=True)
+    img = tf.image.resize(tf.slice(img, begin, size), (crop, crop), antialias=True)
+  elif mode == "resize_crop":
+    img = _resize_shorter(tf, img, resize)
+    img = tf.image.stateless_random_crop(img, (crop, crop, tf.shape(img)[2]), seed=seeds[0])
+  else:
+    raise ValueError(f"unknown streaming augmentation {mode!r}; choose inception or resize_crop")
+  img = tf.image.stateless_random_flip_left_right(img, seed=seeds[1])
+  return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+
+
+def eval_transform(tf, img, resize: int, crop: int):
+  img = _resize_shorter(tf, img, resize)
+  h, w = tf.shape(img)[0], tf.shape(img)[1]
+  img = tf.image.crop_to_bounding_box(img, (h - crop) // 2, (w - crop) // 2, crop, crop)
+  return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+
+
+class StreamingTrainBatches:
+  def __init__(self, files: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, mesh: Mesh, *,
+               mode: str = "inception", resize: int = 256, crop: int = 224, channels: int = 3,
+               threads: int = 0):
+    if len(files) < batch_size:
+      raise ValueError(f"{len(files)} training images, fewer than batch_size={batch_size}")
+    self.files, self.labels, self.batch_size, self.seed, self.mesh = files, labels, batch_size, seed, mesh
+    self.mode, self.resize, self.crop, self.channels = mode, resize, crop, channels
+    self.threads = threads or os.cpu_count()
+    self.steps_per_epoch = len(files) // batch_size
+
+  def _epoch_dataset(self, epoch: int, first_step: int, last_step: int):
+    tf = _tf()
+    perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.files))
+    per_step = perm[:self.steps_per_epoch * self.batch_size].reshape(self.steps_per_epoch, self.batch_size)
+    local = per_step[first_step:last_step, parallel.process_slice(self.batch_size)].reshape(-1)
+    base = (first_step * self.batch_size + np.arange(len(local))).astype(np.int64)
+    ds = tf.data.Dataset.from_tensor_slices((self.files[local], self.labels[local], base))
+
+    def load(path, label, index):
+      seed = tf.stack([tf.cast(self.seed * 1_000_003 + epoch, tf.int64), index])
+      img = train_transform(tf, _decode(tf, path, self.channels), seed,
+                            self.mode, self.resize, self.crop)
+      return img, label
+
+    local_batch = self.batch_size // jax.process_count()
+    ds = ds.map(load, num_parallel_calls=self.threads, deterministic=True).batch(local_batch, drop_remainder=True)
+    options = tf.data.Options()
+    options.threading.private_threadpool_size = self.threads
+    return ds.with_options(options).prefetch(2)
+
+  def iterate(self, start_step: int, end_step: int) -> Iterator[tuple[int, dict[str, jax.Array]]]:
+    step = start_step
+    while step < end_step:
+      epoch, first = divmod(step, self.steps_per_epoch)
+      last = min(self.steps_per_epoch, first + (end_step - step))
+      for images, labels in self._epoch_dataset(epoch, first, last).as_numpy_iterator():
+        yield step, {"image": parallel.to_global(images, self.mesh, self.batch_size),
+                     "label": parallel.to_global(labels, self.mesh, self.batch_size)}
+        step += 1
+
+
+def streaming_eval_batches(files: np.ndarray, labels: np.ndarray, batch_size: int, mesh: Mesh, *,
+                           resize: int = 256, crop: int = 224, channels: int = 3, threads: int = 0):
+  """Every image once (resize + centre crop), last batch padded with mask 0."""
+  tf = _tf()
+  n = len(files)
+  idx = np.arange(-(-n // batch_size) * batch_size)
+  mask = (idx < n).astype(np.float32)
+  idx = np.where(idx < n, idx, 0).reshape(-1, batch_size)[:, parallel.process_slice(batch_size)].reshape(-1)
+  mask = mask.reshape(-1, batch_size)[:, parallel.process_slice(batch_size)].reshape(-1)
+  ds = tf.data.Dataset.from_tensor_slices((files[idx], labels[idx], mask))
+  ds = ds.map(lambda p, l, m: (eval_transform(tf, _decode(tf, p, channels), resize, crop), l, m),
+              num_parallel_calls=threads or os.cpu_count(), deterministic=True)
+  for images, lbl, m in ds.batch(batch_size // jax.process_count()).prefetch(2).as_numpy_iterator():
+    yield {"image": parallel.to_global(images, mesh, batch_size), "label": parallel.to_global(lbl, mesh, batch_size),
+           "mask": parallel.to_global(m, mesh, batch_size)}
