@@ -1,0 +1,346 @@
+"""Training and inference speed of the real trainer's steps, on synthetic data already on device:
+
+    python -m classic_cnns.benchmark --model=resnet20 [--batch=128] [--input=32] [--dtype=float32]
+        [--repeats=5] [--steps=20] [--json=out.json]
+    python -m classic_cnns.benchmark --model=lenet5 --input=28 --pad_to=32 --augment=none   # the MNIST recipe
+    python -m classic_cnns.benchmark --all            # one representative per family, small inputs
+
+What is timed is exactly what `classic_cnns.main` runs: a config from `config.base_config()` with
+the model's name, `train.build_model`, `train.create_train_state`, and `train.make_train_step` /
+`train.make_eval_step` jitted with the trainer's shardings (state donated). Batches are uint8
+images + int32 labels placed on the device once, so the numbers exclude the input pipeline (see
+`classic_cnns.benchmark_data` for that); preprocessing (normalise, pad, augment) runs inside the step.
+
+Reported per model:
+  train / eval img/s   median over --repeats timed runs of --steps steps each, after warm-up
+                       steps, ended by block_until_ready;
+  lower / compile s    the first step's `jit(...).lower()` and `.compile()`, timed separately;
+  peak memory          process RSS high-water mark (resource.getrusage; KiB on Linux) read right after
+                       the model's runs, and device `memory_stats()["peak_bytes_in_use"]` where the
+                       backend has it (GPU/TPU; None on CPU); XLA's temp buffer size of the train step;
+  GFLOP/s              XLA `cost_analysis()["flops"]` of the compiled train step / median step time;
+  % roofline           that / the GFLOP/s of a fp32 NxN `jnp` matmul (N=--matmul_size) measured in the
+                       same process right after (median of --matmul_repeats).
+`--all` runs each model in its own subprocess, so that each gets its own RSS high-water mark.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+from classic_cnns import cli  # sets the default CPU XLA flags before jax is imported
+
+from absl import flags  # noqa: E402
+
+_MODEL = flags.DEFINE_string("model", None, "Registered model name (see `python -m classic_cnns.summary --all`).")
+_ALL = flags.DEFINE_bool("all", False, "Benchmark one representative per family at small inputs (ALL_SETTINGS).")
+_BATCH = flags.DEFINE_integer("batch", 128, "Global batch size (train and eval).")
+_INPUT = flags.DEFINE_integer("input", 32, "Side of the square synthetic uint8 images.")
+_PAD_TO = flags.DEFINE_integer("pad_to", 0, "Zero-pad images to this side inside the step (config.data.pad_to).")
+_AUGMENT = flags.DEFINE_enum("augment", "cifar", ["none", "flip", "cifar"],
+                             "Training augmentation in the step: none, flip, or cifar (pad-4 crop + flip).")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype (config.dtype).")
+_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats; the median is reported.")
+_STEPS = flags.DEFINE_integer("steps", 20, "Steps per timed repeat.")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
+_MATMUL = flags.DEFINE_integer("matmul_size", 4096, "Side of the fp32 roofline matmul (0 = skip).")
+_MATMUL_REPEATS = flags.DEFINE_integer("matmul_repeats", 5, "Timed roofline matmuls; the median is reported.")
+_JSON = flags.DEFINE_string("json", None, "Write the numbers (and the environment) to this JSON file.")
+
+# --all: (model, input side, batch). Small inputs keep the whole run within ~10 minutes on 2 CPU
+# cores; ResNet-18 stays at 112 (at 64 its last stage is 2x2, a slow case for XLA:CPU convolutions).
+ALL_SETTINGS: tuple[tuple[str, int, int], ...] = (
+    ("lenet5", 32, 128),
+    ("resnet20", 32, 128),
+    ("densenet_bc_100_12", 32, 32),
+    ("nin_cifar", 32, 32),
+    ("vgg11", 64, 16),
+    ("alexnet", 112, 16),
+    ("googlenet_bn", 112, 16),
+    ("inception_v3", 139, 8),
+    ("resnet18", 112, 16),
+)
+ALL_STEPS, ALL_REPEATS = 5, 3  # --all defaults unless --steps / --repeats are given
+
+RESULT_KEYS = ("model", "input", "pad_to", "augment", "batch", "dtype", "steps", "repeats", "params",
+               "train_img_per_s", "eval_img_per_s", "train_step_ms", "train_lower_s", "train_compile_s",
+               "eval_lower_s", "eval_compile_s", "train_gflop_per_step", "train_gflops",
+               "matmul_gflops", "roofline_pct", "peak_rss_mb", "device_peak_mb", "xla_temp_mb")
+
+
+class BenchmarkError(ValueError):
+  """A bad model name or a model that cannot take the requested input; one line for the user."""
+
+
+def environment() -> dict[str, Any]:
+  import jax
+  import jaxlib
+  return {"device": f"{jax.device_count()} x {jax.devices()[0].device_kind} ({jax.default_backend()})",
+          "cpu_count": os.cpu_count(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
+          "xla_flags": os.environ.get("XLA_FLAGS"), "load_average": list(os.getloadavg())}
+
+
+def _median_time(fn, repeats: int) -> float:
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
+  return statistics.median(times)
+
+
+def matmul_gflops(n: int = 4096, repeats: int = 5) -> float:
+  """GFLOP/s of a fp32 n x n jnp matmul (2 n^3 flops), median of `repeats` after a warm-up."""
+  import jax
+  import jax.numpy as jnp
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
+  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+  mm = jax.jit(jnp.matmul)
+  mm(a, b).block_until_ready()
+  return 2 * n ** 3 / _median_time(lambda: mm(a, b).block_until_ready(), repeats) / 1e9
+
+
+def _flops(compiled) -> float | None:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # older jax: one dict per computation
+    cost = cost[0] if cost else None
+  flops = (cost or {}).get("flops")
+  return float(flops) if flops and flops > 0 else None
+
+
+def _device_peak_mb() -> float | None:
+  import jax
+  stats = jax.devices()[0].memory_stats()  # None on CPU
+  peak = (stats or {}).get("peak_bytes_in_use")
+  return peak / 2 ** 20 if peak else None
+
+
+def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to: int = 0,
+                    augment: str = "cifar", dtype: str = "float32", steps: int = 20, repeats: int = 5,
+                    warmup: int = 2, matmul_size: int = 4096, matmul_repeats: int = 5) -> dict[str, Any]:
+  """Times the trainer's train and eval steps for `name` on synthetic on-device data."""
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from classic_cnns import optim, parallel, train
+  from classic_cnns.config import ConfigError, base_config, validate_config
+  from classic_cnns.data import augment as aug
+  from classic_cnns.models import registry
+
+  registry.list_models()
+  if name not in registry._REGISTRY:  # pylint: disable=protected-access
+    raise BenchmarkError(registry.unknown_model_message(name))
+  if min(batch, input_size, steps, repeats) <= 0 or warmup < 0:
+    raise BenchmarkError("--batch, --input, --steps and --repeats must be positive")
+  info = registry.model_info(name)
+  config = base_config()
+  config.model.name = name
+  config.model.num_classes = info.num_classes
+  config.batch_size = batch
+  config.eval_batch_size = batch
+  config.dtype = dtype
+  config.data.pad_to = pad_to
+  config.data.augment.flip = augment in ("flip", "cifar")
+  config.data.augment.crop_padding = 4 if augment == "cifar" else 0
+  mesh, n_dev = parallel.make_mesh(), jax.device_count()
+  try:
+    validate_config(config, n_dev)
+  except ConfigError as e:
+    raise BenchmarkError(str(e)) from None
+
+  side = max(input_size, pad_to)
+  input_shape = (side, side, info.in_channels)
+  model = train.build_model(config, n_dev)
+  try:  # the model's geometry is checked abstractly before anything compiles
+    abstract = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+                                                 jnp.zeros((1,) + input_shape), train=False))["params"]
+  except (ValueError, TypeError, ZeroDivisionError) as e:
+    raise BenchmarkError(f"model {name!r} cannot take input {input_shape} (use a larger --input or --pad_to): "
+                         f"{' '.join(str(e).split())[:200]}") from None
+  schedule = optim.make_schedule(config, 100, 1000)
+  state = train.create_train_state(model, optim.make_optimizer(config, schedule, abstract), input_shape,
+                                   config.seed, mesh)
+  n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
+  a = config.data.augment
+  # Normalisation constants do not change the speed; the real run computes them from the data.
+  prep = aug.Preprocess(pad_to=pad_to, flip=a.flip, crop_padding=a.crop_padding,
+                        mean=(127.5,) * info.in_channels, std=(64.0,) * info.in_channels)
+  rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+  rng = np.random.default_rng(0)
+  host = {"image": rng.integers(0, 256, (batch, input_size, input_size, info.in_channels), dtype=np.uint8),
+          "label": rng.integers(0, info.num_classes, (batch,), dtype=np.int32),
+          "mask": np.ones((batch,), np.float32)}
+  train_batch = jax.device_put({k: host[k] for k in ("image", "label")}, data)
+  eval_batch = jax.device_put(host, data)
+  jnp_dtype = jnp.dtype(dtype)
+
+  # The trainer's jit (train.train_and_evaluate), lowered and compiled explicitly to time both.
+  train_jit = jax.jit(train.make_train_step(model, config, prep, schedule, jnp_dtype), donate_argnums=0,
+                      in_shardings=(rep, data), out_shardings=(rep, rep))
+  eval_jit = jax.jit(train.make_eval_step(model, prep, jnp_dtype), in_shardings=(rep, data), out_shardings=rep)
+  t0 = time.perf_counter()
+  lowered = train_jit.lower(state, train_batch)
+  t1 = time.perf_counter()
+  train_step = lowered.compile()
+  t2 = time.perf_counter()
+  eval_lowered = eval_jit.lower(state, eval_batch)
+  t3 = time.perf_counter()
+  eval_step = eval_lowered.compile()
+  t4 = time.perf_counter()
+  flops = _flops(train_step)
+  mem = train_step.memory_analysis()
+  xla_temp_mb = mem.temp_size_in_bytes / 2 ** 20 if mem is not None else None
+
+  holder = {"state": state}
+
+  def run_train(n: int) -> None:
+    s, m = holder["state"], None
+    for _ in range(n):
+      s, m = train_step(s, train_batch)
+    jax.block_until_ready((s, m))
+    holder["state"] = s
+
+  def run_eval(n: int) -> None:
+    out = None
+    for _ in range(n):
+      out = eval_step(holder["state"], eval_batch)
+    jax.block_until_ready(out)
+
+  run_train(max(warmup, 1))
+  holder["state"], metrics = train_step(holder["state"], train_batch)
+  if not bool(jax.device_get(jnp.isfinite(metrics["loss"]))):
+    raise BenchmarkError(f"model {name!r}: the train step produced a non-finite loss")
+  t_train = _median_time(lambda: run_train(steps), repeats)
+  run_eval(max(warmup, 1))
+  t_eval = _median_time(lambda: run_eval(steps), repeats)
+  peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+  device_peak_mb = _device_peak_mb()
+  del holder, train_batch, eval_batch, state
+
+  step_s = t_train / steps
+  gflops = flops / step_s / 1e9 if flops else None
+  mm = matmul_gflops(matmul_size, matmul_repeats) if matmul_size > 0 else None
+  return {"model": name, "input": input_size, "pad_to": pad_to, "augment": augment, "batch": batch,
+          "dtype": dtype, "steps": steps, "repeats": repeats, "params": n_params,
+          "train_img_per_s": batch * steps / t_train, "eval_img_per_s": batch * steps / t_eval,
+          "train_step_ms": 1000 * step_s, "train_lower_s": t1 - t0, "train_compile_s": t2 - t1,
+          "eval_lower_s": t3 - t2, "eval_compile_s": t4 - t3,
+          "train_gflop_per_step": flops / 1e9 if flops else None, "train_gflops": gflops,
+          "matmul_gflops": mm, "roofline_pct": 100 * gflops / mm if gflops and mm else None,
+          "peak_rss_mb": peak_rss_mb, "device_peak_mb": device_peak_mb, "xla_temp_mb": xla_temp_mb}
+
+
+def _fmt(v: Any, digits: int = 1) -> str:
+  if v is None:
+    return "-"
+  if isinstance(v, float):
+    return f"{v:,.{digits}f}" if math.isfinite(v) else str(v)
+  return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+COLUMNS = (("model", "model", 0), ("input", "input", 0), ("batch", "batch", 0), ("train img/s", "train_img_per_s", 1),
+           ("eval img/s", "eval_img_per_s", 1), ("step ms", "train_step_ms", 1),
+           ("lower s", "train_lower_s", 2), ("compile s", "train_compile_s", 2),
+           ("eval compile s", "eval_compile_s", 2), ("GFLOP/step", "train_gflop_per_step", 2),
+           ("GFLOP/s", "train_gflops", 1), ("matmul GFLOP/s", "matmul_gflops", 1),
+           ("% roofline", "roofline_pct", 1), ("peak RSS MB", "peak_rss_mb", 0),
+           ("device peak MB", "device_peak_mb", 0))
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+  """A Markdown table of the results."""
+  cells = []
+  for r in rows:
+    line = []
+    for _, key, d in COLUMNS:
+      v = r.get(key)
+      if key == "input" and r.get("pad_to") and r["pad_to"] > r["input"]:
+        line.append(f"{v}->{r['pad_to']}")
+      else:
+        line.append(_fmt(v, d))
+    cells.append(line)
+  head = [c[0] for c in COLUMNS]
+  out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+  out += ["| " + " | ".join(c) + " |" for c in cells]
+  return "\n".join(out)
+
+
+def _print_environment(env: dict[str, Any]) -> None:
+  print(f"device: {env['device']}, {env['cpu_count']} CPUs | jax {env['jax']} (jaxlib {env['jaxlib']}) | "
+        f"XLA_FLAGS={env['xla_flags']!r} | load average {', '.join(f'{x:.2f}' for x in env['load_average'])}",
+        flush=True)
+
+
+def _run_all(steps: int, repeats: int, common: list[str]) -> list[dict[str, Any]]:
+  """Each model in a fresh subprocess (its own RSS high-water mark); same XLA_FLAGS as this process."""
+  import tempfile
+  print(f"--all settings: steps {steps}, repeats {repeats}, augment {_AUGMENT.value}, dtype {_DTYPE.value}; "
+        + "; ".join(f"{m} {s}x{s} batch {b}" for m, s, b in ALL_SETTINGS), flush=True)
+  rows = []
+  with tempfile.TemporaryDirectory() as tmp:
+    for model, side, batch in ALL_SETTINGS:
+      path = os.path.join(tmp, f"{model}.json")
+      cmd = [sys.executable, "-m", "classic_cnns.benchmark", f"--model={model}", f"--input={side}",
+             f"--batch={batch}", f"--steps={steps}", f"--repeats={repeats}", f"--json={path}"] + common
+      t = time.perf_counter()
+      proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+      if proc.returncode != 0:
+        err = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        print(f"{model}: failed (exit {proc.returncode}): {err}", flush=True)
+        continue
+      with open(path) as f:
+        row = json.load(f)["results"][0]
+      rows.append(row)
+      print(f"{model} {side}x{side} batch {batch}: train {row['train_img_per_s']:.1f} img/s, "
+            f"eval {row['eval_img_per_s']:.1f} img/s ({time.perf_counter() - t:.0f} s)", flush=True)
+  return rows
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments {argv[1:]}")
+  if _ALL.value == bool(_MODEL.value):
+    cli.fail("give exactly one of --model=NAME or --all")
+  from absl import logging
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # no INFO lines (e.g. "no TPU backend") on stderr
+  env = environment()
+  _print_environment(env)
+  t0 = time.perf_counter()
+  if _ALL.value:
+    steps = _STEPS.value if flags.FLAGS["steps"].present else ALL_STEPS
+    repeats = _REPEATS.value if flags.FLAGS["repeats"].present else ALL_REPEATS
+    common = [f"--augment={_AUGMENT.value}", f"--dtype={_DTYPE.value}", f"--warmup={_WARMUP.value}",
+              f"--matmul_size={_MATMUL.value}", f"--matmul_repeats={_MATMUL_REPEATS.value}"]
+    rows = _run_all(steps, repeats, common)
+    failed = len(ALL_SETTINGS) - len(rows)
+  else:
+    try:
+      rows = [benchmark_model(_MODEL.value, batch=_BATCH.value, input_size=_INPUT.value, pad_to=_PAD_TO.value,
+                              augment=_AUGMENT.value, dtype=_DTYPE.value, steps=_STEPS.value,
+                              repeats=_REPEATS.value, warmup=_WARMUP.value, matmul_size=_MATMUL.value,
+                              matmul_repeats=_MATMUL_REPEATS.value)]
+    except BenchmarkError as e:
+      cli.fail(str(e))
+    failed = 0
+  env["load_average_after"] = list(os.getloadavg())
+  env["wall_s"] = time.perf_counter() - t0
+  print(format_table(rows))
+  print(f"load average after: {', '.join(f'{x:.2f}' for x in env['load_average_after'])}; "
+        f"wall time {env['wall_s']:.0f} s", flush=True)
+  if _JSON.value:
+    with open(_JSON.value, "w") as f:
+      json.dump({"environment": env, "results": rows}, f, indent=2)
+  if failed:
+    cli.fail(f"{failed} of {len(ALL_SETTINGS)} models failed (see above)", status=1)
+
+
+if __name__ == "__main__":
+  cli.run(main)
