@@ -1,0 +1,78 @@
+"""python -m classic_cnns.main --config=configs/googlenet_imagenet.py:paper --workdir=/tmp/googlenet_imagenet
+
+GoogLeNet (Inception v1) on ImageNet (ILSVRC-2014 classification), Szegedy et al. 2015, "Going
+Deeper with Convolutions". The argument after ':' (default paper):
+  :paper   the paper's network with both auxiliary classifiers (13,378,280 params in training;
+           6,998,552 at inference, the aux heads are dropped)
+  :noaux   the same without auxiliary classifiers
+
+Recipe:
+  model       Sec. 5: auxiliary classifiers after 4a and 4d, their losses added with weight 0.3
+              (loss.aux_weight) in training only; dropout 0.4 before the main classifier, 0.7 in
+              the aux heads; LRN as Table 1 / Fig. 3.
+  optimizer   Sec. 6: asynchronous SGD with momentum 0.9, "fixed learning rate schedule
+              (decreasing the learning rate by 4% every 8 epochs)". The paper gives no initial lr,
+              batch size, weight decay or length; we take them from the BVLC Caffe reproduction of
+              GoogLeNet (bvlc_googlenet solver: lr 0.01, batch 32, weight decay 2e-4 on weights
+              only, x0.96 every 320k iterations = 8 epochs, at most 10M iterations = 250 epochs).
+              Polyak averaging of the final model (Sec. 6) is not implemented.
+  data        Sec. 6: patches of 8%-100% of the image area with aspect ratio in [3/4, 4/3] and
+              flips (the streaming pipeline's inception crop); the photometric distortions and
+              random interpolation methods are not implemented. Per-channel mean/std
+              normalisation. Evaluation: one centre crop (the paper's 144-crop scheme is not).
+
+Data: ImageNet (ILSVRC-2012) as JPEG folders, streamed from disk and decoded/cropped on the host
+(classic_cnns/data/streaming.py), root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
+  python -m classic_cnns.main --config=configs/googlenet_imagenet.py:paper --workdir=/tmp/googlenet_imagenet \\
+      --config.data.source=folder --config.data.path=/data/imagenet --config.data.streaming.enabled=True
+data.streaming below: inception: random-resized 224 crops, area 8-100%, aspect 3/4-4/3, + flips,
+  Sec. 6.
+Without those overrides the config reads TFDS "imagenet2012", which TFDS cannot download (put the
+ILSVRC2012 tar files in its manual_dir, ~/tensorflow_datasets/downloads/manual/) and which our TFDS
+loader would hold in memory as one array of equal-size images: fine for MNIST/CIFAR, not practical
+at ImageNet size (pipeline for ImageNet-size data: see issue 4) -- use the folder path above. The
+model builds and summarises on any machine: python -m classic_cnns.summary --model=googlenet_aux
+"""
+from classic_cnns.config import base_config
+
+NETS = {"paper": "googlenet_aux", "noaux": "googlenet"}
+ARGS = tuple(NETS)
+
+
+def get_config(arg: str | None = None):
+  arg = (arg or "paper").strip()
+  if arg not in NETS:
+    raise ValueError(f"configs/googlenet_imagenet.py:{arg}: choose one of {', '.join(NETS)}")
+  c = base_config()
+  c.model.name = NETS[arg]
+  c.model.num_classes = 1000
+  c.loss.aux_weight = 0.3  # Sec. 5
+
+  c.data.source = "tfds"
+  c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
+  c.data.normalize = "channel"
+  c.data.augment.flip = True
+  # With --config.data.source=folder --config.data.streaming.enabled=True (see the docstring):
+  c.data.streaming.augment = "inception"  # Sec. 6: 8-100% area, aspect 3/4-4/3, + flips
+  c.data.streaming.resize = 256
+  c.data.streaming.crop = 224
+
+  c.batch_size = 32  # BVLC reproduction (the paper gives none)
+  c.eval_batch_size = 250
+  c.num_epochs = 250.0  # BVLC: max 10M iterations of 32
+
+  c.optimizer.name = "sgd"
+  c.optimizer.lr = 0.01  # BVLC reproduction
+  c.optimizer.momentum = 0.9  # Sec. 6
+  c.optimizer.weight_decay = 2e-4  # BVLC reproduction
+  c.optimizer.weight_decay_mode = "l2"
+
+  c.schedule.name = "step"  # Sec. 6: -4% every 8 epochs
+  c.schedule.unit = "epoch"
+  c.schedule.step_size = 8.0
+  c.schedule.decay_factor = 0.96
+
+  c.log_every_steps = 200
+  c.eval_every_epochs = 2.0
+  c.checkpoint_every_steps = 10000
+  return c
