@@ -36,13 +36,51 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.download = True  # TFDS: download a dataset that is not prepared yet
   c.data.val_size = 0  # hold out this many training examples as the validation split
   c.data.pad_to = 0  # zero-pad images to this square size (LeNet: MNIST 28 -> 32, Sec. II.B)
-  c.data.normalize = "channel"  # channel (mean/std of the training split) | none
+  # Normalisation (classic_cnns/data/augment.py), in jit: channel = per-channel mean (VGG Sec. 2.1),
+  # pixel = per-pixel mean image of the training split (ResNet CIFAR Sec. 4.2, AlexNet Sec. 2), each
+  # then divided by the per-channel std unless divide_std=False; none. gcn/zca: NiN's CIFAR
+  # preprocessing (GCN to L2 norm `gcn`, e.g. 55; ZCA with eigenvalue bias zca_bias), use with
+  # normalize="none". Statistics: auto = classic_cnns/data/metadata.py for a known TFDS dataset,
+  # else computed from the training split at load time; data = always computed; metadata = the
+  # table entry of data.name with any source.
+  c.data.normalize = "channel"  # channel | pixel | none
+  c.data.divide_std = True
+  c.data.stats = "auto"  # auto | data | metadata
+  c.data.gcn = 0.0  # 0 = off
+  c.data.zca = False
+  c.data.zca_bias = 0.1
+  # Evaluation view: shorter side -> eval_resize, centre eval_crop crop (ImageNet style; 0 = off,
+  # the full image, as CIFAR). With a crop family in augment, eval_crop defaults to its crop_size
+  # and eval_resize to augment.resize (resize), scale_min (scale_jitter) or 8/7 x crop (inception).
+  c.data.eval_resize = 0
+  c.data.eval_crop = 0
   c.data.on_device = True  # keep the uint8 arrays on the accelerator, gather batches in jit
   # Streaming (classic_cnns/data/streaming.py): decode + crop JPEG folders on the host with tf.data,
   # for datasets too large for memory (ImageNet). augment: inception | resize_crop.
   c.data.streaming = ml_collections.ConfigDict(
       {"enabled": False, "augment": "inception", "resize": 256, "crop": 224, "threads": 0})
-  c.data.augment = ml_collections.ConfigDict({"flip": False, "crop_padding": 0})
+  # Training augmentation, in jit with JAX RNG (classic_cnns/data/augment.py); enabled=False turns
+  # every op off at once (training then sees the evaluation view): the augmentation ablation.
+  c.data.augment = ml_collections.ConfigDict()
+  c.data.augment.enabled = True
+  c.data.augment.flip = False  # random horizontal flip
+  c.data.augment.crop_padding = 0  # pad + random crop back (CIFAR: 4 px)
+  # crop family: none | resize (shorter side -> resize, random crop_size crop: AlexNet 256 -> 224) |
+  # inception (random-resized crop, area [area_min, area_max], aspect [aspect_min, aspect_max]) |
+  # scale_jitter (shorter side -> S ~ U[scale_min, scale_max], random crop: VGG multi-scale)
+  c.data.augment.crop = "none"
+  c.data.augment.crop_size = 0  # output side of the crop family (0 = the image's shorter side)
+  c.data.augment.resize = 256
+  c.data.augment.scale_min = 256.0
+  c.data.augment.scale_max = 512.0
+  c.data.augment.area_min = 0.08
+  c.data.augment.area_max = 1.0
+  c.data.augment.aspect_min = 0.75
+  c.data.augment.aspect_max = 4 / 3
+  c.data.augment.pca_lighting = 0.0  # AlexNet PCA lighting noise std (0.1); 0 = off
+  c.data.augment.brightness = 0.0  # colour jitter strengths (torchvision ColorJitter); 0 = off
+  c.data.augment.contrast = 0.0
+  c.data.augment.saturation = 0.0
 
   c.batch_size = 128  # global batch per optimizer step, split over all devices
   c.accum_steps = 1  # gradient accumulation: the batch is processed in this many micro-batches
@@ -97,6 +135,46 @@ def _choice(value: str, options: tuple[str, ...], key: str) -> None:
     raise ConfigError(f"config.{key}={value!r} is not one of {', '.join(options)}")
 
 
+def _check_data(d: ml_collections.ConfigDict) -> None:
+  """The normalisation / augmentation / evaluation-view fields of config.data."""
+  from classic_cnns.data.augment import CROPS
+  a = d.augment
+  _choice(d.normalize, ("channel", "pixel", "none"), "data.normalize")
+  _choice(d.stats, ("auto", "data", "metadata"), "data.stats")
+  _choice(a.crop, CROPS, "data.augment.crop")
+  for key, value in (("data.pad_to", d.pad_to), ("data.eval_resize", d.eval_resize),
+                     ("data.eval_crop", d.eval_crop), ("data.augment.crop_padding", a.crop_padding),
+                     ("data.augment.crop_size", a.crop_size)):
+    if value < 0:
+      raise ConfigError(f"config.{key} must be >= 0, got {value}")
+  for key in ("gcn", "zca_bias"):
+    if not 0 <= d[key] < float("inf"):
+      raise ConfigError(f"config.data.{key} must be >= 0, got {d[key]}")
+  for key in ("pca_lighting", "brightness", "contrast", "saturation"):
+    if not 0 <= a[key] <= 10:
+      raise ConfigError(f"config.data.augment.{key} must be in [0, 10], got {a[key]}")
+  if (d.gcn or d.zca) and d.normalize != "none":
+    raise ConfigError("config.data.gcn / data.zca replace the mean/std normalisation; also set "
+                      "config.data.normalize=none")
+  if d.zca and not d.zca_bias > 0:
+    raise ConfigError(f"config.data.zca needs a positive config.data.zca_bias, got {d.zca_bias}")
+  if a.crop != "none":
+    if a.crop_padding:
+      raise ConfigError(f"config.data.augment.crop={a.crop!r} and crop_padding={a.crop_padding} are two "
+                        f"crop families; use one")
+    if not 0 < a.resize <= 8192:
+      raise ConfigError(f"config.data.augment.resize must be in [1, 8192], got {a.resize}")
+    if not 0 < a.scale_min <= a.scale_max <= 8192:
+      raise ConfigError(f"config.data.augment.scale_min/scale_max must satisfy 0 < min <= max <= 8192, "
+                        f"got {a.scale_min}, {a.scale_max}")
+    if not 0 < a.area_min <= a.area_max <= 1:
+      raise ConfigError(f"config.data.augment.area_min/area_max must satisfy 0 < min <= max <= 1, "
+                        f"got {a.area_min}, {a.area_max}")
+    if not 0 < a.aspect_min <= a.aspect_max < float("inf"):
+      raise ConfigError(f"config.data.augment.aspect_min/aspect_max must satisfy 0 < min <= max, "
+                        f"got {a.aspect_min}, {a.aspect_max}")
+
+
 def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ConfigError (one line) for any value that cannot work; builds nothing."""
   from classic_cnns.models import registry
@@ -109,7 +187,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   _choice(config.optimizer.decay_mask, ("kernels", "all"), "optimizer.decay_mask")
   _choice(config.schedule.name, SCHEDULES, "schedule.name")
   _choice(config.schedule.unit, ("epoch", "step"), "schedule.unit")
-  _choice(config.data.normalize, ("channel", "none"), "data.normalize")
+  _check_data(config.data)
   _choice(config.bn.stats, BN_STATS, "bn.stats")
   if config.data.source in ("npz", "folder") and not config.data.path:
     raise ConfigError(f"config.data.source={config.data.source!r} needs config.data.path")

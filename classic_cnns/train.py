@@ -257,16 +257,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
 
   # Data: in-memory uint8 splits; preprocessing + augmentation run inside the jitted step.
   ds = sources.load_dataset(config.data, config.seed)
-  if config.data.normalize != "channel":
-    mean, std = (), ()
-  elif hasattr(ds.train, "files"):
-    from classic_cnns.data import streaming
-    mean, std = streaming.channel_stats(ds.train, config.data.streaming.resize, config.data.streaming.crop)
-  else:
-    mean, std = augment.channel_stats(ds.train.images)
-  a = config.data.augment
-  prep = augment.Preprocess(pad_to=config.data.pad_to, flip=a.flip, crop_padding=a.crop_padding,
-                            mean=mean, std=std)
+  prep = augment.preprocess_config(config.data, ds, save_to=workdir)
   train_batches = make_train_batches(ds.train, config, mesh)
   spe = train_batches.steps_per_epoch
   total_steps = config.num_steps if config.num_steps > 0 else int(round(config.num_epochs * spe))

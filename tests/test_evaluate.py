@@ -1,0 +1,147 @@
+"""Test-time protocols (classic_cnns.evaluate) on a LeNet-5 trained 20 steps on the embedded sample,
+the VGG dense evaluation on a narrow VGG, and the one-line errors."""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from classic_cnns import evaluate, train
+from classic_cnns.checkpoint import CheckpointError
+from classic_cnns.config import ConfigError, validate_config
+from classic_cnns.data import augment
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OVERRIDES = {"num_steps": 20, "model.act": "relu", "log_every_steps": 10, "eval_every_steps": 1000,
+             "checkpoint_every_steps": 10}
+
+
+def tiny_config(**overrides):
+  spec = importlib.util.spec_from_file_location("lenet5_mnist", os.path.join(REPO, "configs", "lenet5_mnist.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  c = mod.get_config()
+  for k, v in {**OVERRIDES, **overrides}.items():
+    node = c
+    *path, leaf = k.split(".")
+    for p in path:
+      node = node[p]
+    node[leaf] = v
+  validate_config(c, jax.device_count())
+  return c
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+  """(config, workdir, RunResult) of one tiny LeNet-5 run, shared by the evaluate and predict tests."""
+  workdir = str(tmp_path_factory.mktemp("lenet_run"))
+  config = tiny_config()
+  result = train.train_and_evaluate(config, workdir)
+  return config, workdir, result
+
+
+def _run_cli(module, *args):
+  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
+                        timeout=300)
+
+
+def test_full_and_center_crop_reproduce_the_trainers_evaluation(trained_run):
+  config, workdir, result = trained_run
+  full = evaluate.run_protocol(config, workdir, "full")
+  assert full["count"] == result.test["count"] == 2000 and full["step"] == 20
+  assert full["top1"] == pytest.approx(result.test["top1"]) and full["top5"] == pytest.approx(result.test["top5"])
+  assert full["top1_error"] == pytest.approx(1 - result.test["top1"])
+  assert full["top1"] > 0.5  # 20 steps already learn something
+  with open(os.path.join(workdir, "eval_full.json")) as f:
+    assert json.load(f)["top1_error"] == pytest.approx(full["top1_error"])
+  same = evaluate.run_protocol(config, workdir, "center_crop", resize=32, crop=32)  # the identity view
+  assert same["top1"] == pytest.approx(full["top1"]) and (same["resize"], same["crop"]) == (32, 32)
+
+
+def test_ten_crop(trained_run):
+  config, workdir, _ = trained_run
+  r = evaluate.run_protocol(config, workdir, "ten_crop", resize=36, crop=32)
+  assert r["count"] == 2000 and (r["resize"], r["crop"]) == (36, 32)
+  assert 0 <= r["top5_error"] <= r["top1_error"] < 0.8
+  assert os.path.isfile(os.path.join(workdir, "eval_ten_crop.json"))
+
+  # One batch by hand: with resize = crop = the image side the five crops coincide, so ten-crop
+  # is the mean of the logits of the image and of its mirror image.
+  ds_images = np.load(os.path.join(REPO, "classic_cnns", "data", "mnist_sample.npz"))["x_test"][:16, ..., None]
+  labels = np.arange(16, dtype=np.int32) % 10
+  prep, _ = augment.load_preprocess(os.path.join(workdir, "preprocess.npz"))
+  model, state, _ = evaluate.restore(config, workdir, (32, 32, 1))
+  step = jax.jit(evaluate.make_ten_crop_step(model, prep, 32, 32, jnp.float32))
+  got = step(state, {"image": ds_images, "label": labels, "mask": np.ones(16, np.float32)})
+  x = augment.preprocess(jnp.asarray(ds_images), prep, train=False, rng=None)
+  apply = lambda v: model.apply({"params": state.params, "batch_stats": state.batch_stats}, v, train=False)
+  logits = (apply(x) + apply(x[:, :, ::-1])) / 2
+  nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1).sum()
+  np.testing.assert_allclose(got["loss"], nll, rtol=1e-5)
+  assert float(got["top1"]) == float(train.topk_correct(logits, labels, 1).sum())
+
+
+def test_dense_needs_a_model_with_a_dense_mode(trained_run):
+  config, workdir, _ = trained_run
+  with pytest.raises(ConfigError, match="no dense evaluation mode"):
+    evaluate.run_protocol(config, workdir, "dense", scales=[32])
+
+
+def test_vgg_dense_evaluation_matches_the_fc_net_at_224():
+  """At Q = 224 the dense net's 1x1 score map is the FC net's output: the dense step must equal the
+  soft-max posteriors of the image and its flip, averaged."""
+  from classic_cnns.models import create_model
+  model = create_model("vgg11", num_classes=5, widths=(4, 4, 4, 4, 4), fc_features=8, dropout=0.0)
+  assert evaluate.has_dense_mode(model) and not evaluate.has_dense_mode(create_model("lenet5"))
+  shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))["params"]
+  rng = np.random.default_rng(0)
+  params = jax.tree.map(lambda s: jnp.asarray(rng.normal(0, 0.3, s.shape), s.dtype), shapes)
+
+  class State(NamedTuple):
+    params: Any
+    batch_stats: Any
+
+  state = State(params, {})
+  images = rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
+  labels = np.array([1, 3], np.int32)
+  prep = augment.Preprocess(mean=(120.0,) * 3, std=(60.0,) * 3)
+
+  @jax.jit
+  def both(state, images):
+    dense = evaluate.make_dense_step(model, prep, [224], jnp.float32)(
+        state, {"image": images, "label": labels, "mask": jnp.ones(2)})
+    x = augment.normalize(images, prep)
+    probs = sum(jax.nn.softmax(model.apply({"params": state.params}, v, train=False)) for v in (x, x[:, :, ::-1]))
+    return dense, jnp.log(probs / 2)
+
+  dense, ref = both(state, images)
+  np.testing.assert_allclose(dense["loss"], -jnp.take_along_axis(ref, labels[:, None], 1).sum(), rtol=1e-4)
+  assert float(dense["count"]) == 2.0
+
+
+def test_no_or_unreadable_checkpoint_is_one_line_error(trained_run, tmp_path):
+  config, workdir, _ = trained_run
+  p = _run_cli("classic_cnns.evaluate", "--config=configs/lenet5_mnist.py", f"--workdir={tmp_path / 'none'}",
+               "--protocol=full")
+  assert p.returncode == 2 and p.stderr.strip().startswith("error: no checkpoint in"), p.stderr[-2000:]
+  assert len(p.stderr.strip().splitlines()) == 1
+  copy = tmp_path / "copy"
+  shutil.copytree(workdir, copy)
+
+  def corrupt(step):
+    for root, _, files in os.walk(copy / "checkpoints" / str(step) / "state"):
+      for f in files:
+        open(os.path.join(root, f), "wb").close()
+
+  corrupt(20)  # the newest is unreadable: falls back to the older one
+  assert evaluate.run_protocol(config, str(copy), "full")["step"] == 10
+  corrupt(10)
+  with pytest.raises(CheckpointError, match="can be read"):
+    evaluate.run_protocol(config, str(copy), "full")
