@@ -42,8 +42,15 @@ def user_errors():
 
 
 def _one_line_flag_error(e: Exception) -> str:
-  msg = str(e).strip().splitlines()
-  return msg[0] if msg else type(e).__name__
+  lines = str(e).strip().splitlines()
+  text = lines[0] if lines else type(e).__name__
+  root = e
+  while (root.__cause__ or root.__context__) is not None:  # innermost: e.g. get_config's ValueError
+    root = root.__cause__ or root.__context__
+  detail = str(root).strip().splitlines()[-1] if root is not e and str(root).strip() else ""
+  if detail and detail not in text:
+    text = f"{text.rstrip(': ')}: {detail}"
+  return text[:400]
 
 
 def _unknown_key_message(argv: list[str], key: str) -> str:

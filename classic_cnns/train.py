@@ -270,13 +270,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   # Model, optimizer, state.
   dtype = jnp.dtype(config.dtype)
   h, w, c = ds.image_shape
-  input_shape = (max(config.data.pad_to, h), max(config.data.pad_to, w), c)
+  input_shape = prep.eval_shape(ds.image_shape)  # after pad_to / crops
   try:  # model options are checked abstractly (no compilation) before anything runs
     model = build_model(config, n_dev)
     abstract_params = jax.eval_shape(lambda: model.init(
         {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
         jnp.zeros((1,) + input_shape), train=False))["params"]
-  except (ValueError, TypeError) as e:
+  except (ValueError, TypeError, ZeroDivisionError) as e:
     raise ConfigError(f"config.model {config.model.name!r} cannot be built for input {input_shape}: "
                       f"{' '.join(str(e).split())[:300]}") from None
   schedule = optim.make_schedule(config, spe, total_steps)

@@ -51,6 +51,7 @@ def get_config(arg: str | None = None):
   c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
   c.data.normalize = "channel"  # deviation: the paper subtracts the per-pixel mean
   c.data.augment.flip = True  # Sec. 4.1: horizontal reflections
+  c.data.augment.pca_lighting = 0.1  # Sec. 4.1: PCA colour augmentation, sigma 0.1
   # With --config.data.source=folder --config.data.streaming.enabled=True (see the docstring):
   c.data.streaming.augment = "resize_crop"  # Sec. 4.1: random patches of the 256 image + flips
   c.data.streaming.resize = 256

@@ -118,11 +118,16 @@ def load_tfds(name: str, data_dir: str = "", download: bool = True) -> Dataset:
     why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:120]}" if str(e).strip() else type(e).__name__
     raise DatasetError(_offline_message(name, builder.data_dir, why)) from None
   splits = {}
-  for split in ("train", "test"):
-    try:
-      ds = builder.as_dataset(split=split, as_supervised=True).batch(10_000)
-    except Exception as e:  # e.g. a dataset without a "test" split
-      raise DatasetError(f"TFDS dataset {name!r}: cannot read split {split!r}: {str(e).splitlines()[0]}") from None
+  for split, alternatives in (("train", ("train",)), ("test", ("test", "validation"))):
+    ds, err = None, None
+    for candidate in alternatives:  # imagenet2012 / imagenette evaluate on "validation"
+      try:
+        ds = builder.as_dataset(split=candidate, as_supervised=True).batch(10_000)
+        break
+      except Exception as e:  # pylint: disable=broad-except
+        err = e
+    if ds is None:
+      raise DatasetError(f"TFDS dataset {name!r}: cannot read split {split!r}: {str(err).splitlines()[0]}")
     chunks = list(tfds.as_numpy(ds))  # (batch_size=-1 crashes TF under tfds.testing.mock_data)
     x = np.concatenate([c[0] for c in chunks])
     y = np.concatenate([c[1] for c in chunks])

@@ -56,6 +56,8 @@ def adaptive_avg_pool(x: jax.Array, out: int) -> jax.Array:
   h, w = x.shape[1:3]
   if (h, w) == (out, out):
     return x
+  if h < 1 or w < 1:
+    raise ValueError(f"input too small: the feature map before the {out}x{out} pooling is {h}x{w}")
   mh, mw = (jnp.asarray(_adaptive_matrix(n, out), x.dtype) for n in (h, w))
   return jnp.einsum("ih,bhwc,jw->bijc", mh, x, mw)
 
