@@ -15,6 +15,8 @@ Reported per model:
   train / eval img/s   median over --repeats timed runs of --steps steps each, after warm-up
                        steps, ended by block_until_ready;
   lower / compile s    the first step's `jit(...).lower()` and `.compile()`, timed separately;
+  cores used           CPU seconds of this process per wall second during the timed train steps
+                       (2.0 = both cores of a 2-core machine; less = waiting, or sharing with other load);
   peak memory          process RSS high-water mark (resource.getrusage; KiB on Linux) read right after
                        the model's runs, and device `memory_stats()["peak_bytes_in_use"]` where the
                        backend has it (GPU/TPU; None on CPU); XLA's temp buffer size of the train step;
@@ -59,7 +61,7 @@ _JSON = flags.DEFINE_string("json", None, "Write the numbers (and the environmen
 ALL_SETTINGS: tuple[tuple[str, int, int], ...] = (
     ("lenet5", 32, 128),
     ("resnet20", 32, 128),
-    ("densenet_bc_100_12", 32, 32),
+    ("densenet_bc_100_12", 32, 16),
     ("nin_cifar", 32, 32),
     ("vgg11", 64, 16),
     ("alexnet", 112, 16),
@@ -67,10 +69,12 @@ ALL_SETTINGS: tuple[tuple[str, int, int], ...] = (
     ("inception_v3", 139, 8),
     ("resnet18", 112, 16),
 )
-ALL_STEPS, ALL_REPEATS = 5, 3  # --all defaults unless --steps / --repeats are given
+# --all defaults unless --steps / --repeats / --warmup / --matmul_repeats are given.
+ALL_STEPS, ALL_REPEATS, ALL_WARMUP, ALL_MATMUL_REPEATS = 3, 3, 1, 3
 
 RESULT_KEYS = ("model", "input", "pad_to", "augment", "batch", "dtype", "steps", "repeats", "params",
-               "train_img_per_s", "eval_img_per_s", "train_step_ms", "train_lower_s", "train_compile_s",
+               "train_img_per_s", "eval_img_per_s", "train_step_ms", "train_cpu_cores", "train_lower_s",
+               "train_compile_s",
                "eval_lower_s", "eval_compile_s", "train_gflop_per_step", "train_gflops",
                "matmul_gflops", "roofline_pct", "peak_rss_mb", "device_peak_mb", "xla_temp_mb")
 
@@ -88,13 +92,20 @@ def environment() -> dict[str, Any]:
 
 
 def _median_time(fn, repeats: int) -> float:
-  times = []
-  for _ in range(repeats):
-    t = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t)
-  return statistics.median(times)
+  return _timed(fn, repeats)[0]
 
+
+def _timed(fn, repeats: int) -> tuple[float, float]:
+  """(median wall seconds of `fn`, CPU cores this process used on average while running it)."""
+  times, cpu, wall = [], 0.0, 0.0
+  for _ in range(repeats):
+    c, t = time.process_time(), time.perf_counter()  # process_time: every thread's user + system time
+    fn()
+    dt = time.perf_counter() - t
+    cpu += time.process_time() - c
+    times.append(dt)
+    wall += dt
+  return statistics.median(times), cpu / wall
 
 def matmul_gflops(n: int = 4096, repeats: int = 5) -> float:
   """GFLOP/s of a fp32 n x n jnp matmul (2 n^3 flops), median of `repeats` after a warm-up."""
@@ -217,7 +228,7 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   holder["state"], metrics = train_step(holder["state"], train_batch)
   if not bool(jax.device_get(jnp.isfinite(metrics["loss"]))):
     raise BenchmarkError(f"model {name!r}: the train step produced a non-finite loss")
-  t_train = _median_time(lambda: run_train(steps), repeats)
+  t_train, train_cores = _timed(lambda: run_train(steps), repeats)
   run_eval(max(warmup, 1))
   t_eval = _median_time(lambda: run_eval(steps), repeats)
   peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
@@ -230,7 +241,8 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   return {"model": name, "input": input_size, "pad_to": pad_to, "augment": augment, "batch": batch,
           "dtype": dtype, "steps": steps, "repeats": repeats, "params": n_params,
           "train_img_per_s": batch * steps / t_train, "eval_img_per_s": batch * steps / t_eval,
-          "train_step_ms": 1000 * step_s, "train_lower_s": t1 - t0, "train_compile_s": t2 - t1,
+          "train_step_ms": 1000 * step_s, "train_cpu_cores": train_cores,
+          "train_lower_s": t1 - t0, "train_compile_s": t2 - t1,
           "eval_lower_s": t3 - t2, "eval_compile_s": t4 - t3,
           "train_gflop_per_step": flops / 1e9 if flops else None, "train_gflops": gflops,
           "matmul_gflops": mm, "roofline_pct": 100 * gflops / mm if gflops and mm else None,
@@ -247,6 +259,7 @@ def _fmt(v: Any, digits: int = 1) -> str:
 
 COLUMNS = (("model", "model", 0), ("input", "input", 0), ("batch", "batch", 0), ("train img/s", "train_img_per_s", 1),
            ("eval img/s", "eval_img_per_s", 1), ("step ms", "train_step_ms", 1),
+           ("cores used", "train_cpu_cores", 2),
            ("lower s", "train_lower_s", 2), ("compile s", "train_compile_s", 2),
            ("eval compile s", "eval_compile_s", 2), ("GFLOP/step", "train_gflop_per_step", 2),
            ("GFLOP/s", "train_gflops", 1), ("matmul GFLOP/s", "matmul_gflops", 1),
@@ -281,7 +294,7 @@ def _print_environment(env: dict[str, Any]) -> None:
 def _run_all(steps: int, repeats: int, common: list[str]) -> list[dict[str, Any]]:
   """Each model in a fresh subprocess (its own RSS high-water mark); same XLA_FLAGS as this process."""
   import tempfile
-  print(f"--all settings: steps {steps}, repeats {repeats}, augment {_AUGMENT.value}, dtype {_DTYPE.value}; "
+  print(f"--all settings: steps {steps}, repeats {repeats}, {' '.join(common)}; "
         + "; ".join(f"{m} {s}x{s} batch {b}" for m, s, b in ALL_SETTINGS), flush=True)
   rows = []
   with tempfile.TemporaryDirectory() as tmp:
@@ -315,10 +328,10 @@ def main(argv: list[str]) -> None:
   _print_environment(env)
   t0 = time.perf_counter()
   if _ALL.value:
-    steps = _STEPS.value if flags.FLAGS["steps"].present else ALL_STEPS
-    repeats = _REPEATS.value if flags.FLAGS["repeats"].present else ALL_REPEATS
-    common = [f"--augment={_AUGMENT.value}", f"--dtype={_DTYPE.value}", f"--warmup={_WARMUP.value}",
-              f"--matmul_size={_MATMUL.value}", f"--matmul_repeats={_MATMUL_REPEATS.value}"]
+    given = lambda flag, default: flags.FLAGS[flag.name].value if flags.FLAGS[flag.name].present else default
+    steps, repeats = given(_STEPS, ALL_STEPS), given(_REPEATS, ALL_REPEATS)
+    common = [f"--augment={_AUGMENT.value}", f"--dtype={_DTYPE.value}", f"--warmup={given(_WARMUP, ALL_WARMUP)}",
+              f"--matmul_size={_MATMUL.value}", f"--matmul_repeats={given(_MATMUL_REPEATS, ALL_MATMUL_REPEATS)}"]
     rows = _run_all(steps, repeats, common)
     failed = len(ALL_SETTINGS) - len(rows)
   else:

@@ -29,7 +29,7 @@ def test_tiny_run_numbers_and_json(tmp_path):
   (row,) = out["results"]
   assert set(benchmark.RESULT_KEYS) <= set(row)
   assert row["model"] == "lenet5" and row["batch"] == 8 and row["params"] == 61_706
-  for key in ("train_img_per_s", "eval_img_per_s", "train_step_ms", "train_lower_s", "train_compile_s",
+  for key in ("train_img_per_s", "eval_img_per_s", "train_step_ms", "train_cpu_cores", "train_lower_s", "train_compile_s",
               "eval_lower_s", "eval_compile_s", "train_gflop_per_step", "train_gflops", "matmul_gflops",
               "roofline_pct", "peak_rss_mb", "xla_temp_mb"):
     assert isinstance(row[key], float) and math.isfinite(row[key]) and row[key] > 0, (key, row[key])
