@@ -16,6 +16,10 @@ from experiments import run
 from experiments.definitions import EXPERIMENTS
 from experiments.spec import SCALES
 
+# Every experiment at smoke scale: about 4 min of CPU, but over 15 min wall on a shared 2-core
+# machine, so it runs with `python -m pytest -m slow`, not in the default (CI) command.
+pytestmark = pytest.mark.slow
+
 NAMES = sorted(EXPERIMENTS)
 REQUIRED = {"resnet_degradation", "bn_speedup", "groupnorm_vs_batchnorm", "nin_gap_vs_fc", "googlenet_aux",
             "se_reduction", "vgg_receptive_field", "activation_and_dropout", "densenet_vs_resnet"}
