@@ -41,10 +41,10 @@ from classic_cnns import cli  # sets the default CPU XLA flags before jax is imp
 
 from absl import flags  # noqa: E402
 
-_MODEL = flags.DEFINE_string("model", None, "Registered model name (see `python -m classic_cnns.summary --all`).")
-_ALL = flags.DEFINE_bool("all", False, "Benchmark one representative per family at small inputs (ALL_SETTINGS).")
-_BATCH = flags.DEFINE_integer("batch", 128, "Global batch size (train and eval).")
-_INPUT = flags.DEFINE_integer("input", 32, "Side of the square synthetic uint8 images.")
+_MODEL = cli.define_once(flags.DEFINE_string, "model", None, "Registered model name (see `python -m classic_cnns.summary --all`).")
+_ALL = cli.define_once(flags.DEFINE_bool, "all", False, "Benchmark one representative per family at small inputs (ALL_SETTINGS).")
+_BATCH = cli.define_once(flags.DEFINE_integer, "batch", 128, "Global batch size (train and eval).")
+_INPUT = cli.define_once(flags.DEFINE_integer, "input", 32, "Side of the square synthetic uint8 images.")
 _PAD_TO = flags.DEFINE_integer("pad_to", 0, "Zero-pad images to this side inside the step (config.data.pad_to).")
 _AUGMENT = flags.DEFINE_enum("augment", "cifar", ["none", "flip", "cifar"],
                              "Training augmentation in the step: none, flip, or cifar (pad-4 crop + flip).")

@@ -75,3 +75,11 @@ def run(main) -> None:
         fail(_unknown_key_message(argv, str(cause.args[0]) if cause.args else ""))
       fail(f"bad command line: {_one_line_flag_error(e)}")
   app.run(main, flags_parser=parse)
+
+
+def define_once(define, name: str, *args, **kwargs):
+  """`define(name, ...)` unless another entry-point module (imported in the same process, e.g. by
+  the test runner) already defined the flag `name`; then that flag is shared."""
+  if name in flags.FLAGS:
+    return flags.FlagHolder(flags.FLAGS, flags.FLAGS[name])
+  return define(name, *args, **kwargs)

@@ -36,13 +36,13 @@ from absl import flags
 
 from classic_cnns import cli
 
-_MODEL = flags.DEFINE_string("model", None, "Registered model name (see --all).")
-_INPUT = flags.DEFINE_integer("input", None, "Square input size (default: the model's registered input_size).")
-_BATCH = flags.DEFINE_integer("batch", 1, "Batch size traced (numbers are reported per image).")
+_MODEL = cli.define_once(flags.DEFINE_string, "model", None, "Registered model name (see --all).")
+_INPUT = cli.define_once(flags.DEFINE_integer, "input", None, "Square input size (default: the model's registered input_size).")
+_BATCH = cli.define_once(flags.DEFINE_integer, "batch", 1, "Batch size traced (numbers are reported per image).")
 _CHANNELS = flags.DEFINE_integer("in_channels", None, "Input channels (default: the registered value).")
 _CLASSES = flags.DEFINE_integer("num_classes", None, "Override the model's num_classes.")
 _DEPTH = flags.DEFINE_integer("depth", None, "Show layers down to this nesting depth (default: all).")
-_ALL = flags.DEFINE_bool("all", False, "One row per registered model instead of a layer table.")
+_ALL = cli.define_once(flags.DEFINE_bool, "all", False, "One row per registered model instead of a layer table.")
 _FLOPS = flags.DEFINE_bool("flops", False, "With --all: also lower every model for XLA FLOPs (slower).")
 _PATTERN = flags.DEFINE_string("pattern", "", "With --all: only the models whose name contains this.")
 
