@@ -51,13 +51,13 @@ SETTINGS: dict[str, tuple[int, int, int, int, int]] = {
 VARIANTS = ("base", "flaxbn", "twopass", "noreshape", "im2col")
 
 _MODELS = flags.DEFINE_list("models", list(SETTINGS), f"Models to compare, from {', '.join(SETTINGS)}.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats per column (alternating); the median is reported.")
-_STEPS = flags.DEFINE_integer("steps", 0, "Train steps per timed repeat (0 = the model's default).")
-_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps per column before timing.")
+_REPEATS = cli.define_once(flags.DEFINE_integer, "repeats", 5, "Timed repeats per column (alternating); the median is reported.")
+_STEPS = cli.define_once(flags.DEFINE_integer, "steps", 0, "Train steps per timed repeat (0 = the model's default).")
+_WARMUP = cli.define_once(flags.DEFINE_integer, "warmup", 2, "Untimed steps per column before timing.")
 _VARIANTS = flags.DEFINE_list("variants", ["base"], f"Flax columns, from {', '.join(VARIANTS)}.")
 _TORCH = flags.DEFINE_bool("torch", True, "Time the PyTorch columns (False: Flax variants only, ratios vs "
                             "the base Flax column; the twins' parameter counts are still checked).")
-_JSON = flags.DEFINE_string("json", None, "Write the results and environment to this JSON file.")
+_JSON = cli.define_once(flags.DEFINE_string, "json", None, "Write the results and environment to this JSON file.")
 
 
 # ----------------------------------------------------------------------------- PyTorch twins
