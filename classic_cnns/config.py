@@ -55,10 +55,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.eval_resize = 0
   c.data.eval_crop = 0
   c.data.on_device = True  # keep the uint8 arrays on the accelerator, gather batches in jit
-  # Streaming (classic_cnns/data/streaming.py): decode + crop JPEG folders on the host with tf.data,
-  # for datasets too large for memory (ImageNet). augment: inception | resize_crop.
+  # Streaming (classic_cnns/data/streaming.py): decode (+ crop) image folders or TFDS splits on the
+  # host with tf.data, for datasets too large for memory (ImageNet). augment (host mode): inception |
+  # resize_crop | scale_jitter (S in [scale_min, scale_max]) | canvas (the central resize x resize
+  # square; every in-jit op of data.augment then applies). stats_images: images sampled for statistics
+  # (mean/std, pixel mean, ZCA, PCA) when the dataset's metadata has none.
   c.data.streaming = ml_collections.ConfigDict(
-      {"enabled": False, "augment": "inception", "resize": 256, "crop": 224, "threads": 0})
+      {"enabled": False, "augment": "inception", "resize": 256, "crop": 224, "threads": 0,
+       "scale_min": 256, "scale_max": 512, "stats_images": 1000})
   # Training augmentation, in jit with JAX RNG (classic_cnns/data/augment.py); enabled=False turns
   # every op off at once (training then sees the evaluation view): the augmentation ablation.
   c.data.augment = ml_collections.ConfigDict()
@@ -153,6 +157,14 @@ def _check_data(d: ml_collections.ConfigDict) -> None:
   for key in ("pca_lighting", "brightness", "contrast", "saturation"):
     if not 0 <= a[key] <= 10:
       raise ConfigError(f"config.data.augment.{key} must be in [0, 10], got {a[key]}")
+  s = d.streaming
+  _choice(s.augment, ("inception", "resize_crop", "scale_jitter", "canvas"), "data.streaming.augment")
+  if min(s.resize, s.crop, s.scale_min, s.stats_images) <= 0 or s.scale_max < s.scale_min:
+    raise ConfigError(f"config.data.streaming: resize, crop, scale_min, stats_images must be positive and "
+                      f"scale_max >= scale_min, got {s.resize}, {s.crop}, {s.scale_min}..{s.scale_max}, {s.stats_images}")
+  if s.augment in ("resize_crop", "scale_jitter") and s.crop > (s.resize if s.augment == "resize_crop" else s.scale_min):
+    raise ConfigError(f"config.data.streaming.crop={s.crop} does not fit the {s.augment} images "
+                      f"(resize={s.resize}, scale_min={s.scale_min})")
   if (d.gcn or d.zca) and d.normalize != "none":
     raise ConfigError("config.data.gcn / data.zca replace the mean/std normalisation; also set "
                       "config.data.normalize=none")

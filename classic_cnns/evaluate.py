@@ -18,6 +18,12 @@ them to DIR/eval_<protocol>.json. Protocols:
                the soft-max posteriors are averaged over flips and scales (Sec. 3.2 / 4.2)
   full         the whole image (CIFAR), no resize or crop
 
+Streamed data (config.data.streaming) supports every protocol: in `canvas` mode the host's squares are
+the images; in the host-crop modes the multi-view protocols read the central square of each image
+rescaled to the protocol's size (--resize for center/ten crop, the largest --scales for dense, whose
+smaller scales are resized from it in jit), so dense evaluation sees the central square, not the
+whole non-square image (a documented deviation from VGG Sec. 3.2); `full` needs canvas mode.
+
 Bad input (no or unreadable checkpoint, a model without a dense mode, crops that do not fit) ends
 with one line `error: ...` and exit status 2.
 """
@@ -167,7 +173,7 @@ def run_protocol(config, workdir: str, protocol: str, scales: list[int] | None =
   import jax.numpy as jnp
   from classic_cnns import parallel, train
   from classic_cnns.config import ConfigError
-  from classic_cnns.data import augment, sources
+  from classic_cnns.data import augment, sources, streaming
 
   if protocol not in PROTOCOLS:
     raise ConfigError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
@@ -178,8 +184,18 @@ def run_protocol(config, workdir: str, protocol: str, scales: list[int] | None =
   image_shape = tuple(ds.image_shape)
   input_shape = prep.eval_shape(image_shape)
   model, state, meta = restore(config, workdir, input_shape, mesh)
-  if protocol != "single" and hasattr(split, "files"):
-    raise ConfigError(f"--protocol={protocol} needs in-memory images; streamed folders support --protocol=single")
+  canvas = 0  # streamed data cropped on the host: the multi-view protocols read canvas x canvas squares
+  if streaming.is_streamed(split) and config.data.streaming.augment != "canvas" and protocol != "single":
+    if protocol == "full":
+      raise ConfigError("--protocol=full needs whole images of one size; streamed data in host-crop mode has "
+                        "none (use center_crop, ten_crop or dense, or data.streaming.augment=canvas)")
+    if protocol == "dense":
+      scales = scales or [config.data.streaming.resize]
+      canvas = max(int(q) for q in scales)
+    else:
+      resize, crop = crop_sizes(prep, image_shape, resize or config.data.streaming.resize, crop)
+      canvas = resize
+    image_shape = (canvas, canvas, image_shape[-1])
   if protocol == "dense" and not has_dense_mode(model):
     raise ConfigError(f"model {config.model.name!r} has no dense evaluation mode (VGG's fully-convolutional "
                       f"`dense=True`, Sec. 3.2); use --protocol=center_crop or ten_crop")
@@ -219,7 +235,7 @@ def run_protocol(config, workdir: str, protocol: str, scales: list[int] | None =
   bs = -(-config.eval_batch_size // n_dev) * n_dev
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
   step = jax.jit(step, in_shardings=(rep, data), out_shardings=rep)
-  res = train.evaluate(step, state, train.eval_batches(split, bs, config, mesh))
+  res = train.evaluate(step, state, train.eval_batches(split, bs, config, mesh, canvas))
   result = {"protocol": protocol, **info, "split": split_name, "step": int(meta.get("step", -1)),
             "model": config.model.name, "count": int(res["count"]),
             "top1_error": 1.0 - res["top1"], "top5_error": 1.0 - res["top5"],

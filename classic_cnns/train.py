@@ -183,22 +183,29 @@ def make_eval_step(model: nn.Module, prep: augment.Preprocess, dtype):
 
 
 def make_train_batches(split, config: ml_collections.ConfigDict, mesh):
-  """In-memory splits: sharded gathers (on device by default); file splits: tf.data streaming."""
-  if hasattr(split, "files"):
-    from classic_cnns.data import streaming
+  """In-memory splits: sharded gathers (on device by default); streamed splits (image folder files
+  or a TFDS split): tf.data on the host."""
+  from classic_cnns.data import streaming
+  if streaming.is_streamed(split):
     s = config.data.streaming
-    return streaming.StreamingTrainBatches(split.files, split.labels, config.batch_size, config.seed, mesh,
-                                           mode=s.augment, resize=s.resize, crop=s.crop,
-                                           channels=split.image_shape[-1], threads=s.threads)
+    kw = dict(mode=s.augment, resize=s.resize, crop=s.crop, channels=split.image_shape[-1], threads=s.threads,
+              scale_range=(s.scale_min, s.scale_max))
+    if hasattr(split, "files"):
+      return streaming.StreamingTrainBatches(split.files, split.labels, config.batch_size, config.seed, mesh, **kw)
+    from classic_cnns.data import tfds_stream
+    return tfds_stream.TfdsTrainBatches(split, config.batch_size, config.seed, mesh, **kw)
   return pipeline.TrainBatches(split, config.batch_size, config.seed, mesh, config.data.on_device)
 
 
-def eval_batches(split, batch_size: int, config: ml_collections.ConfigDict, mesh):
-  if hasattr(split, "files"):
-    from classic_cnns.data import streaming
+def eval_batches(split, batch_size: int, config: ml_collections.ConfigDict, mesh, canvas: int = 0):
+  """Every example once, padded + masked. Streamed splits give the host's evaluation view (resize +
+  centre crop; the canvas square in canvas mode) or, with `canvas`, the central canvas x canvas square
+  of the image rescaled to that shorter side (evaluate.py's multi-view protocols)."""
+  from classic_cnns.data import streaming
+  if streaming.is_streamed(split):
     s = config.data.streaming
-    return streaming.streaming_eval_batches(split.files, split.labels, batch_size, mesh, resize=s.resize,
-                                            crop=s.crop, channels=split.image_shape[-1], threads=s.threads)
+    side = canvas or streaming.streamed_shape(s)[0]
+    return streaming.eval_batches(split, batch_size, mesh, resize=canvas or s.resize, crop=side, threads=s.threads)
   return pipeline.eval_batches(split, batch_size, mesh)
 
 

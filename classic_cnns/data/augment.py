@@ -426,29 +426,35 @@ def preprocess_config(data, ds, save_to: str | None = None) -> Preprocess:
   a = data.augment
   image_shape = tuple(ds.image_shape)
   c = image_shape[-1]
-  streamed = hasattr(ds.train, "files")
+  from classic_cnns.data import streaming
+  streamed = streaming.is_streamed(ds.train)
+  canvas = streamed and data.streaming.augment == "canvas"  # host gives fixed squares: all ops apply
   use_meta = data.stats == "metadata" or (data.stats == "auto" and data.source == "tfds")
   info = metadata.get(data.name) if use_meta else None
   if data.stats == "metadata" and metadata.channel_stats(data.name, c) is None:
     raise ConfigError(f"config.data.stats='metadata': no {c}-channel statistics for data.name={data.name!r} in "
                       f"classic_cnns/data/metadata.py (known: {', '.join(metadata.DATASETS)})")
-  if streamed and (data.normalize == "pixel" or data.gcn or data.zca or a.crop != "none"):
-    raise ConfigError("streamed image folders are cropped on the host (config.data.streaming); "
-                      "data.normalize='pixel', data.gcn, data.zca and data.augment.crop need in-memory data")
+  if streamed and not canvas and (data.normalize == "pixel" or data.zca or a.crop != "none"):
+    raise ConfigError(f"streamed data is cropped on the host in data.streaming.augment={data.streaming.augment!r} "
+                      f"mode; data.normalize='pixel', data.zca and data.augment.crop need fixed-size images: "
+                      f"set config.data.streaming.augment=canvas")
+  sample = []
 
   def images():
-    return ds.train.images
+    if not streamed:
+      return ds.train.images
+    if not sample:  # the host's view of `stats_images` training images
+      s = data.streaming
+      side = streaming.streamed_shape(s)[0]
+      sample.append(streaming.sample_images(ds.train, s.resize, side, s.stats_images))
+    return sample[0]
 
   mean = std = ()
   pixel = None
   if data.normalize in ("channel", "pixel"):
     stats = metadata.channel_stats(data.name, c) if info is not None else None
     if stats is None:
-      if streamed:
-        from classic_cnns.data import streaming
-        stats = streaming.channel_stats(ds.train, data.streaming.resize, data.streaming.crop)
-      else:
-        stats = channel_stats(images())
+      stats = channel_stats(images())
     mean, std = stats
     if data.normalize == "pixel":
       pixel, mean = FrozenArray(pixel_mean(images())), ()
@@ -468,9 +474,6 @@ def preprocess_config(data, ds, save_to: str | None = None) -> Preprocess:
     meta = metadata.get(data.name)
     if meta is not None and meta.pca_eigval and (use_meta or streamed) and c == 3:
       pca_val, pca_vec = meta.pca_eigval, meta.pca_eigvec
-    elif streamed:
-      raise ConfigError(f"config.data.augment.pca_lighting on streamed data needs the PCA of a known "
-                        f"dataset (set data.name=imagenet2012 or imagenette), not {data.name!r}")
     else:
       pca_val, pca_vec = pca_rgb(images())
 

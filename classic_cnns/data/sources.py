@@ -43,7 +43,7 @@ class Dataset:
 
   @property
   def image_shape(self) -> tuple[int, int, int]:
-    if hasattr(self.train, "image_shape"):  # streaming.FileSplit
+    if hasattr(self.train, "image_shape"):  # streamed: streaming.FileSplit, tfds_stream.TfdsSplit
       return tuple(self.train.image_shape)
     return tuple(self.train.images.shape[1:])
 
@@ -187,11 +187,15 @@ def load_dataset(data_config, seed: int) -> Dataset:
   """The dataset a config asks for, with its validation split held out."""
   src = data_config.source
   if data_config.get("streaming") is not None and data_config.streaming.enabled:
-    if src != "folder":
-      raise DatasetError("config.data.streaming.enabled needs config.data.source='folder'")
     from classic_cnns.data import streaming
-    return streaming.load_streaming_folder(data_config.path, data_config.val_size, seed,
-                                           data_config.streaming.crop)
+    if src == "folder":
+      return streaming.load_streaming_folder(data_config.path, data_config.val_size, seed,
+                                             streaming.streamed_shape(data_config.streaming))
+    if src == "tfds":
+      from classic_cnns.data import tfds_stream
+      return tfds_stream.load_streaming_tfds(data_config.name, data_config.data_dir, data_config.download,
+                                             data_config.val_size, seed, streaming.streamed_shape(data_config.streaming))
+    raise DatasetError(f"config.data.streaming.enabled needs config.data.source='folder' or 'tfds', not {src!r}")
   if src == "embedded":
     ds = load_embedded()
   elif src == "npz":

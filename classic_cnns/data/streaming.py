@@ -9,9 +9,18 @@ Resuming at step s starts the file list at s's position: no iterator state to ch
 Host-side augmentation is stateless (tf.image.stateless_*), keyed by (seed, epoch, index), so it is
 deterministic too.
 
-Training augmentation: `inception` (random-resized crop, area 8-100%, aspect 3/4-4/3, Szegedy et
-al. 2015 Sec. 6) or `resize_crop` (shorter side -> `resize`, random `crop`, AlexNet Sec. 4.1), then
-random flip. Evaluation: shorter side -> `resize`, centre `crop`.
+Host modes (`config.data.streaming.augment`):
+  inception     random-resized crop on the whole image, area 8-100%, aspect 3/4-4/3 (Szegedy et al.
+                2015 Sec. 6), + flip; evaluation: shorter side -> `resize`, centre `crop`
+  resize_crop   shorter side -> `resize`, random `crop` (AlexNet Sec. 4.1), + flip; evaluation as above
+  scale_jitter  shorter side -> S ~ U[scale_min, scale_max] per image, random `crop` (VGG Sec. 3.1
+                multi-scale training), + flip; evaluation as above
+  canvas        no randomness on the host: shorter side -> `resize`, the central `resize` x `resize`
+                square (AlexNet Sec. 2 builds exactly this 256 x 256 image). The split then looks like
+                an in-memory split of that size, so EVERY in-jit op of augment.py (crop families, pixel
+                mean, GCN/ZCA, PCA lighting, ...) and every evaluation protocol applies unchanged.
+The evaluation protocols other than `single` use canvases too (evaluate.py): centre / 10 crops are cut
+in jit from the `resize` square, dense evaluation rescales the central square of the image.
 """
 from __future__ import annotations
 
@@ -38,11 +47,26 @@ class FileSplit:
     return len(self.labels)
 
 
-def load_streaming_folder(root: str, val_size: int, seed: int, crop: int, channels: int = 3):
-  """Dataset of FileSplits from root/train (+ root/val or root/test, or `val_size` held out)."""
+MODES = ("inception", "resize_crop", "scale_jitter", "canvas")
+
+
+def is_streamed(split) -> bool:
+  """True for a split read on the fly (FileSplit here, tfds_stream.TfdsSplit), not held in memory."""
+  return split is not None and not hasattr(split, "images")
+
+
+def streamed_shape(streaming_config, channels: int = 3) -> tuple[int, int, int]:
+  """The uint8 image shape the host hands to jit: the crop, or the canvas square in canvas mode."""
+  side = streaming_config.resize if streaming_config.augment == "canvas" else streaming_config.crop
+  return (int(side), int(side), channels)
+
+
+def load_streaming_folder(root: str, val_size: int, seed: int, shape: tuple[int, int, int]):
+  """Dataset of FileSplits from root/train (+ root/val or root/test, or `val_size` held out);
+  `shape` is what the host produces (`streamed_shape`)."""
   from classic_cnns.data.sources import Dataset
   files, labels, classes = list_image_folder(root, "train")
-  shape = (crop, crop, channels)
+  shape = tuple(shape)
   test = None
   for name in ("test", "val"):
     if os.path.isdir(os.path.join(root, name)):
@@ -63,13 +87,25 @@ def load_streaming_folder(root: str, val_size: int, seed: int, crop: int, channe
                  classes, val)
 
 
-def channel_stats(split: FileSplit, resize: int, crop: int, max_images: int = 256):
+def sample_images(split, resize: int, crop: int, max_images: int) -> np.ndarray:
+  """uint8 [n, crop, crop, C]: the evaluation view of up to `max_images` images (for statistics that
+  need images: channel mean/std, per-pixel mean, ZCA, PCA). Folders: spread evenly over the split;
+  TFDS splits: the first ones (TFDS shuffles examples when it prepares a dataset)."""
+  n = min(max_images, len(split))
+  subset = np.linspace(0, len(split) - 1, n).astype(np.int64) if hasattr(split, "files") else None
+  out, have = [], 0
+  for b in eval_batches(split, min(n, 256), None, resize=resize, crop=crop, subset=subset):
+    x = np.asarray(b["image"])[np.asarray(b["mask"]) > 0][:n - have]
+    out.append(x)
+    have += len(x)
+    if have >= n:
+      break
+  return np.concatenate(out)
+
+
+def channel_stats(split, resize: int, crop: int, max_images: int = 256):
   """Per-channel mean/std (0-255 units) of up to `max_images` centre crops."""
-  tf = _tf()
-  ds = tf.data.Dataset.from_tensor_slices(split.files[:max_images]).map(
-      lambda p: eval_transform(tf, _decode(tf, p, split.image_shape[-1]), resize, crop),
-      num_parallel_calls=os.cpu_count()).batch(max_images)
-  x = next(ds.as_numpy_iterator()).astype(np.float64)
+  x = sample_images(split, resize, crop, max_images).astype(np.float64)
   return (tuple(float(v) for v in x.mean(axis=(0, 1, 2))),
           tuple(float(max(v, 1e-3)) for v in x.std(axis=(0, 1, 2))))
 
@@ -109,10 +145,17 @@ def _resize_shorter(tf, img, size):
   return tf.image.resize(img, tf.maximum(new, size), antialias=True)
 
 
-def train_transform(tf, img, seed, mode: str, resize: int, crop: int):
-  """uint8 HWC -> uint8 crop x crop x C, stateless random ops keyed by `seed` (int32[2])."""
+def train_transform(tf, img, seed, mode: str, resize: int, crop: int, scale_range=(256, 512)):
+  """uint8 HWC -> uint8 crop x crop x C (canvas: resize x resize), stateless random ops keyed by
+  `seed` (int32[2])."""
+  if mode == "canvas":
+    return eval_transform(tf, img, resize, resize)
   seeds = tf.random.experimental.stateless_split(seed, 3)
-  if mode == "inception":
+  if mode == "scale_jitter":
+    side = tf.random.stateless_uniform([], seeds[2], scale_range[0], scale_range[1] + 1, dtype=tf.int32)
+    img = _resize_shorter(tf, img, side)
+    img = tf.image.stateless_random_crop(img, (crop, crop, tf.shape(img)[2]), seed=seeds[0])
+  elif mode == "inception":
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(img), tf.zeros([0, 0, 4], tf.float32), seed=seeds[0], area_range=(0.08, 1.0),
         aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10, use_image_if_no_bounding_boxes=True)
@@ -121,7 +164,7 @@ def train_transform(tf, img, seed, mode: str, resize: int, crop: int):
     img = _resize_shorter(tf, img, resize)
     img = tf.image.stateless_random_crop(img, (crop, crop, tf.shape(img)[2]), seed=seeds[0])
   else:
-    raise ValueError(f"unknown streaming augmentation {mode!r}; choose inception or resize_crop")
+    raise ValueError(f"unknown streaming augmentation {mode!r}; choose one of {', '.join(MODES)}")
   img = tf.image.stateless_random_flip_left_right(img, seed=seeds[1])
   return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
 
@@ -136,11 +179,14 @@ def eval_transform(tf, img, resize: int, crop: int):
 class StreamingTrainBatches:
   def __init__(self, files: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, mesh: Mesh, *,
                mode: str = "inception", resize: int = 256, crop: int = 224, channels: int = 3,
-               threads: int = 0):
+               threads: int = 0, scale_range: tuple[int, int] = (256, 512)):
     if len(files) < batch_size:
       raise ValueError(f"{len(files)} training images, fewer than batch_size={batch_size}")
+    if mode not in MODES:
+      raise ValueError(f"unknown streaming augmentation {mode!r}; choose one of {', '.join(MODES)}")
     self.files, self.labels, self.batch_size, self.seed, self.mesh = files, labels, batch_size, seed, mesh
     self.mode, self.resize, self.crop, self.channels = mode, resize, crop, channels
+    self.scale_range = (int(scale_range[0]), int(scale_range[1]))
     self.threads = threads or os.cpu_count()
     self.steps_per_epoch = len(files) // batch_size
 
@@ -155,7 +201,7 @@ class StreamingTrainBatches:
     def load(path, label, index):
       seed = tf.stack([tf.cast(self.seed * 1_000_003 + epoch, tf.int64), index])
       img = train_transform(tf, _decode(tf, path, self.channels), seed,
-                            self.mode, self.resize, self.crop)
+                            self.mode, self.resize, self.crop, self.scale_range)
       return img, label
 
     local_batch = self.batch_size // jax.process_count()
@@ -175,18 +221,40 @@ class StreamingTrainBatches:
         step += 1
 
 
-def streaming_eval_batches(files: np.ndarray, labels: np.ndarray, batch_size: int, mesh: Mesh, *,
-                           resize: int = 256, crop: int = 224, channels: int = 3, threads: int = 0):
-  """Every image once (resize + centre crop), last batch padded with mask 0."""
+def streaming_eval_batches(files: np.ndarray, labels: np.ndarray, batch_size: int, mesh: Mesh | None, *,
+                           resize: int = 256, crop: int = 224, channels: int = 3, threads: int = 0,
+                           subset: np.ndarray | None = None):
+  """Every image once (shorter side -> resize, centre crop; crop == resize: the canvas square), the
+  last batch padded with mask 0. `subset`: only these indices. `mesh=None`: numpy batches, one process."""
   tf = _tf()
-  n = len(files)
+  order = np.arange(len(files)) if subset is None else np.asarray(subset)
+  n = len(order)
   idx = np.arange(-(-n // batch_size) * batch_size)
   mask = (idx < n).astype(np.float32)
-  idx = np.where(idx < n, idx, 0).reshape(-1, batch_size)[:, parallel.process_slice(batch_size)].reshape(-1)
-  mask = mask.reshape(-1, batch_size)[:, parallel.process_slice(batch_size)].reshape(-1)
+  idx = order[np.where(idx < n, idx, 0)]
+  procs = jax.process_count() if mesh is not None else 1
+  if mesh is not None:
+    idx = idx.reshape(-1, batch_size)[:, parallel.process_slice(batch_size)].reshape(-1)
+    mask = mask.reshape(-1, batch_size)[:, parallel.process_slice(batch_size)].reshape(-1)
   ds = tf.data.Dataset.from_tensor_slices((files[idx], labels[idx], mask))
   ds = ds.map(lambda p, l, m: (eval_transform(tf, _decode(tf, p, channels), resize, crop), l, m),
               num_parallel_calls=threads or os.cpu_count(), deterministic=True)
-  for images, lbl, m in ds.batch(batch_size // jax.process_count()).prefetch(2).as_numpy_iterator():
-    yield {"image": parallel.to_global(images, mesh, batch_size), "label": parallel.to_global(lbl, mesh, batch_size),
-           "mask": parallel.to_global(m, mesh, batch_size)}
+  for images, lbl, m in ds.batch(batch_size // procs).prefetch(2).as_numpy_iterator():
+    if mesh is None:
+      yield {"image": images, "label": lbl, "mask": m}
+    else:
+      yield {"image": parallel.to_global(images, mesh, batch_size), "label": parallel.to_global(lbl, mesh, batch_size),
+             "mask": parallel.to_global(m, mesh, batch_size)}
+
+
+def eval_batches(split, batch_size: int, mesh: Mesh | None, *, resize: int, crop: int, threads: int = 0,
+                 subset: np.ndarray | None = None):
+  """Evaluation batches of any streamed split (image folder files or a TFDS split)."""
+  if hasattr(split, "files"):
+    return streaming_eval_batches(split.files, split.labels, batch_size, mesh, resize=resize, crop=crop,
+                                  channels=split.image_shape[-1], threads=threads, subset=subset)
+  from classic_cnns.data import tfds_stream
+  if subset is not None:
+    raise ValueError("sampling a subset of a TFDS stream is not supported")
+  return tfds_stream.tfds_eval_batches(split, batch_size, mesh, resize=resize, crop=crop,
+                                       channels=split.image_shape[-1], threads=threads)
