@@ -62,9 +62,9 @@ IMAGENET_MANUAL_NOTE = (
     "imagenet2012 cannot be downloaded by TFDS: get ILSVRC2012_img_train.tar and "
     "ILSVRC2012_img_val.tar from image-net.org (registration), put them in TFDS's manual_dir "
     "(default <data_dir>/downloads/manual/, e.g. ~/tensorflow_datasets/downloads/manual/), then run "
-    "with --config.data.source=tfds --config.data.name=imagenet2012 [--config.data.data_dir=DIR]; or "
-    "extract it as an image folder root/train/<class>/*.JPEG and stream it "
-    "(--config.data.source=folder --config.data.streaming.enabled=True)")
+    "with --config.data.source=tfds --config.data.name=imagenet2012 --config.data.streaming.enabled=True "
+    "[--config.data.data_dir=DIR]; or extract it as an image folder root/train/<class>/*.JPEG and stream "
+    "it (--config.data.source=folder --config.data.path=ROOT --config.data.streaming.enabled=True)")
 
 DATASETS: dict[str, DatasetInfo] = {d.name: d for d in (
     DatasetInfo("mnist", (28, 28, 1), 10, 60_000, 10_000, "test", (33.318,), (78.567,), _DIGITS),  # computed

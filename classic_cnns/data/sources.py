@@ -99,6 +99,11 @@ def _download_host_reachable(timeout: float = 5.0) -> bool:
 def load_tfds(name: str, data_dir: str = "", download: bool = True) -> Dataset:
   """Loads a whole TFDS dataset into memory through tf.data (small datasets: MNIST/CIFAR size).
   A dataset not yet prepared under `data_dir` is downloaded when `download` and online."""
+  from classic_cnns.data import metadata
+  info = metadata.get(name)
+  if info is not None and info.image_shape is None:
+    raise DatasetError(f"TFDS {name!r} has images of different sizes and is streamed, not loaded into memory: "
+                       f"set --config.data.streaming.enabled=True (classic_cnns/data/tfds_stream.py)")
   import tensorflow as tf  # only here: the other sources must work without TensorFlow
   tf.config.set_visible_devices([], "GPU")  # never let TF take accelerator memory
   import tensorflow_datasets as tfds

@@ -39,7 +39,7 @@ from jax.sharding import Mesh
 from classic_cnns import parallel
 from classic_cnns.data import metadata, sources
 from classic_cnns.data.sources import DatasetError
-from classic_cnns.data.streaming import _tf, eval_transform, train_transform
+from classic_cnns.data.streaming import MODES, _tf, eval_transform, train_transform
 
 
 @dataclasses.dataclass
@@ -93,7 +93,7 @@ def _prepare(builder, name: str, download: bool) -> None:
   except Exception as e:  # pylint: disable=broad-except
     first = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
     why = f"{type(e).__name__}: {first}" if first else type(e).__name__
-    if manual:
+    if manual and isinstance(e, AssertionError):  # TFDS: "Manual directory ... does not exist or is empty"
       why = "manual download missing"
     raise DatasetError(sources._offline_message(name, builder.data_dir, why) + suffix) from None
 
@@ -193,21 +193,24 @@ def _decode(tf, encoded, channels: int):
 
 
 class TfdsTrainBatches:
-  """Training batches of a TfdsSplit, `mode` "inception" (random-resized crop, Szegedy et al. 2015
-  Sec. 6) or "resize_crop" (shorter side -> `resize`, random `crop`, AlexNet Sec. 4.1), then a
-  random flip; same contract as `streaming.StreamingTrainBatches`."""
+  """Training batches of a TfdsSplit; same contract and host modes as
+  `streaming.StreamingTrainBatches`: "inception" (random-resized crop, Szegedy et al. 2015 Sec. 6),
+  "resize_crop" (shorter side -> `resize`, random `crop`, AlexNet Sec. 4.1), "scale_jitter"
+  (shorter side ~ U[scale_range], random `crop`, VGG Sec. 3.1), each + flip; "canvas" (central
+  `resize` square, no host randomness)."""
 
   def __init__(self, split: TfdsSplit, batch_size: int, seed: int, mesh: Mesh, *, mode: str = "inception",
                resize: int = 256, crop: int = 224, channels: int = 3, threads: int = 0,
-               shuffle_buffer: int = 4096):
+               scale_range: tuple[int, int] = (256, 512), shuffle_buffer: int = 4096):
     if len(split) < batch_size:
       raise ValueError(f"{len(split)} training images, fewer than batch_size={batch_size}")
     if batch_size % jax.process_count():
       raise ValueError(f"batch_size={batch_size} is not divisible by {jax.process_count()} processes")
-    if mode not in ("inception", "resize_crop"):
-      raise ValueError(f"unknown streaming augmentation {mode!r}; choose inception or resize_crop")
+    if mode not in MODES:
+      raise ValueError(f"unknown streaming augmentation {mode!r}; choose one of {', '.join(MODES)}")
     self.split, self.batch_size, self.seed, self.mesh = split, batch_size, seed, mesh
     self.mode, self.resize, self.crop, self.channels = mode, resize, crop, channels
+    self.scale_range = (int(scale_range[0]), int(scale_range[1]))
     self.threads = threads or os.cpu_count()
     self.shuffle_buffer = shuffle_buffer  # encoded examples (~110 KB each on ImageNet)
     self.steps_per_epoch = len(split) // batch_size
@@ -228,14 +231,15 @@ class TfdsTrainBatches:
     def load(i, encoded, label):
       index = (i // lb) * self.batch_size + process_index * lb + i % lb
       seed = tf.stack([tf.cast(self.seed * 1_000_003 + epoch, tf.int64), index])
-      img = train_transform(tf, _decode(tf, encoded, self.channels), seed, self.mode, self.resize, self.crop)
+      img = train_transform(tf, _decode(tf, encoded, self.channels), seed, self.mode, self.resize, self.crop,
+                            self.scale_range)
       return img, label
 
     ds = ds.map(lambda i, ex: load(i, *ex), num_parallel_calls=self.threads, deterministic=True)
     return ds.batch(lb, drop_remainder=True).with_options(_options(self.threads)).prefetch(2)
 
   def iterate(self, start_step: int, end_step: int) -> Iterator[tuple[int, dict[str, jax.Array]]]:
-    """(step, {"image": uint8 [B, crop, crop, C], "label": int32 [B]}) for steps [start, end)."""
+    """(step, {"image": uint8 [B, crop, crop, C] (canvas: resize), "label": int32 [B]}), steps [start, end)."""
     step = start_step
     while step < end_step:
       epoch, first = divmod(step, self.steps_per_epoch)
@@ -266,14 +270,18 @@ def _eval_local_dataset(split: TfdsSplit, local_batch: int, process_index: int, 
   return ds.concatenate(pad).batch(local_batch).with_options(_options(threads)).prefetch(2)
 
 
-def tfds_eval_batches(split: TfdsSplit, batch_size: int, mesh: Mesh, *, resize: int = 256, crop: int = 224,
-                      channels: int = 3, threads: int = 0) -> Iterator[dict[str, jax.Array]]:
-  """Every example once (shorter side -> `resize`, centre `crop`); padding rows have mask 0."""
-  n = jax.process_count()
+def tfds_eval_batches(split: TfdsSplit, batch_size: int, mesh: Mesh | None, *, resize: int = 256,
+                      crop: int = 224, channels: int = 3, threads: int = 0) -> Iterator[dict[str, Any]]:
+  """Every example once (shorter side -> `resize`, centre `crop`; crop == resize: the canvas square);
+  padding rows have mask 0. `mesh=None`: numpy batches of the whole split, one process."""
+  n = jax.process_count() if mesh is not None else 1
   if batch_size % n:
     raise ValueError(f"batch_size={batch_size} is not divisible by {n} processes")
-  ds = _eval_local_dataset(split, batch_size // n, jax.process_index(), n, resize=resize, crop=crop,
-                           channels=channels, threads=threads or os.cpu_count())
+  ds = _eval_local_dataset(split, batch_size // n, jax.process_index() if n > 1 else 0, n, resize=resize,
+                           crop=crop, channels=channels, threads=threads or os.cpu_count())
   for images, labels, mask in ds.as_numpy_iterator():
+    if mesh is None:
+      yield {"image": images, "label": labels, "mask": mask}
+      continue
     yield {"image": parallel.to_global(images, mesh, batch_size), "label": parallel.to_global(labels, mesh, batch_size),
            "mask": parallel.to_global(mask, mesh, batch_size)}
