@@ -16,18 +16,11 @@ from experiments import run
 from experiments.definitions import EXPERIMENTS
 from experiments.spec import SCALES
 
-# Every experiment at smoke scale: about 4 min of CPU, but over 15 min wall on a shared 2-core
-# machine, so it runs with `python -m pytest -m slow`, not in the default (CI) command.
-pytestmark = pytest.mark.slow
-
 NAMES = sorted(EXPERIMENTS)
 REQUIRED = {"resnet_degradation", "bn_speedup", "groupnorm_vs_batchnorm", "nin_gap_vs_fc", "googlenet_aux",
             "se_reduction", "vgg_receptive_field", "activation_and_dropout", "densenet_vs_resnet"}
-# The default suite trains resnet_degradation at smoke scale (and checks every plan, config and
-# model abstractly). Each smoke experiment costs 1-2 minutes of compilation and evaluation on a
-# loaded 2-core machine (GoogLeNet, with no width knob, 3-5), so the others run with -m slow.
-FAST = {"resnet_degradation"}
-SLOW = set(NAMES) - FAST
+# Every experiment runs at smoke scale in the default suite: 2 steps of tiny (or, for GoogLeNet, the
+# real) models on the embedded MNIST sample, ~15-100 s each on 2 cores (mostly XLA compilation).
 
 
 def test_all_experiments_listed(capsys):
@@ -75,15 +68,8 @@ def _check_report(root: str, plan) -> dict:
   return data
 
 
-@pytest.mark.parametrize("name", sorted(FAST))
+@pytest.mark.parametrize("name", NAMES)
 def test_smoke_run_writes_report(name, tmp_path):
-  run.run_experiment(name, "smoke", out=str(tmp_path))
-  _check_report(os.path.join(tmp_path, name, "smoke"), EXPERIMENTS[name].plan("smoke"))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(SLOW))
-def test_smoke_run_slow(name, tmp_path):
   run.run_experiment(name, "smoke", out=str(tmp_path))
   _check_report(os.path.join(tmp_path, name, "smoke"), EXPERIMENTS[name].plan("smoke"))
 
