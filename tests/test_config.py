@@ -14,11 +14,19 @@ def test_base_config_is_valid():
     ("schedule.name", "triangle", "schedule.name"),
     ("batch_size", 0, "batch_size must be positive"),
     ("bn.stats", "local", "bn.stats"),
+    ("data.streaming.augment", "random", "data.streaming.augment"),
+    ("data.streaming.scale_max", 100, "scale_max >= scale_min"),
+    ("data.streaming.crop", 300, "does not fit"),
 ])
 def test_bad_values_rejected(key, value, match):
   c = base_config()
   section, _, leaf = key.rpartition(".")
-  (c[section] if section else c)[leaf] = value
+  node = c
+  for part in filter(None, section.split(".")):
+    node = node[part]
+  node[leaf] = value
+  if key == "data.streaming.crop":
+    c.data.streaming.augment = "resize_crop"
   with pytest.raises(ConfigError, match=match):
     validate_config(c, num_devices=1)
 
