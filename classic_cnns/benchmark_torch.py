@@ -22,7 +22,8 @@ XLA_FLAGS is set in the environment (it is printed).
 
 --variants adds Flax columns that swap one part of the model in this process only (experiments
 for issue 7, see benchmarks/torch_comparison.md): `flaxbn` = flax.linen.BatchNorm instead of the
-shared BatchNorm, `twopass` = BatchNorm variance as mean((x - mean)^2), `im2col` = every conv as
+shared BatchNorm, `reducebn` = the shared BatchNorm's earlier form (jnp.mean reductions, autodiff
+backward; now its channel sums are dots), `twopass` = BatchNorm variance as mean((x - mean)^2), `im2col` = every conv as
 explicit shifted-slice patches + one matmul (gradients then are matmuls too).
 
 PyTorch is optional: without it the command prints one line and exits 2.
@@ -48,7 +49,7 @@ SETTINGS: dict[str, tuple[int, int, int, int, int]] = {
     "resnet20": (32, 3, 128, 10, 5),
     "resnet18": (112, 3, 32, 1000, 3),
 }
-VARIANTS = ("base", "flaxbn", "twopass", "noreshape", "im2col")
+VARIANTS = ("base", "reducebn", "flaxbn", "twopass", "noreshape", "im2col")
 
 _MODELS = flags.DEFINE_list("models", list(SETTINGS), f"Models to compare, from {', '.join(SETTINGS)}.")
 _REPEATS = cli.define_once(flags.DEFINE_integer, "repeats", 5, "Timed repeats per column (alternating); the median is reported.")
@@ -156,6 +157,34 @@ def _variant_patches(variant: str):
         return nn.BatchNorm(use_running_average=not train, momentum=self.momentum, epsilon=self.epsilon,
                             scale_init=self.scale_init, dtype=self.dtype)(x)
     return [(layers, "BatchNorm", FlaxBN)]
+
+  if variant == "reducebn":
+    class ReduceBN(layers.BatchNorm):
+      """The shared BatchNorm before it moved its channel sums to dots (layers._sum_rows): jnp.mean
+      over a [B // v, v, ...] view, autodiff backward."""
+      @nn.compact
+      def __call__(self, x, train: bool):
+        c = x.shape[-1]
+        scale = self.param("scale", self.scale_init, (c,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+        if not train:
+          return ((x - ra_mean.value) * jax.lax.rsqrt(ra_var.value + self.epsilon) * scale + bias).astype(x.dtype)
+        b = x.shape[0]
+        v = self.virtual_batch_size or b
+        xg = x.astype(jnp.float32).reshape((b // v, v) + x.shape[1:])
+        axes = tuple(range(1, xg.ndim - 1))
+        mean = jnp.mean(xg, axes, keepdims=True)
+        var = jnp.maximum(jnp.mean(jnp.square(xg), axes, keepdims=True) - jnp.square(mean), 0.0)
+        if not self.is_initializing():
+          n = v * math.prod(x.shape[1:-1])
+          red = lambda a: jnp.mean(a, axis=(0,) + axes).reshape(c)
+          ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * red(mean)
+          ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * red(var * (n / max(n - 1, 1)))
+        y = ((xg - mean) * jax.lax.rsqrt(var + self.epsilon)).reshape(x.shape)
+        return (y * scale + bias).astype(self.dtype or x.dtype)
+    return [(layers, "BatchNorm", ReduceBN)]
 
   if variant == "twopass":
     class TwoPassBN(layers.BatchNorm):
