@@ -4,6 +4,7 @@
         [--repeats=5] [--steps=20] [--json=out.json]
     python -m classic_cnns.benchmark --model=lenet5 --input=28 --pad_to=32 --augment=none   # the MNIST recipe
     python -m classic_cnns.benchmark --all            # one representative per family, small inputs
+    python -m classic_cnns.benchmark --model=densenet264 --input=224 --batch=8 --compile_only  # first-step wait
 
 What is timed is exactly what `classic_cnns.main` runs: a config from `config.base_config()` with
 the model's name, `train.build_model`, `train.create_train_state`, and `train.make_train_step` /
@@ -14,14 +15,16 @@ images + int32 labels placed on the device once, so the numbers exclude the inpu
 Reported per model:
   train / eval img/s   median over --repeats timed runs of --steps steps each, after warm-up
                        steps, ended by block_until_ready;
+  init s               `train.create_train_state` (the trainer's jitted init: trace + compile + run);
   lower / compile s    the first step's `jit(...).lower()` and `.compile()`, timed separately;
+                       init s + lower s + compile s = the wait before the first training step;
   cores used           CPU seconds of this process per wall second during the timed train steps
                        (2.0 = both cores of a 2-core machine; less = waiting, or sharing with other load);
   peak memory          process RSS high-water mark (resource.getrusage; KiB on Linux) read right after
                        the model's runs, and device `memory_stats()["peak_bytes_in_use"]` where the
                        backend has it (GPU/TPU; None on CPU); XLA's temp buffer size of the train step;
   GFLOP/s              XLA `cost_analysis()["flops"]` of the compiled train step / median step time;
-  % roofline           that / the GFLOP/s of a fp32 NxN `jnp` matmul (N=--matmul_size) measured in the
+  pct roofline         that / the GFLOP/s of a fp32 NxN `jnp` matmul (N=--matmul_size) measured in the
                        same process right after (median of --matmul_repeats).
 `--all` runs each model in its own subprocess, so that each gets its own RSS high-water mark.
 """
@@ -52,6 +55,8 @@ _DTYPE = flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats; the median is reported.")
 _STEPS = flags.DEFINE_integer("steps", 20, "Steps per timed repeat.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
+_COMPILE_ONLY = flags.DEFINE_bool("compile_only", False, "Only init and compile the steps (no timed runs, no "
+                                  "roofline): the first-step wait of large models.")
 _MATMUL = flags.DEFINE_integer("matmul_size", 4096, "Side of the fp32 roofline matmul (0 = skip).")
 _MATMUL_REPEATS = flags.DEFINE_integer("matmul_repeats", 5, "Timed roofline matmuls; the median is reported.")
 _JSON = flags.DEFINE_string("json", None, "Write the numbers (and the environment) to this JSON file.")
@@ -68,12 +73,14 @@ ALL_SETTINGS: tuple[tuple[str, int, int], ...] = (
     ("googlenet_bn", 112, 16),
     ("inception_v3", 139, 8),
     ("resnet18", 112, 16),
+    ("se_resnet20", 32, 128),
+    ("cbam_resnet20", 32, 128),
 )
 # --all defaults unless --steps / --repeats / --warmup / --matmul_repeats are given.
 ALL_STEPS, ALL_REPEATS, ALL_WARMUP, ALL_MATMUL_REPEATS = 3, 3, 1, 3
 
 RESULT_KEYS = ("model", "input", "pad_to", "augment", "batch", "dtype", "steps", "repeats", "params",
-               "train_img_per_s", "eval_img_per_s", "train_step_ms", "train_cpu_cores", "train_lower_s",
+               "train_img_per_s", "eval_img_per_s", "train_step_ms", "train_cpu_cores", "init_s", "train_lower_s",
                "train_compile_s",
                "eval_lower_s", "eval_compile_s", "train_gflop_per_step", "train_gflops",
                "matmul_gflops", "roofline_pct", "peak_rss_mb", "device_peak_mb", "xla_temp_mb")
@@ -135,7 +142,8 @@ def _device_peak_mb() -> float | None:
 
 def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to: int = 0,
                     augment: str = "cifar", dtype: str = "float32", steps: int = 20, repeats: int = 5,
-                    warmup: int = 2, matmul_size: int = 4096, matmul_repeats: int = 5) -> dict[str, Any]:
+                    warmup: int = 2, matmul_size: int = 4096, matmul_repeats: int = 5,
+                    compile_only: bool = False) -> dict[str, Any]:
   """Times the trainer's train and eval steps for `name` on synthetic on-device data."""
   import jax
   import jax.numpy as jnp
@@ -176,8 +184,11 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
     raise BenchmarkError(f"model {name!r} cannot take input {input_shape} (use a larger --input or --pad_to): "
                          f"{' '.join(str(e).split())[:200]}") from None
   schedule = optim.make_schedule(config, 100, 1000)
+  t_init = time.perf_counter()
   state = train.create_train_state(model, optim.make_optimizer(config, schedule, abstract), input_shape,
                                    config.seed, mesh)
+  jax.block_until_ready(state)
+  init_s = time.perf_counter() - t_init
   n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
   a = config.data.augment
   # Normalisation constants do not change the speed; the real run computes them from the data.
@@ -209,6 +220,13 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   mem = train_step.memory_analysis()
   xla_temp_mb = mem.temp_size_in_bytes / 2 ** 20 if mem is not None else None
 
+  compile_times = {"init_s": init_s, "train_lower_s": t1 - t0, "train_compile_s": t2 - t1,
+                   "eval_lower_s": t3 - t2, "eval_compile_s": t4 - t3}
+  if compile_only:
+    return {"model": name, "input": input_size, "pad_to": pad_to, "augment": augment, "batch": batch,
+            "dtype": dtype, "steps": 0, "repeats": 0, "params": n_params, **compile_times,
+            "train_gflop_per_step": flops / 1e9 if flops else None, "xla_temp_mb": xla_temp_mb,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
   holder = {"state": state}
 
   def run_train(n: int) -> None:
@@ -242,8 +260,7 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
           "dtype": dtype, "steps": steps, "repeats": repeats, "params": n_params,
           "train_img_per_s": batch * steps / t_train, "eval_img_per_s": batch * steps / t_eval,
           "train_step_ms": 1000 * step_s, "train_cpu_cores": train_cores,
-          "train_lower_s": t1 - t0, "train_compile_s": t2 - t1,
-          "eval_lower_s": t3 - t2, "eval_compile_s": t4 - t3,
+          **compile_times,
           "train_gflop_per_step": flops / 1e9 if flops else None, "train_gflops": gflops,
           "matmul_gflops": mm, "roofline_pct": 100 * gflops / mm if gflops and mm else None,
           "peak_rss_mb": peak_rss_mb, "device_peak_mb": device_peak_mb, "xla_temp_mb": xla_temp_mb}
@@ -260,7 +277,7 @@ def _fmt(v: Any, digits: int = 1) -> str:
 COLUMNS = (("model", "model", 0), ("input", "input", 0), ("batch", "batch", 0), ("train img/s", "train_img_per_s", 1),
            ("eval img/s", "eval_img_per_s", 1), ("step ms", "train_step_ms", 1),
            ("cores used", "train_cpu_cores", 2),
-           ("lower s", "train_lower_s", 2), ("compile s", "train_compile_s", 2),
+           ("init s", "init_s", 2), ("lower s", "train_lower_s", 2), ("compile s", "train_compile_s", 2),
            ("eval compile s", "eval_compile_s", 2), ("GFLOP/step", "train_gflop_per_step", 2),
            ("GFLOP/s", "train_gflops", 1), ("matmul GFLOP/s", "matmul_gflops", 1),
            ("% roofline", "roofline_pct", 1), ("peak RSS MB", "peak_rss_mb", 0),
@@ -311,8 +328,10 @@ def _run_all(steps: int, repeats: int, common: list[str]) -> list[dict[str, Any]
       with open(path) as f:
         row = json.load(f)["results"][0]
       rows.append(row)
-      print(f"{model} {side}x{side} batch {batch}: train {row['train_img_per_s']:.1f} img/s, "
-            f"eval {row['eval_img_per_s']:.1f} img/s ({time.perf_counter() - t:.0f} s)", flush=True)
+      speed = (f"train {row['train_img_per_s']:.1f} img/s, eval {row['eval_img_per_s']:.1f} img/s"
+               if "train_img_per_s" in row else
+               f"init {row['init_s']:.1f} s, train step compile {row['train_compile_s']:.1f} s")
+      print(f"{model} {side}x{side} batch {batch}: {speed} ({time.perf_counter() - t:.0f} s)", flush=True)
   return rows
 
 
@@ -330,7 +349,7 @@ def main(argv: list[str]) -> None:
   if _ALL.value:
     given = lambda flag, default: flags.FLAGS[flag.name].value if flags.FLAGS[flag.name].present else default
     steps, repeats = given(_STEPS, ALL_STEPS), given(_REPEATS, ALL_REPEATS)
-    common = [f"--augment={_AUGMENT.value}", f"--dtype={_DTYPE.value}", f"--warmup={given(_WARMUP, ALL_WARMUP)}",
+    common = [f"--compile_only={_COMPILE_ONLY.value}", f"--augment={_AUGMENT.value}", f"--dtype={_DTYPE.value}", f"--warmup={given(_WARMUP, ALL_WARMUP)}",
               f"--matmul_size={_MATMUL.value}", f"--matmul_repeats={given(_MATMUL_REPEATS, ALL_MATMUL_REPEATS)}"]
     rows = _run_all(steps, repeats, common)
     failed = len(ALL_SETTINGS) - len(rows)
@@ -339,7 +358,7 @@ def main(argv: list[str]) -> None:
       rows = [benchmark_model(_MODEL.value, batch=_BATCH.value, input_size=_INPUT.value, pad_to=_PAD_TO.value,
                               augment=_AUGMENT.value, dtype=_DTYPE.value, steps=_STEPS.value,
                               repeats=_REPEATS.value, warmup=_WARMUP.value, matmul_size=_MATMUL.value,
-                              matmul_repeats=_MATMUL_REPEATS.value)]
+                              matmul_repeats=_MATMUL_REPEATS.value, compile_only=_COMPILE_ONLY.value)]
     except BenchmarkError as e:
       cli.fail(str(e))
     failed = 0

@@ -29,7 +29,7 @@ def test_tiny_run_numbers_and_json(tmp_path):
   (row,) = out["results"]
   assert set(benchmark.RESULT_KEYS) <= set(row)
   assert row["model"] == "lenet5" and row["batch"] == 8 and row["params"] == 61_706
-  for key in ("train_img_per_s", "eval_img_per_s", "train_step_ms", "train_cpu_cores", "train_lower_s", "train_compile_s",
+  for key in ("train_img_per_s", "eval_img_per_s", "train_step_ms", "train_cpu_cores", "init_s", "train_lower_s", "train_compile_s",
               "eval_lower_s", "eval_compile_s", "train_gflop_per_step", "train_gflops", "matmul_gflops",
               "roofline_pct", "peak_rss_mb", "xla_temp_mb"):
     assert isinstance(row[key], float) and math.isfinite(row[key]) and row[key] > 0, (key, row[key])
@@ -37,6 +37,16 @@ def test_tiny_run_numbers_and_json(tmp_path):
   assert 0.5 * 8 * 2.5e-3 < row["train_gflop_per_step"] < 2 * 8 * 2.5e-3
   if row["device_peak_mb"] is not None:
     assert row["device_peak_mb"] > 0
+
+
+def test_compile_only_reports_the_first_step_wait(tmp_path):
+  path = tmp_path / "bench.json"
+  proc = _run("--model=lenet5", "--batch=4", "--compile_only", f"--json={path}")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  (row,) = json.loads(path.read_text())["results"]
+  for key in ("init_s", "train_lower_s", "train_compile_s", "eval_compile_s"):
+    assert isinstance(row[key], float) and row[key] > 0, (key, row[key])
+  assert "train_img_per_s" not in row and row["params"] == 61_706
 
 
 def test_unknown_model_exits_2_with_one_line():
