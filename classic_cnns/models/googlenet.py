@@ -31,7 +31,7 @@ Aux losses are weighted 0.3 by the trainer (Sec. 5); the final 7x7 average pool 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -134,7 +134,11 @@ AUX_AFTER = ("4a", "4d")
 
 
 class GoogLeNet(nn.Module):
+  """The Table 1 network. `table` lists the Inception blocks and pools (default: the paper's Table 1);
+  a shorter table is a deviation meant for smoke tests (experiments/definitions.py), where it keeps
+  the compile short. Aux heads follow the blocks named in AUX_AFTER (4a, 4d)."""
   num_classes: int = 1000
+  table: Sequence[Any] = GOOGLENET_TABLE
   norm: str | NormSpec = "none"
   lrn: bool = True
   branch5_kernel: int = 5
@@ -160,7 +164,7 @@ class GoogLeNet(nn.Module):
     # Aux heads run in training; at init they are built too so eval-mode init has their params.
     run_aux = self.aux_logits and (train or self.is_initializing())
     aux = []
-    for spec in GOOGLENET_TABLE:
+    for spec in self.table:
       if spec == "pool":
         x = max_pool(x, 3, 2)                               # 14x14x480
         continue
