@@ -145,7 +145,10 @@ def main(argv):
 
   results["load_average_after"] = os.getloadavg()
   for k, v in results.items():
-    print(f"{k}: {v:.1f}" if isinstance(v, float) else f"{k}: {v}")
+    if k.endswith("_share"):
+      print(f"{k}: {100 * v:.1f}%")
+    else:
+      print(f"{k}: {v:.1f}" if isinstance(v, float) else f"{k}: {v}")
   if _JSON.value:
     with open(_JSON.value, "w") as f:
       json.dump(results, f, indent=2)
