@@ -1,13 +1,13 @@
 """Whole train step A/B in one process: every conv's weight gradient over the whole batch (base) vs summed
 over batch chunks of TARGET // (H*W) examples (lax.conv_general_dilated monkeypatched with a custom_vjp).
-Run: PYTHONPATH=. python benchmarks/ab_chunked_dw.py MODEL 0 BATCH SIDE TARGETS REPEATS
-     e.g. PYTHONPATH=. python benchmarks/ab_chunked_dw.py resnet20 0 128 32 0,8192,16384,32768 3"""
+TARGETS: pixels per chunk, 0 = base. Run: PYTHONPATH=. python benchmarks/ab_chunked_dw.py MODEL BATCH SIDE TARGETS REPEATS
+     e.g. PYTHONPATH=. python benchmarks/ab_chunked_dw.py resnet20 128 32 0,8192,16384,32768 3"""
 import functools, sys, time, math
 from classic_cnns import cli
 import jax, jax.numpy as jnp
 from jax import lax
 ORIG = lax.conv_general_dilated
-TARGET = int(sys.argv[2]) if len(sys.argv) > 2 else 8192
+TARGET = 0  # set per run below; read when a conv is traced
 
 def chunked(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None, dimension_numbers=None,
             feature_group_count=1, batch_group_count=1, precision=None, preferred_element_type=None):
@@ -37,9 +37,9 @@ def chunked(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=N
   return f(lhs, rhs)
 
 from classic_cnns import benchmark
-model, batch, side = sys.argv[1], int(sys.argv[3]), int(sys.argv[4])
-targets = [int(t) for t in sys.argv[5].split(",")] if len(sys.argv) > 5 else [0, TARGET]
-for rep in range(int(sys.argv[6]) if len(sys.argv) > 6 else 2):
+model, batch, side = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+targets = [int(t) for t in sys.argv[4].split(",")] if len(sys.argv) > 4 else [0, 8192]
+for rep in range(int(sys.argv[5]) if len(sys.argv) > 5 else 2):
   for TARGET in targets:
     mode = "chunked" if TARGET else "base"
     lax.conv_general_dilated = chunked if TARGET else ORIG

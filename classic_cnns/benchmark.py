@@ -220,13 +220,13 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   mem = train_step.memory_analysis()
   xla_temp_mb = mem.temp_size_in_bytes / 2 ** 20 if mem is not None else None
 
-  compile_times = {"init_s": init_s, "train_lower_s": t1 - t0, "train_compile_s": t2 - t1,
-                   "eval_lower_s": t3 - t2, "eval_compile_s": t4 - t3}
+  row = {"model": name, "input": input_size, "pad_to": pad_to, "augment": augment, "batch": batch,
+         "dtype": dtype, "steps": 0 if compile_only else steps, "repeats": 0 if compile_only else repeats,
+         "params": n_params, "init_s": init_s, "train_lower_s": t1 - t0, "train_compile_s": t2 - t1,
+         "eval_lower_s": t3 - t2, "eval_compile_s": t4 - t3,
+         "train_gflop_per_step": flops / 1e9 if flops else None, "xla_temp_mb": xla_temp_mb}
   if compile_only:
-    return {"model": name, "input": input_size, "pad_to": pad_to, "augment": augment, "batch": batch,
-            "dtype": dtype, "steps": 0, "repeats": 0, "params": n_params, **compile_times,
-            "train_gflop_per_step": flops / 1e9 if flops else None, "xla_temp_mb": xla_temp_mb,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {**row, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
   holder = {"state": state}
 
   def run_train(n: int) -> None:
@@ -256,14 +256,10 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   step_s = t_train / steps
   gflops = flops / step_s / 1e9 if flops else None
   mm = matmul_gflops(matmul_size, matmul_repeats) if matmul_size > 0 else None
-  return {"model": name, "input": input_size, "pad_to": pad_to, "augment": augment, "batch": batch,
-          "dtype": dtype, "steps": steps, "repeats": repeats, "params": n_params,
-          "train_img_per_s": batch * steps / t_train, "eval_img_per_s": batch * steps / t_eval,
-          "train_step_ms": 1000 * step_s, "train_cpu_cores": train_cores,
-          **compile_times,
-          "train_gflop_per_step": flops / 1e9 if flops else None, "train_gflops": gflops,
+  return {**row, "train_img_per_s": batch * steps / t_train, "eval_img_per_s": batch * steps / t_eval,
+          "train_step_ms": 1000 * step_s, "train_cpu_cores": train_cores, "train_gflops": gflops,
           "matmul_gflops": mm, "roofline_pct": 100 * gflops / mm if gflops and mm else None,
-          "peak_rss_mb": peak_rss_mb, "device_peak_mb": device_peak_mb, "xla_temp_mb": xla_temp_mb}
+          "peak_rss_mb": peak_rss_mb, "device_peak_mb": device_peak_mb}
 
 
 def _fmt(v: Any, digits: int = 1) -> str:
@@ -349,8 +345,8 @@ def main(argv: list[str]) -> None:
   if _ALL.value:
     given = lambda flag, default: flags.FLAGS[flag.name].value if flags.FLAGS[flag.name].present else default
     steps, repeats = given(_STEPS, ALL_STEPS), given(_REPEATS, ALL_REPEATS)
-    common = [f"--compile_only={_COMPILE_ONLY.value}", f"--augment={_AUGMENT.value}", f"--dtype={_DTYPE.value}", f"--warmup={given(_WARMUP, ALL_WARMUP)}",
-              f"--matmul_size={_MATMUL.value}", f"--matmul_repeats={given(_MATMUL_REPEATS, ALL_MATMUL_REPEATS)}"]
+    common = [f"--compile_only={_COMPILE_ONLY.value}", f"--augment={_AUGMENT.value}", f"--dtype={_DTYPE.value}",
+              f"--warmup={given(_WARMUP, ALL_WARMUP)}", f"--matmul_size={_MATMUL.value}", f"--matmul_repeats={given(_MATMUL_REPEATS, ALL_MATMUL_REPEATS)}"]
     rows = _run_all(steps, repeats, common)
     failed = len(ALL_SETTINGS) - len(rows)
   else:
