@@ -69,6 +69,11 @@ class TrainState(train_state.TrainState):
   rng: jax.Array  # base key; each step uses fold_in(rng, step)
 
 
+# XLA options for compiling the parameter initialisation only (the train step keeps the defaults:
+# level 1 made it no faster to compile and no faster to run, benchmarks/torch_comparison.md section 4).
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...],
                        seed: int, mesh) -> TrainState:
   """Initialises replicated parameters and optimizer state on the mesh (jit, out_shardings)."""
@@ -83,7 +88,13 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, input
 
   abstract = jax.eval_shape(init)
   shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
-  return jax.jit(init, out_shardings=shardings)()
+  # The forward pass is dead code here; what XLA compiles is one threefry + sampler kernel per
+  # parameter, and LLVM's default -O2 on those dominated the wait (a tiny ResNet: 7.5 s). Backend
+  # level 1 compiles them 2-5x faster and gives bit-identical parameters (level 0 does not: it
+  # changes the sampler's last bit); benchmarks/torch_comparison.md, section 4.
+  lowered = jax.jit(init, out_shardings=shardings).lower()
+  return lowered.compile(compiler_options=INIT_COMPILER_OPTIONS)()
+
 
 
 # ----------------------------------------------------------------------------- steps

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from classic_cnns.models import create_model, list_models
-from tests.models.helpers import (abstract_output, assert_exact_param_count, count_params,
-                                  abstract_variables, forward_backward_is_finite)
+from tests.models.helpers import (abstract_output, assert_exact_param_count, count_params, abstract_variables,
+                                  forward_backward_is_finite, init)
 
 TINY = dict(widths=(8, 16, 16, 16, 8), fc_features=32, num_classes=10)
 
@@ -62,14 +62,14 @@ def test_forward_backward_tiny():
 def test_activations(act):
   model = create_model("alexnet_paper", act=act, **TINY)
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 67, 67, 3))
-  v = model.init(jax.random.PRNGKey(0), x)
+  v = init(model, jax.random.PRNGKey(0), x)
   assert np.all(np.isfinite(model.apply(v, x)))
 
 
 def test_dropout_train_vs_eval():
   model = create_model("alexnet_paper", **TINY)
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 67, 67, 3))
-  v = model.init(jax.random.PRNGKey(0), x)
+  v = init(model, jax.random.PRNGKey(0), x)
   e1, e2 = model.apply(v, x), model.apply(v, x, train=False)
   np.testing.assert_array_equal(e1, e2)
   t1 = model.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)})
@@ -82,7 +82,7 @@ def test_dropout_train_vs_eval():
 def test_paper_init():
   # Sec. 5: weights N(0, 0.01); biases 1 in conv2/4/5 and the hidden FCs, 0 elsewhere.
   model = create_model("alexnet_paper", **TINY)
-  p = model.init(jax.random.PRNGKey(0), jnp.zeros((1, 67, 67, 3)))["params"]
+  p = init(model, jax.random.PRNGKey(0), jnp.zeros((1, 67, 67, 3)))["params"]
   for layer in ("conv2", "conv4", "conv5", "fc1", "fc2"):
     assert np.all(p[layer]["bias"] == 1.0), layer
   for layer in ("conv1", "conv3", "fc3"):

@@ -10,8 +10,8 @@ import pytest
 
 from classic_cnns.models import create_model, list_models, model_info
 from classic_cnns.models.densenet import DenseNet
-from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count,
-                                  count_params)
+from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count, count_params,
+                                  init)
 
 NAMES = list_models("densenet")
 TINY = dict(growth_rate=4, block_config=(2, 2), stem="cifar", num_classes=10)
@@ -24,6 +24,10 @@ def _abstract(name: str):
 
 
 def _init(model, x):
+  return init(model, {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=False)
+
+
+def _init_eager(model, x):  # for jax.eval_shape
   return model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=False)
 
 
@@ -168,7 +172,7 @@ def test_train_eval_dropout_and_batch_stats(tiny):
 def test_imagenet_stem_tiny_shape():
   model = DenseNet(growth_rate=4, block_config=(1, 1), stem="imagenet", num_classes=5)
   x = jnp.ones((2, 32, 32, 3))
-  variables = jax.eval_shape(lambda: _init(model, x))
+  variables = jax.eval_shape(lambda: _init_eager(model, x))
   assert variables["params"]["stem_conv"]["kernel"].shape == (7, 7, 3, 8)
   out, _ = jax.eval_shape(lambda v: _apply(model, v, x, False), variables)
   assert out.shape == (2, 5)
@@ -178,4 +182,4 @@ def test_unknown_stem_and_option_rejected():
   with pytest.raises(ValueError):
     create_model("densenet121", not_an_option=1)
   with pytest.raises(ValueError):
-    jax.eval_shape(lambda: _init(DenseNet(**{**TINY, "stem": "bogus"}), jnp.ones((1, 32, 32, 3))))
+    jax.eval_shape(lambda: _init_eager(DenseNet(**{**TINY, "stem": "bogus"}), jnp.ones((1, 32, 32, 3))))

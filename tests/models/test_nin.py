@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from classic_cnns.models import create_model, list_models
-from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count,
-                                  count_params, forward_backward_is_finite)
+from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count, count_params,
+                                  forward_backward_is_finite, init)
 
 
 @pytest.mark.parametrize("name", list_models("nin_"))
@@ -55,7 +55,7 @@ def test_forward_backward():
 def test_gap_is_mean_of_class_maps():
   model = create_model("nin_cifar")
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 32, 32, 3))
-  v = model.init(jax.random.PRNGKey(0), x)
+  v = init(model, jax.random.PRNGKey(0), x)
   out, st = model.apply(v, x, mutable=["intermediates"])
   np.testing.assert_allclose(out, st["intermediates"]["block3"][0].mean(axis=(1, 2)), rtol=1e-6)
 
@@ -63,7 +63,7 @@ def test_gap_is_mean_of_class_maps():
 def test_train_vs_eval():
   model = create_model("nin_cifar_bn")
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 32, 32, 3))
-  v = model.init(jax.random.PRNGKey(0), x)
+  v = init(model, jax.random.PRNGKey(0), x)
   e1, st = model.apply(v, x, train=False, mutable=["batch_stats"])
   e2, _ = model.apply(v, x, train=False, mutable=["batch_stats"])
   np.testing.assert_array_equal(e1, e2)

@@ -10,7 +10,7 @@ from classic_cnns.models import create_model, list_models, model_info
 from classic_cnns.models.layers import AttnSpec
 from classic_cnns.models.resnet import VARIANTS, Bottleneck
 from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count, count_params,
-                                  forward_backward_is_finite)
+                                  forward_backward_is_finite, init)
 
 FAMILY = sorted(VARIANTS)
 KEY = jax.random.PRNGKey(0)
@@ -140,7 +140,7 @@ def test_forward_backward_finite_with_attention(attn):
 def test_zero_init_last_norm_makes_blocks_identity(name, kw):
   model = create_model(name, zero_init_last_norm=True, **kw)
   x = jax.random.normal(KEY, (2, 16, 16, 3))
-  v = model.init(KEY, x, train=False)
+  v = init(model, KEY, x, train=False)
   _, state = model.apply(v, x, train=False, capture_intermediates=True, mutable=["intermediates"])
   inter = state["intermediates"]
   blocks = [k for k in inter if k.startswith("layer")]
@@ -172,7 +172,7 @@ def test_zero_init_bottleneck_is_projection_plus_relu(stride_in):
 def test_batch_stats_change_only_in_train():
   model = create_model("resnet20", stage_sizes=(1, 1, 1))
   x = jax.random.normal(KEY, (4, 16, 16, 3))
-  v = model.init(KEY, x, train=False)
+  v = init(model, KEY, x, train=False)
   same = lambda a, b: all(bool(jnp.all(p == q)) for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
   out_eval, st_eval = model.apply(v, x, train=False, mutable=["batch_stats"])
   assert same(st_eval["batch_stats"], v["batch_stats"])

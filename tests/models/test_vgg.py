@@ -8,7 +8,7 @@ import pytest
 
 from classic_cnns.models import create_model, list_models
 from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count,
-                                  forward_backward_is_finite)
+                                  forward_backward_is_finite, init)
 
 # A narrow VGG (widths / 16, FC 64) so real forwards at 224 stay cheap.
 NARROW = dict(widths=(4, 8, 16, 32, 32), fc_features=64, num_classes=10)
@@ -54,7 +54,7 @@ def test_forward_backward_narrow_bn():
 def narrow():
   model = create_model("vgg11", **NARROW)
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 224, 224, 3))
-  return model, model.init(jax.random.PRNGKey(0), x[:, :32, :32]), x  # params do not depend on size
+  return model, init(model, jax.random.PRNGKey(0), x[:, :32, :32]), x  # params do not depend on size
 
 
 def test_dense_equals_fc_at_224(narrow):
@@ -85,7 +85,7 @@ def test_lrn_variant_differs(narrow):
 def test_train_vs_eval_bn_and_dropout():
   model = create_model("vgg11_bn", **NARROW)
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 32, 32, 3))
-  v = model.init(jax.random.PRNGKey(0), x)
+  v = init(model, jax.random.PRNGKey(0), x)
   e, st = model.apply(v, x, train=False, mutable=["batch_stats"])
   jax.tree.map(np.testing.assert_array_equal, st["batch_stats"], v["batch_stats"])
   t1, st1 = model.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)}, mutable=["batch_stats"])
