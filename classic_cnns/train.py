@@ -92,9 +92,13 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, input
   # parameter, and LLVM's default -O2 on those dominated the wait (a tiny ResNet: 7.5 s). Backend
   # level 1 compiles them 2-5x faster and gives bit-identical parameters (level 0 does not: it
   # changes the sampler's last bit); benchmarks/torch_comparison.md, section 4.
-  lowered = jax.jit(init, out_shardings=shardings).lower()
-  return lowered.compile(compiler_options=INIT_COMPILER_OPTIONS)()
+  return compile_init(init, out_shardings=shardings)()
 
+
+def compile_init(init_fn, *args: Any, out_shardings: Any = None):
+  """`jax.jit(init_fn)` lowered for `args` and compiled with INIT_COMPILER_OPTIONS (call it with `args`)."""
+  lowered = jax.jit(init_fn, out_shardings=out_shardings).lower(*args)
+  return lowered.compile(compiler_options=INIT_COMPILER_OPTIONS)
 
 
 # ----------------------------------------------------------------------------- steps

@@ -12,8 +12,7 @@ from classic_cnns.models import create_model, model_info
 def init(model, rngs, x, **kwargs):
   """`model.init(rngs, x, **kwargs)` compiled as the trainer compiles its init (one jit, XLA backend
   level 1): run eagerly, init would compile every forward op of the model on its own."""
-  fn = lambda rngs, x: model.init(rngs, x, **kwargs)
-  return jax.jit(fn).lower(rngs, x).compile(compiler_options=train.INIT_COMPILER_OPTIONS)(rngs, x)
+  return train.compile_init(lambda rngs, x: model.init(rngs, x, **kwargs), rngs, x)(rngs, x)
 
 
 def count_params(params) -> int:
