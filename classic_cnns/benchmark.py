@@ -59,6 +59,9 @@ _COMPILE_ONLY = flags.DEFINE_bool("compile_only", False, "Only init and compile 
                                   "roofline): the first-step wait of large models.")
 _MATMUL = flags.DEFINE_integer("matmul_size", 4096, "Side of the fp32 roofline matmul (0 = skip).")
 _MATMUL_REPEATS = flags.DEFINE_integer("matmul_repeats", 5, "Timed roofline matmuls; the median is reported.")
+_MODEL_OPTION = flags.DEFINE_multi_string(
+    "model_option", [], "KEY=VALUE passed to the model like --config.model.KEY=VALUE (repeatable), e.g. "
+    "--model_option=scan_blocks=True; VALUE is a Python literal or a bare string.")
 _JSON = flags.DEFINE_string("json", None, "Write the numbers (and the environment) to this JSON file.")
 
 # --all: (model, input side, batch). Small inputs keep the whole run within ~10 minutes on 2 CPU
@@ -133,6 +136,22 @@ def _flops(compiled) -> float | None:
   return float(flops) if flops and flops > 0 else None
 
 
+def _unrolled_train_flops(model, config, prep, schedule, dtype, input_shape, batch) -> float | None:
+  """FLOPs of the trainer's step for `model` from its lowered (unoptimised) HLO: nothing compiles."""
+  import jax
+  import jax.numpy as jnp
+  from classic_cnns import optim, train
+
+  def init():
+    variables = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+                           jnp.zeros((1,) + input_shape, jnp.float32), train=False)
+    return train.TrainState.create(apply_fn=model.apply, params=variables["params"],
+                                   tx=optim.make_optimizer(config, schedule, variables["params"]),
+                                   batch_stats=variables.get("batch_stats", {}), rng=jax.random.PRNGKey(0))
+  state = jax.eval_shape(init)
+  return _flops(jax.jit(train.make_train_step(model, config, prep, schedule, dtype)).lower(state, batch))
+
+
 def _device_peak_mb() -> float | None:
   import jax
   stats = jax.devices()[0].memory_stats()  # None on CPU
@@ -143,8 +162,9 @@ def _device_peak_mb() -> float | None:
 def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to: int = 0,
                     augment: str = "cifar", dtype: str = "float32", steps: int = 20, repeats: int = 5,
                     warmup: int = 2, matmul_size: int = 4096, matmul_repeats: int = 5,
-                    compile_only: bool = False) -> dict[str, Any]:
-  """Times the trainer's train and eval steps for `name` on synthetic on-device data."""
+                    compile_only: bool = False, model_options: dict[str, Any] | None = None) -> dict[str, Any]:
+  """Times the trainer's train and eval steps for `name` on synthetic on-device data; `model_options`
+  are extra model fields (config.model.KEY)."""
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -162,6 +182,8 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   config = base_config()
   config.model.name = name
   config.model.num_classes = info.num_classes
+  for key, value in (model_options or {}).items():
+    config.model[key] = value
   config.batch_size = batch
   config.eval_batch_size = batch
   config.dtype = dtype
@@ -176,7 +198,10 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
 
   side = max(input_size, pad_to)
   input_shape = (side, side, info.in_channels)
-  model = train.build_model(config, n_dev)
+  try:
+    model = train.build_model(config, n_dev)
+  except ValueError as e:  # an option the model does not have (registry.create_model)
+    raise BenchmarkError(str(e)) from None
   try:  # the model's geometry is checked abstractly before anything compiles
     abstract = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
                                                  jnp.zeros((1,) + input_shape), train=False))["params"]
@@ -217,10 +242,15 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   eval_step = eval_lowered.compile()
   t4 = time.perf_counter()
   flops = _flops(train_step)
+  if getattr(model, "scan_blocks", False):
+    # XLA's cost analysis counts a loop body once, so a scanned model's count would be far too low:
+    # count the same step of the unrolled model (lowered only, not compiled; same network).
+    flops = _unrolled_train_flops(model.clone(scan_blocks=False), config, prep, schedule, jnp_dtype,
+                                  input_shape, train_batch)
   mem = train_step.memory_analysis()
   xla_temp_mb = mem.temp_size_in_bytes / 2 ** 20 if mem is not None else None
 
-  row = {"model": name, "input": input_size, "pad_to": pad_to, "augment": augment, "batch": batch,
+  row = {"model": name + "".join(f" {k}={v}" for k, v in (model_options or {}).items()), "input": input_size, "pad_to": pad_to, "augment": augment, "batch": batch,
          "dtype": dtype, "steps": 0 if compile_only else steps, "repeats": 0 if compile_only else repeats,
          "params": n_params, "init_s": init_s, "train_lower_s": t1 - t0, "train_compile_s": t2 - t1,
          "eval_lower_s": t3 - t2, "eval_compile_s": t4 - t3,
@@ -260,6 +290,21 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
           "train_step_ms": 1000 * step_s, "train_cpu_cores": train_cores, "train_gflops": gflops,
           "matmul_gflops": mm, "roofline_pct": 100 * gflops / mm if gflops and mm else None,
           "peak_rss_mb": peak_rss_mb, "device_peak_mb": device_peak_mb}
+
+
+def parse_model_options(items: list[str]) -> dict[str, Any]:
+  """["scan_blocks=True", "norm=group"] -> {"scan_blocks": True, "norm": "group"}."""
+  import ast
+  options = {}
+  for item in items:
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+      raise BenchmarkError(f"--model_option={item!r}: expected KEY=VALUE")
+    try:
+      options[key.strip()] = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      options[key.strip()] = text
+  return options
 
 
 def _fmt(v: Any, digits: int = 1) -> str:
@@ -336,6 +381,8 @@ def main(argv: list[str]) -> None:
     cli.fail(f"unexpected arguments {argv[1:]}")
   if _ALL.value == bool(_MODEL.value):
     cli.fail("give exactly one of --model=NAME or --all")
+  if _ALL.value and _MODEL_OPTION.value:
+    cli.fail("--model_option goes with --model=NAME, not --all")
   from absl import logging
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # no INFO lines (e.g. "no TPU backend") on stderr
@@ -354,7 +401,8 @@ def main(argv: list[str]) -> None:
       rows = [benchmark_model(_MODEL.value, batch=_BATCH.value, input_size=_INPUT.value, pad_to=_PAD_TO.value,
                               augment=_AUGMENT.value, dtype=_DTYPE.value, steps=_STEPS.value,
                               repeats=_REPEATS.value, warmup=_WARMUP.value, matmul_size=_MATMUL.value,
-                              matmul_repeats=_MATMUL_REPEATS.value, compile_only=_COMPILE_ONLY.value)]
+                              matmul_repeats=_MATMUL_REPEATS.value, compile_only=_COMPILE_ONLY.value,
+                              model_options=parse_model_options(_MODEL_OPTION.value))]
     except BenchmarkError as e:
       cli.fail(str(e))
     failed = 0

@@ -66,3 +66,19 @@ def test_format_table():
   row.update(model="lenet5", input=28, pad_to=32, batch=128, train_img_per_s=1234.5)
   table = benchmark.format_table([row])
   assert "| lenet5 | 28->32 | 128 | 1,234.5 |" in table
+
+
+def test_model_options_parse_and_reject_what_the_model_lacks():
+  assert benchmark.parse_model_options(["scan_blocks=True", "norm=group", "norm_groups=8"]) == {
+      "scan_blocks": True, "norm": "group", "norm_groups": 8}
+  for bad in ("scan_blocks", "=1"):
+    try:
+      benchmark.parse_model_options([bad])
+    except benchmark.BenchmarkError:
+      pass
+    else:
+      raise AssertionError(bad)
+  proc = _run("--model=vgg11", "--compile_only", "--model_option=scan_blocks=True")
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and "scan_blocks" in lines[0], proc.stderr

@@ -253,6 +253,54 @@ def pad_same(kernel: int | Sequence[int]) -> tuple[tuple[int, int], ...]:
   return tuple((k // 2, k // 2) for k in ks)
 
 
+# --------------------------------------------------------------------------- convolution in loops
+def _conv(x, k, padding):
+  return jax.lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_loop(x, k, padding):
+  return _conv(x, k, padding)
+
+
+def _conv_loop_fwd(x, k, padding):
+  return _conv(x, k, padding), (x, k)
+
+
+def _conv_loop_bwd(padding, res, dy):
+  x, k = res
+  (kh, kw) = k.shape[:2]
+  # dx: the full correlation of dy with the flipped kernel, in/out channels swapped.
+  back = [(kh - 1 - padding[0][0], kh - 1 - padding[0][1]), (kw - 1 - padding[1][0], kw - 1 - padding[1][1])]
+  dx = _conv(dy, jnp.flip(k, (0, 1)).transpose(0, 1, 3, 2), back)
+  # dk[a, b, i, o] = sum_{n,h,w} x_pad[n, h + a, w + b, i] dy[n, h, w, o]: a convolution whose
+  # "batch" is the input channel and whose contracted "feature" is the example axis.
+  dk = _conv(x.transpose(3, 1, 2, 0), dy.transpose(1, 2, 0, 3), padding).transpose(1, 2, 0, 3)
+  return dx, dk
+
+
+_conv_loop.defvjp(_conv_loop_fwd, _conv_loop_bwd)
+
+
+def conv_for_loops(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                   dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
+                   preferred_element_type=None):
+  """`lax.conv_general_dilated` (as `nn.Conv(conv_general_dilated=...)` calls it) for stride-1 NHWC
+  convolutions inside `scan` bodies, with a backward pass written as forward-layout convolutions.
+  Why: XLA:CPU rewrites the gradient convolutions JAX emits (kernel-transposed input gradient,
+  batch-contracting kernel gradient) into the layout its fast (Eigen) convolution takes only
+  outside while loops; inside a loop body they run on a naive loop emitter, 14x slower for a CIFAR
+  ResNet step (BENCHMARKS.md, "First-step wait"). Here the transposes are explicit, so every
+  convolution in the loop, forward or backward, has the forward NHWC/HWIO layout. Same values."""
+  del dimension_numbers, precision, preferred_element_type  # NHWC / HWIO as nn.Conv, default precision
+  dilated = any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ()))
+  if tuple(window_strides) != (1, 1) or dilated or feature_group_count != 1 or batch_group_count != 1:
+    raise ValueError("conv_for_loops takes stride-1, undilated, ungrouped 2-D convolutions only")
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], (1, 1), padding)
+  return _conv_loop(lhs, rhs, tuple((int(lo), int(hi)) for lo, hi in padding))
+
+
 class ConvNormAct(nn.Module):
   """conv -> norm -> activation; bias only when there is no norm (unless `use_bias` says)."""
   features: int
@@ -265,6 +313,7 @@ class ConvNormAct(nn.Module):
   use_bias: bool | None = None
   zero_init_norm: bool = False
   kernel_init: Callable = he_normal
+  conv: Callable | None = None  # the convolution primitive (None = lax.conv_general_dilated); see conv_for_loops
   dtype: Any = None
 
   @nn.compact
@@ -274,7 +323,7 @@ class ConvNormAct(nn.Module):
     x = nn.Conv(self.features, ks, (self.strides, self.strides),
                 padding=pad_same(ks) if self.padding is None else self.padding,
                 feature_group_count=self.groups, use_bias=bias, kernel_init=self.kernel_init,
-                dtype=self.dtype, name="conv")(x)
+                conv_general_dilated=self.conv, dtype=self.dtype, name="conv")(x)
     x = make_norm(self.norm, zero_init=self.zero_init_norm, dtype=self.dtype, name="norm")(x, train)
     return activation(self.act)(x)
 

@@ -17,6 +17,13 @@ the SAME block classes. Global average pool + FC in both. Options (paper default
   attn        SE / CBAM on the residual branch after its last norm, before the addition (SENet
               Fig. 3, CBAM Fig. 3). se_resnet50 / cbam_resnet50 use stride_in="paper" as the papers.
   norm        any `layers.make_norm` kind (GN paper: same parameter count for all of them).
+  scan_blocks False = one module per block (layer{stage}_{j}, as the paper's table). True = the
+              blocks after the first of each stage, which all have the same shapes, run as ONE
+              `nn.scan` (layer{stage}_rest, parameters stacked on a leading axis): the same network,
+              parameter count and function, but XLA compiles one block per stage instead of n, so
+              deep nets compile in seconds (ResNet-152, ResNet-1202; BENCHMARKS.md "First-step
+              wait"). Not a paper option: a compile-time choice; checkpoints of the two layouts
+              differ (`stack_blocks` converts).
 Init as torchvision: convs He normal fan-out (He et al. 2015), norms scale 1 / bias 0, FC as
 PyTorch's nn.Linear default (uniform +-1/sqrt(fan_in) for weight and bias).
 Option-A zero channels are appended after the identity channels (the paper does not say where).
@@ -25,13 +32,13 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from classic_cnns.models.layers import AttnSpec, ConvNormAct, NormSpec, make_attention
+from classic_cnns.models.layers import AttnSpec, ConvNormAct, NormSpec, conv_for_loops, make_attention
 from classic_cnns.models.registry import register_model
 
 SHORTCUTS = ("A", "B", "C")
@@ -44,13 +51,14 @@ class Shortcut(nn.Module):
   strides: int
   project: bool
   norm: str | NormSpec = "batch"
+  conv: Callable | None = None
   dtype: Any = None
 
   @nn.compact
   def __call__(self, x, train: bool):
     if self.project:
       return ConvNormAct(self.features, 1, self.strides, norm=self.norm, act="identity",
-                         dtype=self.dtype, name="proj")(x, train)
+                         conv=self.conv, dtype=self.dtype, name="proj")(x, train)
     x = x[:, ::self.strides, ::self.strides, :]
     extra = self.features - x.shape[-1]
     return jnp.pad(x, ((0, 0),) * 3 + ((0, extra),)) if extra else x
@@ -66,6 +74,7 @@ class _Block(nn.Module):
   zero_init_last_norm: bool = False
   norm: str | NormSpec = "batch"
   attn: str | AttnSpec | None = None
+  conv: Callable | None = None  # layers.conv_for_loops inside a scan (ResNet.scan_blocks)
   dtype: Any = None
 
   def branch(self, x, train: bool):
@@ -80,12 +89,12 @@ class _Block(nn.Module):
     if self.residual:
       change = self.strides != 1 or x.shape[-1] != self.features
       project = self.shortcut == "C" or (self.shortcut == "B" and change)
-      y = y + Shortcut(self.features, self.strides, project, self.norm, self.dtype, name="shortcut")(x, train)
+      y = y + Shortcut(self.features, self.strides, project, self.norm, self.conv, self.dtype, name="shortcut")(x, train)
     return nn.relu(y)
 
   def cna(self, features: int, kernel: int, strides: int, name: str, last: bool = False):
     return ConvNormAct(features, kernel, strides, norm=self.norm, act="identity" if last else "relu",
-                       zero_init_norm=last and self.zero_init_last_norm, dtype=self.dtype, name=name)
+                       zero_init_norm=last and self.zero_init_last_norm, conv=self.conv, dtype=self.dtype, name=name)
 
 
 class BasicBlock(_Block):
@@ -117,6 +126,38 @@ def _torch_linear_bias(fan_in: int):
   return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
+class _ScanStep(nn.Module):
+  """One block as an `nn.scan` body: (carry x, broadcast train) -> (x, nothing)."""
+  block: type
+  block_kwargs: tuple  # the block's fields as sorted (name, value) pairs (hashable)
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    return self.block(**dict(self.block_kwargs), name="block")(x, train), None
+
+
+def scanned_blocks(block: type, length: int, name: str, **block_kwargs) -> nn.Module:
+  """`length` identical blocks in sequence as one scan; params/batch_stats stacked on axis 0, each
+  block its own init key."""
+  scan = nn.scan(_ScanStep, variable_axes={"params": 0, "batch_stats": 0},
+                 split_rngs={"params": True, "dropout": True}, in_axes=nn.broadcast, length=length)
+  return scan(block, tuple(sorted(block_kwargs.items())), name=name)
+
+
+def stack_blocks(variables: dict, stage_sizes: Sequence[int]) -> dict:
+  """Variables of a scan_blocks=False ResNet -> the same values laid out for scan_blocks=True
+  (layer{i}_1 .. layer{i}_{n-1} stacked into layer{i}_rest/block); works for params and batch_stats."""
+  out = {}
+  for collection, tree in variables.items():
+    tree = dict(tree)
+    for i, n in enumerate(stage_sizes):
+      if n > 2:
+        rest = [tree.pop(f"layer{i + 1}_{j}") for j in range(1, n)]
+        tree[f"layer{i + 1}_rest"] = {"block": jax.tree.map(lambda *xs: jnp.stack(xs), *rest)}
+    out[collection] = tree
+  return out
+
+
 class ResNet(nn.Module):
   """ImageNet (stem="imagenet") or CIFAR (stem="cifar") ResNet / plain net."""
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
@@ -130,6 +171,7 @@ class ResNet(nn.Module):
   norm: str | NormSpec = "batch"
   attn: str | AttnSpec | None = None
   num_classes: int = 1000
+  scan_blocks: bool = False
   dtype: Any = None
 
   @nn.compact
@@ -148,12 +190,17 @@ class ResNet(nn.Module):
     else:
       raise ValueError(f"unknown stem {self.stem!r}; choose imagenet or cifar")
     block = BLOCKS[self.block]
+    fields = dict(shortcut=self.shortcut, residual=self.residual, stride_in=self.stride_in,
+                  zero_init_last_norm=self.zero_init_last_norm, norm=self.norm, attn=self.attn, dtype=self.dtype)
     for i, (n, w) in enumerate(zip(self.stage_sizes, self.widths)):
-      for j in range(n):
-        x = block(w * block.expansion, strides=2 if (i > 0 and j == 0) else 1, shortcut=self.shortcut,
-                  residual=self.residual, stride_in=self.stride_in,
-                  zero_init_last_norm=self.zero_init_last_norm, norm=self.norm, attn=self.attn,
-                  dtype=self.dtype, name=f"layer{i + 1}_{j}")(x, train)
+      # The first block of a stage changes the shape (stride 2 / wider); the n - 1 after it do not.
+      x = block(w * block.expansion, strides=2 if i > 0 else 1, **fields, name=f"layer{i + 1}_0")(x, train)
+      if self.scan_blocks and n > 2:
+        x, _ = scanned_blocks(block, n - 1, f"layer{i + 1}_rest", features=w * block.expansion,
+                              conv=conv_for_loops, **fields)(x, train)
+      else:
+        for j in range(1, n):
+          x = block(w * block.expansion, **fields, name=f"layer{i + 1}_{j}")(x, train)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, dtype=self.dtype, name="fc",
                     kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),

@@ -125,3 +125,21 @@ def test_lrn_matches_formula():
     lo, hi = max(0, c - 2), min(6, c + 2)
     denom = (2.0 + 1e-4 * np.sum(xn[..., lo:hi + 1] ** 2, axis=-1)) ** 0.75
     np.testing.assert_allclose(y[..., c], xn[..., c] / denom, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,padding", [(1, "SAME"), (3, ((1, 1), (1, 1))), (7, ((3, 3), (3, 3))),
+                                            (3, "VALID"), (3, ((0, 2), (1, 0)))])
+def test_conv_for_loops_matches_lax_values_and_gradients(kernel, padding):
+  from classic_cnns.models.layers import conv_for_loops
+  kx, kk, kd = jax.random.split(jax.random.PRNGKey(0), 3)
+  x = jax.random.normal(kx, (3, 9, 8, 5))
+  k = jax.random.normal(kk, (kernel, kernel, 5, 4))
+  ref = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  ours = lambda x, k: conv_for_loops(x, k, (1, 1), padding)
+  np.testing.assert_allclose(jax.jit(ours)(x, k), jax.jit(ref)(x, k), rtol=1e-5, atol=1e-5)
+  dy = jax.random.normal(kd, jax.eval_shape(ref, x, k).shape)
+  grads = lambda f: jax.jit(jax.grad(lambda x, k: jnp.sum(f(x, k) * dy), argnums=(0, 1)))(x, k)
+  for got, want in zip(grads(ours), grads(ref)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  with pytest.raises(ValueError, match="stride-1"):
+    conv_for_loops(x, k, (2, 2), padding)

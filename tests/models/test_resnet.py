@@ -1,6 +1,8 @@
 """ResNet family (He et al. 2016) + SE / CBAM plug-ins: counts, shapes, options, train/eval."""
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 
 from classic_cnns.models import create_model, list_models, model_info
 from classic_cnns.models.layers import AttnSpec
-from classic_cnns.models.resnet import VARIANTS, Bottleneck
+from classic_cnns.models.resnet import VARIANTS, Bottleneck, stack_blocks
 from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count, count_params,
                                   forward_backward_is_finite, init)
 
@@ -180,3 +182,51 @@ def test_batch_stats_change_only_in_train():
   leaves = zip(jax.tree.leaves(st_train["batch_stats"]), jax.tree.leaves(v["batch_stats"]))
   assert all(not bool(jnp.all(p == q)) for p, q in leaves)
   assert not np.allclose(out_eval, out_train)
+
+
+# --------------------------------------------------------------------------- scan_blocks
+@pytest.mark.parametrize("name", FAMILY)
+def test_scan_blocks_keeps_the_exact_param_count(name):
+  assert_exact_param_count(name, scan_blocks=True)
+
+
+# Short nets keep the compiles short: a stage of n > 2 blocks is scanned, n <= 2 stays unrolled.
+@pytest.mark.parametrize("name,side,kw", [("resnet20", 16, {"stage_sizes": (3, 1, 2)}),  # basic, option A
+                                          ("resnet50", 32, {"stage_sizes": (3, 1), "widths": (8, 16),
+                                                            "attn": "se"})])  # bottleneck + SE
+def test_scan_blocks_is_the_same_network(name, side, kw):
+  """The scanned model with the unrolled model's parameters (stack_blocks) gives the same logits,
+  gradients and BatchNorm statistics: it is a compile-time layout, not a different net."""
+  flat, scanned = create_model(name, **kw), create_model(name, scan_blocks=True, **kw)
+  x = jax.random.normal(KEY, (4, side, side, 3))
+  labels = jnp.arange(4) % flat.num_classes
+  v_flat = init(flat, KEY, x, train=False)
+  v_scan = stack_blocks(v_flat, flat.stage_sizes)
+  # the layout stack_blocks produces is the one the scanned model initialises
+  assert jax.tree.structure(v_scan) == jax.tree.structure(jax.eval_shape(lambda: scanned.init(KEY, x, train=False)))
+  assert any(k.endswith("_rest") for k in v_scan["params"])
+
+  def loss_and_grads(model, v):
+    def loss(params):
+      logits, new = model.apply({**v, "params": params}, x, train=True, mutable=["batch_stats"])
+      return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(4), labels]), new
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))(v["params"])
+
+  (l_flat, new_flat), g_flat = loss_and_grads(flat, v_flat)
+  (l_scan, new_scan), g_scan = loss_and_grads(scanned, v_scan)
+  np.testing.assert_allclose(l_scan, l_flat, rtol=1e-6)
+  for got, want in zip(jax.tree.leaves(g_scan), jax.tree.leaves(stack_blocks({"params": g_flat}, flat.stage_sizes))):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(want))))
+  for got, want in zip(jax.tree.leaves(new_scan), jax.tree.leaves(stack_blocks(new_flat, flat.stage_sizes))):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  evaluate = lambda model, v: jax.jit(functools.partial(model.apply, train=False))(v, x)
+  np.testing.assert_allclose(evaluate(scanned, v_scan), evaluate(flat, v_flat), rtol=1e-5, atol=1e-5)
+
+
+def test_scan_blocks_initialises_each_block_with_its_own_key():
+  v = abstract_variables("resnet20")  # shapes only; values below come from one real init
+  model = create_model("resnet20", scan_blocks=True, stage_sizes=(1, 1, 3))
+  x = jnp.zeros((1, 16, 16, 3))
+  kernels = init(model, KEY, x, train=False)["params"]["layer3_rest"]["block"]["conv1"]["conv"]["kernel"]
+  assert kernels.shape[0] == 2 and not np.allclose(kernels[0], kernels[1])
+  assert "layer3_rest" not in v["params"]  # the default stays the paper's one module per block
