@@ -242,10 +242,12 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   eval_step = eval_lowered.compile()
   t4 = time.perf_counter()
   flops = _flops(train_step)
-  if getattr(model, "scan_blocks", False):
+  scanned = {k: False for k in ("scan_blocks", "scan_layers") if getattr(model, k, False)}
+  if scanned:
     # XLA's cost analysis counts a loop body once, so a scanned model's count would be far too low:
-    # count the same step of the unrolled model (lowered only, not compiled; same network).
-    flops = _unrolled_train_flops(model.clone(scan_blocks=False), config, prep, schedule, jnp_dtype,
+    # count the same step of the unrolled model (lowered only, not compiled; same network). For
+    # DenseNet's scan_layers these are the network's FLOPs, not the padded ones the loop executes.
+    flops = _unrolled_train_flops(model.clone(**scanned), config, prep, schedule, jnp_dtype,
                                   input_shape, train_batch)
   mem = train_step.memory_analysis()
   xla_temp_mb = mem.temp_size_in_bytes / 2 ** 20 if mem is not None else None

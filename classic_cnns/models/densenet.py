@@ -21,6 +21,16 @@ Options (all default to the paper):
   memory_efficient  recompute each dense layer's concat-norm-relu-conv in the backward pass
                     (`nn.remat`; Pleiss et al. 2017, "Memory-Efficient Implementation of
                     DenseNets"), so the O(L^2) concatenations are not stored; same outputs.
+  scan_layers       not from the paper, a compile-time choice: run each dense block as ONE
+                    `lax.scan` over a preallocated buffer of the block's output width (the
+                    memory-sharing layout of Pleiss et al.). Layer l writes its k maps at offset
+                    c0 + l*k; its first norm and 1x1 conv read the whole buffer with their
+                    parameters zero-padded to that width, so the unread channels contribute exactly
+                    0. Same parameters (same names and values as scan_layers=False: checkpoints
+                    interchange), same function; XLA compiles one layer per block instead of L
+                    (DenseNet-264: minutes -> seconds; BENCHMARKS.md "First-step wait") but each
+                    layer's norm1 + 1x1 conv now run over the full width: ~1.3-1.6x the FLOPs of
+                    those layers. BatchNorm only; dropout masks come from another random stream.
 Initialisation: He normal for convs (Sec. 4.2 cites He et al. 2015; fan-out as the authors'
 fb.resnet.torch-based code; torchvision uses fan-in), norm scale 1 / bias 0, FC bias 0.
 Convs carry no bias (every conv output feeds a norm), as torchvision and the authors' code; the
@@ -62,6 +72,47 @@ class DenseLayer(nn.Module):
     return drop(conv(self.growth_rate, 3, "conv2")(x))
 
 
+class _NormVariables(nn.Module):
+  """The variables of a `layers.BatchNorm` (same names, same init), declared without computing."""
+  features: int
+
+  @nn.compact
+  def __call__(self):
+    c = self.features
+    return (self.param("scale", nn.initializers.ones, (c,), jnp.float32),
+            self.param("bias", nn.initializers.zeros, (c,), jnp.float32),
+            self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32)),
+            self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32)))
+
+
+class _ConvKernel(nn.Module):
+  """The kernel of a bias-free `nn.Conv` (same name "kernel", same init)."""
+  shape: tuple[int, ...]
+
+  @nn.compact
+  def __call__(self):
+    return self.param("kernel", layers.he_normal, self.shape, jnp.float32)
+
+
+class _LayerVariables(nn.Module):
+  """A DenseLayer's variables (norm1, conv1, norm2, conv2 as in DenseLayer), for the scanned block."""
+  in_features: int
+  growth_rate: int
+  bottleneck: bool
+  bn_size: int
+
+  @nn.compact
+  def __call__(self):
+    mid = self.bn_size * self.growth_rate
+    out = {"norm1": _NormVariables(self.in_features, name="norm1")()}
+    if self.bottleneck:
+      out["conv1"] = _ConvKernel((1, 1, self.in_features, mid), name="conv1")()
+      out["norm2"] = _NormVariables(mid, name="norm2")()
+    out["conv2"] = _ConvKernel((3, 3, mid if self.bottleneck else self.in_features, self.growth_rate),
+                               name="conv2")()
+    return out
+
+
 class Transition(nn.Module):
   """norm - relu - 1x1 conv (compressed width) - drop - 2x2 average pool, stride 2."""
   features: int
@@ -90,9 +141,74 @@ class DenseNet(nn.Module):
   bn_size: int = 4
   dropout: float = 0.0
   memory_efficient: bool = False
+  scan_layers: bool = False
   norm: str | NormSpec = "batch"
   num_classes: int = 1000
   dtype: Any = None
+
+  def scanned_block(self, x: jax.Array, block: int, n_layers: int, train: bool) -> jax.Array:
+    """Dense block `block` (1-based) as one lax.scan over its output buffer (see `scan_layers`)."""
+    spec = layers.as_norm_spec(self.norm)
+    if spec.kind != "batch":
+      raise ValueError(f"DenseNet scan_layers supports norm='batch' only, not {spec.kind!r}")
+    c0, k = x.shape[-1], self.growth_rate
+    width = c0 + n_layers * k
+    vs = [_LayerVariables(c0 + j * k, k, self.bottleneck, self.bn_size, name=f"block{block}_layer{j + 1}")()
+          for j in range(n_layers)]
+    pad = lambda a, axis, value=0.0: jnp.pad(a, [(0, width - a.shape[axis]) if d == axis else (0, 0)
+                                                 for d in range(a.ndim)], constant_values=value)
+    stack = lambda leaves: jnp.stack(leaves)
+    # norm1 and the first conv read the whole buffer: their parameters padded with zeros (running
+    # variance with ones) to `width`, so the channels a layer does not see contribute exactly 0.
+    first_conv = "conv1" if self.bottleneck else "conv2"
+    xs = {"norm1": tuple(stack([pad(v["norm1"][i] if i < 2 else v["norm1"][i].value, 0, float(i == 3))
+                                for v in vs]) for i in range(4)),
+          first_conv: stack([pad(v[first_conv], 2) for v in vs]),
+          "offset": c0 + k * jnp.arange(n_layers)}
+    if self.bottleneck:
+      xs["norm2"] = tuple(stack([v["norm2"][i] if i < 2 else v["norm2"][i].value for v in vs]) for i in range(4))
+      xs["conv2"] = stack([v["conv2"] for v in vs])
+    rate = self.dropout if train else 0.0
+    if rate:
+      xs["key"] = jax.random.split(self.make_rng("dropout"), n_layers)
+    dtype = self.dtype or x.dtype
+
+    def norm_relu(h, p):
+      y, stats = layers.batch_norm(h, p[0], p[1], p[2], p[3], train=train,
+                                   virtual_batch_size=spec.virtual_batch_size, epsilon=spec.epsilon)
+      return nn.relu(y.astype(dtype)), stats
+
+    def conv(h, kernel):
+      return layers.conv_for_loops(h, kernel.astype(dtype), (1, 1), layers.pad_same(kernel.shape[0]))
+
+    def drop(h, key):
+      keep = jax.random.bernoulli(key, 1.0 - rate, h.shape)
+      return jnp.where(keep, h / (1.0 - rate), 0).astype(h.dtype)
+
+    def layer(buf, p):
+      h, stats1 = norm_relu(buf, p["norm1"])
+      stats = (stats1,)
+      if self.bottleneck:
+        h = conv(h, p["conv1"])
+        h = drop(h, jax.random.fold_in(p["key"], 0)) if rate else h
+        h, stats2 = norm_relu(h, p["norm2"])
+        stats += (stats2,)
+      h = conv(h, p["conv2"])
+      h = drop(h, jax.random.fold_in(p["key"], 1)) if rate else h
+      buf = jax.lax.dynamic_update_slice_in_dim(buf, h.astype(buf.dtype), p["offset"], axis=3)
+      return buf, stats if train else None
+
+    body = jax.checkpoint(layer) if self.memory_efficient else layer
+    buf = jnp.pad(x, ((0, 0),) * 3 + ((0, width - c0),))
+    buf, stats = jax.lax.scan(body, buf, xs)
+    if train and not self.is_initializing():  # running averages, per layer, at the true widths
+      for j, v in enumerate(vs):
+        for name, (mean, var) in zip(("norm1", "norm2"), stats):
+          _, _, ra_mean, ra_var = v[name]
+          c = ra_mean.value.shape[0]
+          ra_mean.value = spec.momentum * ra_mean.value + (1 - spec.momentum) * mean[j, :c]
+          ra_var.value = spec.momentum * ra_var.value + (1 - spec.momentum) * var[j, :c]
+    return buf
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -111,11 +227,14 @@ class DenseNet(nn.Module):
     # static_argnums counts `self` as 0: `train` (argument 2) stays a Python bool.
     layer_cls = nn.remat(DenseLayer, static_argnums=(2,)) if self.memory_efficient else DenseLayer
     for i, n_layers in enumerate(self.block_config):
-      feats = [x]
-      for j in range(n_layers):
-        feats.append(layer_cls(self.growth_rate, self.bottleneck, self.bn_size, self.dropout, self.norm,
-                               self.dtype, name=f"block{i + 1}_layer{j + 1}")(tuple(feats), train))
-      x = jnp.concatenate(feats, axis=-1)  # c + n_layers * k channels
+      if self.scan_layers:
+        x = self.scanned_block(x, i + 1, n_layers, train)
+      else:
+        feats = [x]
+        for j in range(n_layers):
+          feats.append(layer_cls(self.growth_rate, self.bottleneck, self.bn_size, self.dropout, self.norm,
+                                 self.dtype, name=f"block{i + 1}_layer{j + 1}")(tuple(feats), train))
+        x = jnp.concatenate(feats, axis=-1)  # c + n_layers * k channels
       if i + 1 < len(self.block_config):
         x = Transition(int(self.compression * x.shape[-1]), self.dropout, self.norm, self.dtype,
                        name=f"transition{i + 1}")(x, train)

@@ -168,23 +168,34 @@ class BatchNorm(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
     ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
     ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
-    if train:
-      b = x.shape[0]
-      v = self.virtual_batch_size or b
-      if b % v:
-        raise ValueError(f"batch {b} is not divisible by the BatchNorm virtual batch size {v}")
-      n = v * math.prod(x.shape[1:-1])  # values per channel in one slice
-      y, mean, var = batch_norm_train(x.astype(jnp.float32).reshape(b // v, n, c), scale, bias, self.epsilon)
-      if not self.is_initializing():
-        mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
-        unbiased = var * (n / max(n - 1, 1))  # PyTorch keeps the unbiased running variance
-        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * jnp.mean(mean, axis=0)
-        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * jnp.mean(unbiased, axis=0)
-      y = y.reshape(x.shape)
-    else:
-      y = (x.astype(jnp.float32) - ra_mean.value) * jax.lax.rsqrt(ra_var.value + self.epsilon)
-      y = y * scale + bias
+    y, stats = batch_norm(x, scale, bias, ra_mean.value, ra_var.value, train=train,
+                          virtual_batch_size=self.virtual_batch_size, epsilon=self.epsilon)
+    if train and not self.is_initializing():
+      ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * stats[0]
+      ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * stats[1]
     return y.astype(self.dtype or x.dtype)
+
+
+def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, running_mean: jax.Array,
+               running_var: jax.Array, *, train: bool, virtual_batch_size: int | None = None,
+               epsilon: float = 1e-5) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+  """`BatchNorm` as a function (float32 result): in training, normalise each slice of
+  `virtual_batch_size` examples by its own statistics and also return (mean, unbiased variance)
+  per channel averaged over the slices, for the running averages (no gradient); in evaluation,
+  use the running statistics and return None."""
+  c = x.shape[-1]
+  if not train:
+    y = (x.astype(jnp.float32) - running_mean) * jax.lax.rsqrt(running_var + epsilon)
+    return y * scale + bias, None
+  b = x.shape[0]
+  v = virtual_batch_size or b
+  if b % v:
+    raise ValueError(f"batch {b} is not divisible by the BatchNorm virtual batch size {v}")
+  n = v * math.prod(x.shape[1:-1])  # values per channel in one slice
+  y, mean, var = batch_norm_train(x.astype(jnp.float32).reshape(b // v, n, c), scale, bias, epsilon)
+  mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
+  unbiased = var * (n / max(n - 1, 1))  # PyTorch keeps the unbiased running variance
+  return y.reshape(x.shape), (jnp.mean(mean, axis=0), jnp.mean(unbiased, axis=0))
 
 
 class Identity(nn.Module):

@@ -183,3 +183,53 @@ def test_unknown_stem_and_option_rejected():
     create_model("densenet121", not_an_option=1)
   with pytest.raises(ValueError):
     jax.eval_shape(lambda: _init_eager(DenseNet(**{**TINY, "stem": "bogus"}), jnp.ones((1, 32, 32, 3))))
+
+
+# --------------------------------------------------------------------------- scan_layers
+@pytest.mark.parametrize("name", NAMES)
+def test_scan_layers_keeps_names_and_exact_count(name):
+  scanned = abstract_variables(name, scan_layers=True)
+  shapes = lambda v: jax.tree.map(lambda a: (a.shape, a.dtype), v)
+  assert shapes(scanned) == shapes(_abstract(name))  # same variables: checkpoints interchange
+  assert_exact_param_count(name, scan_layers=True)
+
+
+@pytest.mark.parametrize("kw", [dict(growth_rate=4, block_config=(3, 2), stem="cifar", num_classes=10),
+                                dict(growth_rate=4, block_config=(3,), stem="cifar", num_classes=10,
+                                     bottleneck=False, compression=1.0, memory_efficient=True)])
+def test_scan_layers_is_the_same_network(kw):
+  """Same initial values (same variable paths), same logits, gradients and running statistics."""
+  flat, scanned = DenseNet(**kw), DenseNet(**kw, scan_layers=True)
+  x = jax.random.normal(_key(3), (4, 8, 8, 3))
+  v = _init(flat, x)
+  v_scan = _init(scanned, x)
+  jax.tree.map(np.testing.assert_array_equal, v, v_scan)
+
+  def loss_and_grads(model):
+    def loss(params):
+      logits, new = model.apply({**v, "params": params}, x, train=True, mutable=["batch_stats"])
+      return jnp.mean(jax.nn.logsumexp(logits, -1) - logits[:, 0]), new
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))(v["params"])
+
+  (l_flat, s_flat), g_flat = loss_and_grads(flat)
+  (l_scan, s_scan), g_scan = loss_and_grads(scanned)
+  np.testing.assert_allclose(l_scan, l_flat, rtol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b)))),
+               g_scan, g_flat)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_scan, s_flat)
+  evaluate = lambda model: jax.jit(functools.partial(model.apply, train=False))(v, x)
+  np.testing.assert_allclose(evaluate(scanned), evaluate(flat), rtol=1e-5, atol=1e-5)
+
+
+def test_scan_layers_rejects_other_norms():
+  with pytest.raises(ValueError, match="norm='batch' only"):
+    abstract_variables("densenet_bc_100_12", scan_layers=True, norm="group")
+
+
+def test_scan_layers_dropout_follows_the_rng_in_train_only():
+  model = DenseNet(**TINY, dropout=0.2, scan_layers=True)
+  v = _init(model, X)
+  run = jax.jit(lambda seed, train: _apply(model, v, X, train, seed)[0], static_argnums=1)
+  assert not np.allclose(run(1, True), run(2, True))
+  np.testing.assert_array_equal(run(1, True), run(1, True))
+  np.testing.assert_array_equal(run(1, False), run(2, False))
