@@ -258,10 +258,16 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
   path = os.path.join(workdir, "config.json")
   if os.path.exists(path) and os.path.isdir(os.path.join(workdir, "checkpoints")):
     with open(path) as f:
-      previous = json.load(f).get("model", {}).get("name")
+      previous_model = json.load(f).get("model", {})
+    previous = previous_model.get("name")
     if previous != config.model.name:
       raise ConfigError(f"workdir {workdir} holds a run of model {previous!r}, not {config.model.name!r}; "
                         f"use another --workdir")
+    # ResNet scan_blocks stacks parameters: the checkpoints of the other layout would not fit.
+    before, now = previous_model.get("scan_blocks", False), config.model.get("scan_blocks", False)
+    if before != now:
+      raise ConfigError(f"workdir {workdir} holds a run with model.scan_blocks={before} (another parameter "
+                        f"layout); use --config.model.scan_blocks={before} or another --workdir")
   try:
     os.makedirs(workdir, exist_ok=True)
     probe = os.path.join(workdir, f".write_test_{os.getpid()}")

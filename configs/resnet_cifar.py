@@ -22,6 +22,10 @@ Recipe (Sec. 4.2 unless stated):
               iterations (schedule.warmup=400 steps, warmup_init=0.1), not a constant 0.01 phase. The
               paper states the warmup for ResNet-110; we also apply it to plain110 and ResNet-1202.
 
+Compile time: --config.model.scan_blocks=True runs each stage's repeated blocks as one scan (same
+network; ResNet-110 waits 11 s instead of 45 s for its first step and trains 2x faster on CPU); it is
+the default for :1202 only (classic_cnns/models/resnet.py, BENCHMARKS.md "First-step wait").
+
 Data: the default downloads CIFAR-10 through TFDS (needs network and tensorflow-datasets). Offline,
 with the JPEG training images of ../shared (a 50k train-only tree; JPEG artefacts cost some
 accuracy, compare variants with each other):
@@ -50,8 +54,10 @@ def get_config(arg: str | None = None):
   c.model.num_classes = 10
   c.model.norm = "batch"  # Sec. 3.4: BN right after each conv, before the activation
   # Not from the paper: True runs each stage's repeated blocks as one nn.scan (same network and
-  # function, stacked parameters), compiling in seconds instead of minutes for deep nets.
-  c.model.scan_blocks = False
+  # function, stacked parameters), compiling in seconds instead of minutes for deep nets; on by
+  # default only for ResNet-1202, whose 600 unrolled blocks would compile for many minutes. Also
+  # worth it for :110 (BENCHMARKS.md "First-step wait": 3-4x shorter wait, 2x faster CPU step).
+  c.model.scan_blocks = depth == 1202
 
   c.data.source = "tfds"
   c.data.name = "cifar10"

@@ -104,3 +104,16 @@ def test_lecun_variant_trains(tmp_path):
                                                          "optimizer.lr": 0.002})
   r = train.train_and_evaluate(c, str(tmp_path))
   assert r.test["top1"] > 0.8, r.test
+
+
+def test_workdir_of_the_other_resnet_layout_is_refused(tmp_path):
+  """scan_blocks stacks a ResNet's parameters, so a workdir's checkpoints only fit the same layout."""
+  from classic_cnns.config import ConfigError
+  (tmp_path / "checkpoints").mkdir()
+  (tmp_path / "config.json").write_text(json.dumps({"model": {"name": "resnet20", "scan_blocks": True}}))
+  c = lenet_config(**{"model.name": "resnet20"})
+  c.model.scan_blocks = False
+  with pytest.raises(ConfigError, match="model.scan_blocks=True"):
+    train.prepare_workdir(str(tmp_path), c)
+  c.model.scan_blocks = True
+  train.prepare_workdir(str(tmp_path), c)  # the same layout is accepted
