@@ -157,17 +157,17 @@ class DenseNet(nn.Module):
           for j in range(n_layers)]
     pad = lambda a, axis, value=0.0: jnp.pad(a, [(0, width - a.shape[axis]) if d == axis else (0, 0)
                                                  for d in range(a.ndim)], constant_values=value)
-    stack = lambda leaves: jnp.stack(leaves)
+    arrays = lambda norm: (norm[0], norm[1], norm[2].value, norm[3].value)  # scale, bias, mean, var
+    stack = lambda per_layer: tuple(jnp.stack(leaves) for leaves in zip(*per_layer))
     # norm1 and the first conv read the whole buffer: their parameters padded with zeros (running
     # variance with ones) to `width`, so the channels a layer does not see contribute exactly 0.
     first_conv = "conv1" if self.bottleneck else "conv2"
-    xs = {"norm1": tuple(stack([pad(v["norm1"][i] if i < 2 else v["norm1"][i].value, 0, float(i == 3))
-                                for v in vs]) for i in range(4)),
-          first_conv: stack([pad(v[first_conv], 2) for v in vs]),
+    xs = {"norm1": stack([tuple(pad(a, 0, float(i == 3)) for i, a in enumerate(arrays(v["norm1"]))) for v in vs]),
+          first_conv: jnp.stack([pad(v[first_conv], 2) for v in vs]),
           "offset": c0 + k * jnp.arange(n_layers)}
     if self.bottleneck:
-      xs["norm2"] = tuple(stack([v["norm2"][i] if i < 2 else v["norm2"][i].value for v in vs]) for i in range(4))
-      xs["conv2"] = stack([v["conv2"] for v in vs])
+      xs["norm2"] = stack([arrays(v["norm2"]) for v in vs])
+      xs["conv2"] = jnp.stack([v["conv2"] for v in vs])
     rate = self.dropout if train else 0.0
     if rate:
       xs["key"] = jax.random.split(self.make_rng("dropout"), n_layers)
