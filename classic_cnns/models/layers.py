@@ -12,7 +12,11 @@ Norm factory -- `norm` is a string or a `NormSpec`:
   "instance"  InstanceNorm: statistics over (H, W) per channel, per-channel scale and bias.
   "none"      identity (convs then get a bias; see `conv_bias`).
 All four norms have the same parameters (scale + bias per channel), so a model's parameter count
-does not depend on the choice (GN paper Sec. 3.1).
+does not depend on the choice (GN paper Sec. 3.1). `batch_norm` is BatchNorm as a function, for
+code that holds its variables itself (DenseNet's scanned blocks).
+
+`conv_for_loops`: the stride-1 convolution to use inside `scan` bodies on CPU (its backward pass in
+the forward layout; XLA:CPU runs JAX's own gradient convolutions inside loops on a slow path).
 """
 from __future__ import annotations
 
