@@ -73,6 +73,7 @@ def restore(config, workdir: str, input_shape: tuple[int, int, int], mesh=None):
   if not os.path.isdir(ckdir) or not any(d.isdigit() for d in os.listdir(ckdir)):
     raise checkpoint.CheckpointError(f"no checkpoint in {ckdir}; train first with python -m classic_cnns.main "
                                      f"--config=... --workdir={workdir}")
+  train.check_workdir_model(workdir, config)
   mesh = mesh or parallel.make_mesh()
   try:
     model = train.build_model(config, jax.device_count())

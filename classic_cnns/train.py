@@ -252,22 +252,30 @@ def _summarise(step_metrics: list[dict[str, np.ndarray]]) -> tuple[dict[str, flo
   return values, skipped, all(bool(m["finite"]) for m in step_metrics)
 
 
+def check_workdir_model(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Raises ConfigError if the run in `workdir` (its config.json, if any) is of another model or
+  parameter layout than `config`, whose checkpoints would not fit."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    previous_model = json.load(f).get("model", {})
+  previous = previous_model.get("name")
+  if previous != config.model.name:
+    raise ConfigError(f"workdir {workdir} holds a run of model {previous!r}, not {config.model.name!r}; "
+                      f"use another --workdir")
+  # ResNet scan_blocks stacks parameters: the checkpoints of the other layout would not fit.
+  before, now = previous_model.get("scan_blocks", False), config.model.get("scan_blocks", False)
+  if before != now:
+    raise ConfigError(f"workdir {workdir} holds a run with model.scan_blocks={before} (another parameter "
+                      f"layout); use --config.model.scan_blocks={before} or another --workdir")
+
+
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Creates `workdir` and checks it is writable; refuses one holding a run of another model
   (its checkpoints would not fit). Touches no existing checkpoint."""
-  path = os.path.join(workdir, "config.json")
-  if os.path.exists(path) and os.path.isdir(os.path.join(workdir, "checkpoints")):
-    with open(path) as f:
-      previous_model = json.load(f).get("model", {})
-    previous = previous_model.get("name")
-    if previous != config.model.name:
-      raise ConfigError(f"workdir {workdir} holds a run of model {previous!r}, not {config.model.name!r}; "
-                        f"use another --workdir")
-    # ResNet scan_blocks stacks parameters: the checkpoints of the other layout would not fit.
-    before, now = previous_model.get("scan_blocks", False), config.model.get("scan_blocks", False)
-    if before != now:
-      raise ConfigError(f"workdir {workdir} holds a run with model.scan_blocks={before} (another parameter "
-                        f"layout); use --config.model.scan_blocks={before} or another --workdir")
+  if os.path.isdir(os.path.join(workdir, "checkpoints")):
+    check_workdir_model(workdir, config)
   try:
     os.makedirs(workdir, exist_ok=True)
     probe = os.path.join(workdir, f".write_test_{os.getpid()}")

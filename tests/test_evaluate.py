@@ -145,3 +145,15 @@ def test_no_or_unreadable_checkpoint_is_one_line_error(trained_run, tmp_path):
   corrupt(10)
   with pytest.raises(CheckpointError, match="can be read"):
     evaluate.run_protocol(config, str(copy), "full")
+
+
+def test_restore_refuses_the_other_resnet_layout_before_reading(tmp_path):
+  """A ResNet workdir trained with scan_blocks=True restored without it: one clear line, not an
+  'unreadable checkpoint' warning."""
+  (tmp_path / "checkpoints" / "10").mkdir(parents=True)
+  (tmp_path / "config.json").write_text(json.dumps({"model": {"name": "resnet20", "scan_blocks": True}}))
+  from classic_cnns.config import base_config
+  c = base_config()
+  c.model.name, c.model.scan_blocks = "resnet20", False
+  with pytest.raises(ConfigError, match="model.scan_blocks=True"):
+    evaluate.restore(c, str(tmp_path), (32, 32, 3))
