@@ -46,8 +46,9 @@ def get_config(arg: str | None = None):
   c.model.norm = "batch"
   c.model.dropout = 0.0 if augment else 0.2  # Sec. 4.2: dropout 0.2 only without augmentation
   c.model.memory_efficient = False  # Pleiss et al. 2017: recompute the concatenations (same outputs)
-  # Not from the paper: True runs each dense block as one lax.scan (same variables and function,
-  # ~1.3-1.6x the FLOPs of the 1x1 convs), compiling in a minute instead of several for L=190/250.
+  # Not from the paper: True runs each dense block as one lax.scan (same variables and function;
+  # the 1x1 convs run over the block's full width): DenseNet-BC-250 waits 118 s instead of 298 s for
+  # its first step on 2 CPU cores but trains slower (BENCHMARKS.md "First-step wait").
   c.model.scan_layers = False
 
   c.data.source = "tfds"

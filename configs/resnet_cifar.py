@@ -54,7 +54,7 @@ def get_config(arg: str | None = None):
   c.model.num_classes = 10
   c.model.norm = "batch"  # Sec. 3.4: BN right after each conv, before the activation
   # Not from the paper: True runs each stage's repeated blocks as one nn.scan (same network and
-  # function, stacked parameters), compiling in seconds instead of minutes for deep nets; on by
+  # function, stacked parameters), compiling in seconds instead of a minute or more for deep nets; on by
   # default only for ResNet-1202, whose 600 unrolled blocks would compile for many minutes. Also
   # worth it for :110 (BENCHMARKS.md "First-step wait": 3-4x shorter wait, 2x faster CPU step).
   c.model.scan_blocks = depth == 1202

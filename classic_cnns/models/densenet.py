@@ -28,9 +28,11 @@ Options (all default to the paper):
                     parameters zero-padded to that width, so the unread channels contribute exactly
                     0. Same parameters (same names and values as scan_layers=False: checkpoints
                     interchange), same function; XLA compiles one layer per block instead of L
-                    (DenseNet-264: minutes -> seconds; BENCHMARKS.md "First-step wait") but each
-                    layer's norm1 + 1x1 conv now run over the full width: ~1.3-1.6x the FLOPs of
-                    those layers. BatchNorm only; dropout masks come from another random stream.
+                    (DenseNet-264's first-step wait 318 -> 109 s on 2 CPU cores; BENCHMARKS.md
+                    "First-step wait") but each layer's norm1 + 1x1 conv now run over the full
+                    width, on average up to ~1.8x the layer's real input (DenseNet-BC-100 trains
+                    at 0.67x the speed on CPU). BatchNorm only; dropout masks come from another
+                    random stream.
 Initialisation: He normal for convs (Sec. 4.2 cites He et al. 2015; fan-out as the authors'
 fb.resnet.torch-based code; torchvision uses fan-in), norm scale 1 / bias 0, FC bias 0.
 Convs carry no bias (every conv output feeds a norm), as torchvision and the authors' code; the
