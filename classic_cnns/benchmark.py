@@ -252,7 +252,8 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   mem = train_step.memory_analysis()
   xla_temp_mb = mem.temp_size_in_bytes / 2 ** 20 if mem is not None else None
 
-  row = {"model": name + "".join(f" {k}={v}" for k, v in (model_options or {}).items()), "input": input_size, "pad_to": pad_to, "augment": augment, "batch": batch,
+  label = name + "".join(f" {k}={v}" for k, v in (model_options or {}).items())
+  row = {"model": label, "input": input_size, "pad_to": pad_to, "augment": augment, "batch": batch,
          "dtype": dtype, "steps": 0 if compile_only else steps, "repeats": 0 if compile_only else repeats,
          "params": n_params, "init_s": init_s, "train_lower_s": t1 - t0, "train_compile_s": t2 - t1,
          "eval_lower_s": t3 - t2, "eval_compile_s": t4 - t3,

@@ -80,11 +80,7 @@ class _NormVariables(nn.Module):
 
   @nn.compact
   def __call__(self):
-    c = self.features
-    return (self.param("scale", nn.initializers.ones, (c,), jnp.float32),
-            self.param("bias", nn.initializers.zeros, (c,), jnp.float32),
-            self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32)),
-            self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32)))
+    return layers.batch_norm_variables(self, self.features)
 
 
 class _ConvKernel(nn.Module):

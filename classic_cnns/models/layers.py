@@ -167,17 +167,22 @@ class BatchNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    c = x.shape[-1]
-    scale = self.param("scale", self.scale_init, (c,), jnp.float32)
-    bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
-    ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
-    ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
+    scale, bias, ra_mean, ra_var = batch_norm_variables(self, x.shape[-1], self.scale_init)
     y, stats = batch_norm(x, scale, bias, ra_mean.value, ra_var.value, train=train,
                           virtual_batch_size=self.virtual_batch_size, epsilon=self.epsilon)
     if train and not self.is_initializing():
       ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * stats[0]
       ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * stats[1]
     return y.astype(self.dtype or x.dtype)
+
+
+def batch_norm_variables(module: nn.Module, c: int, scale_init: Callable = nn.initializers.ones):
+  """Declares BatchNorm's variables in `module` (params scale/bias, batch_stats mean/var, the names
+  of flax.linen.BatchNorm): (scale, bias, running-mean variable, running-variance variable)."""
+  return (module.param("scale", scale_init, (c,), jnp.float32),
+          module.param("bias", nn.initializers.zeros, (c,), jnp.float32),
+          module.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32)),
+          module.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32)))
 
 
 def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, running_mean: jax.Array,
