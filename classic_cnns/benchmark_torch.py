@@ -21,7 +21,8 @@ their parameter counts are asserted equal. XLA flags: classic_cnns.cli's CPU def
 XLA_FLAGS is set in the environment (it is printed).
 
 --variants adds Flax columns that swap one part of the model in this process only (experiments
-for issue 7, see benchmarks/torch_comparison.md): `flaxbn` = flax.linen.BatchNorm instead of the
+for issue 7, see benchmarks/torch_comparison.md): `xlaconv` = XLA's convolutions instead of the
+default backend (`config.conv_backend=auto`: oneDNN on a 1-device CPU run), `flaxbn` = flax.linen.BatchNorm instead of the
 shared BatchNorm, `reducebn` = the shared BatchNorm's earlier form (jnp.mean reductions, autodiff
 backward; now its channel sums are dots), `twopass` = BatchNorm variance as mean((x - mean)^2), `im2col` = every conv as
 explicit shifted-slice patches + one matmul (gradients then are matmuls too).
@@ -49,7 +50,7 @@ SETTINGS: dict[str, tuple[int, int, int, int, int]] = {
     "resnet20": (32, 3, 128, 10, 5),
     "resnet18": (112, 3, 32, 1000, 3),
 }
-VARIANTS = ("base", "reducebn", "flaxbn", "twopass", "noreshape", "im2col")
+VARIANTS = ("base", "xlaconv", "reducebn", "flaxbn", "twopass", "noreshape", "im2col")
 
 _MODELS = flags.DEFINE_list("models", list(SETTINGS), f"Models to compare, from {', '.join(SETTINGS)}.")
 _REPEATS = cli.define_once(flags.DEFINE_integer, "repeats", 5, "Timed repeats per column (alternating); the median is reported.")
@@ -272,6 +273,8 @@ def flax_runner(name: str, variant: str = "base"):
   config.batch_size = batch
   config.data.augment.flip = False
   config.data.augment.crop_padding = 0
+  if variant == "xlaconv":  # the same step with XLA's convolutions (base: config.conv_backend=auto)
+    config.conv_backend = "xla"
   mesh = parallel.make_mesh()
   swaps = _variant_patches(variant)
   saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in swaps]

@@ -18,6 +18,7 @@ OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "multistep", "cosine")
 SOURCES = ("embedded", "npz", "tfds", "folder")
 BN_STATS = ("global", "per_device", "ghost")
+CONV_BACKENDS = ("auto", "xla", "onednn")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -89,6 +90,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.batch_size = 128  # global batch per optimizer step, split over all devices
   c.accum_steps = 1  # gradient accumulation: the batch is processed in this many micro-batches
   c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params, optimizer state, BN stats stay float32)
+  # Convolutions: xla (lax.conv_general_dilated) | onednn (float32 convs and their gradients through
+  # oneDNN on the CPU, classic_cnns/kernels/onednn.py; 1-device CPU runs only) | auto (onednn on a
+  # 1-device CPU run where it can be built, else xla; the startup line says which and why).
+  c.conv_backend = "auto"
   c.eval_batch_size = 1000
   c.num_epochs = 10.0
   c.num_steps = -1  # > 0 overrides num_epochs
@@ -201,6 +206,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   _choice(config.schedule.unit, ("epoch", "step"), "schedule.unit")
   _check_data(config.data)
   _choice(config.bn.stats, BN_STATS, "bn.stats")
+  _choice(config.conv_backend, CONV_BACKENDS, "conv_backend")
   if config.data.source in ("npz", "folder") and not config.data.path:
     raise ConfigError(f"config.data.source={config.data.source!r} needs config.data.path")
   for key in ("batch_size", "eval_batch_size", "log_every_steps", "keep_checkpoints",

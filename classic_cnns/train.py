@@ -26,8 +26,10 @@ from flax.training import train_state
 from classic_cnns import checkpoint, optim, parallel
 from classic_cnns.config import ConfigError
 from classic_cnns.data import augment, pipeline, sources
+from classic_cnns.kernels import onednn
 from classic_cnns.metrics import MetricsWriter, Progress, format_duration
 from classic_cnns.models import create_model
+from classic_cnns.models import layers
 from classic_cnns.models.layers import AttnSpec, NormSpec
 
 
@@ -45,8 +47,32 @@ def bn_virtual_batch_size(config: ml_collections.ConfigDict, num_devices: int) -
   return None
 
 
+def select_conv_backend(config: ml_collections.ConfigDict, num_devices: int) -> tuple[str, str]:
+  """config.conv_backend -> (backend, why), and sets it for the steps this process traces next
+  (layers.set_conv_backend). `auto` takes oneDNN on a 1-device CPU run when its kernels build here;
+  an explicit `onednn` that cannot work is a ConfigError (one line), never a silent fallback."""
+  want = config.get("conv_backend", "auto")
+  platform = jax.default_backend()
+  if want == "xla":
+    name, why = "xla", "config.conv_backend=xla"
+  elif platform != "cpu" or num_devices != 1:
+    if want == "onednn":
+      raise ConfigError(f"config.conv_backend=onednn runs on one CPU device; this run has {num_devices} "
+                        f"{platform} device(s) (use auto or xla)")
+    name, why = "xla", f"auto: {num_devices} {platform} device(s)"
+  else:
+    ok, reason = onednn.available()
+    if not ok and want == "onednn":
+      raise ConfigError(f"config.conv_backend=onednn: {reason}")
+    name, why = ("onednn", f"{want}: float32 convs on oneDNN") if ok else ("xla", f"auto: oneDNN unavailable, {reason}")
+  layers.set_conv_backend(name)
+  return name, why
+
+
 def build_model(config: ml_collections.ConfigDict, num_devices: int = 1) -> nn.Module:
-  """config.model -> module; `norm`/`norm_groups` and `attn`/`attn_reduction` become specs."""
+  """config.model -> module; `norm`/`norm_groups` and `attn`/`attn_reduction` become specs. Also
+  selects the process's convolution backend from config.conv_backend (select_conv_backend)."""
+  select_conv_backend(config, num_devices)
   kw = dict(config.model.to_dict())
   name = kw.pop("name")
   groups = kw.pop("norm_groups", 32)
@@ -315,6 +341,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   except (ValueError, TypeError, ZeroDivisionError) as e:
     raise ConfigError(f"config.model {config.model.name!r} cannot be built for input {input_shape}: "
                       f"{' '.join(str(e).split())[:300]}") from None
+  conv_backend, conv_why = select_conv_backend(config, n_dev)
   schedule = optim.make_schedule(config, spe, total_steps)
   tx = optim.make_optimizer(config, schedule, abstract_params)
   state = create_train_state(model, tx, input_shape, config.seed, mesh)
@@ -334,7 +361,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   say = print if jax.process_index() == 0 else (lambda *a, **k: None)
   say(f"model {config.model.name}: {n_params:,} params | data {ds.name}: {len(ds.train)} train, "
       f"{len(ds.val) if ds.val is not None else 0} val, {len(ds.test) if ds.test is not None else 0} test, image {ds.image_shape} -> {input_shape} | "
-      f"{n_dev} device(s) {jax.devices()[0].platform}, batch {config.batch_size} | "
+      f"{n_dev} device(s) {jax.devices()[0].platform}, batch {config.batch_size}, convs {conv_backend} ({conv_why}) | "
       f"{total_steps} steps ({total_steps / spe:.1f} epochs of {spe})", flush=True)
   if start_step:
     say(f"resuming from checkpoint at step {start_step} (epoch {start_step / spe:.2f})", flush=True)

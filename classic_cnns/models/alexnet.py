@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from classic_cnns.models.layers import LocalResponseNorm, activation
+from classic_cnns.models.layers import Conv, LocalResponseNorm, activation
 from classic_cnns.models.registry import register_model
 
 
@@ -108,7 +108,7 @@ class AlexNet(nn.Module):
             (3, 1, 1, False, True, True))
     for i, ((k, s, p, lrn_after, pool_after, bias_one), c, g) in enumerate(zip(spec, self.widths, self.groups)):
       fan_in = k * k * x.shape[-1] // g
-      x = nn.Conv(c, (k, k), (s, s), padding=((p, p), (p, p)), feature_group_count=g,
+      x = Conv(c, (k, k), (s, s), padding=((p, p), (p, p)), feature_group_count=g,
                   dtype=self.dtype, name=f"conv{i + 1}", **self._inits(fan_in, bias_one))(x)
       x = f(x)
       if self.lrn and lrn_after:

@@ -63,7 +63,7 @@ class DenseLayer(nn.Module):
   @nn.compact
   def __call__(self, feats: Sequence[jax.Array], train: bool) -> jax.Array:
     bias = layers.conv_bias(self.norm)
-    conv = lambda n, k, name: nn.Conv(n, (k, k), padding=layers.pad_same(k), use_bias=bias,
+    conv = lambda n, k, name: layers.Conv(n, (k, k), padding=layers.pad_same(k), use_bias=bias,
                                       kernel_init=layers.he_normal, dtype=self.dtype, name=name)
     drop = lambda y: nn.Dropout(self.dropout)(y, deterministic=not train) if self.dropout else y
     x = jnp.concatenate(feats, axis=-1) if len(feats) > 1 else feats[0]
@@ -121,7 +121,7 @@ class Transition(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = nn.relu(layers.make_norm(self.norm, dtype=self.dtype, name="norm")(x, train))
-    x = nn.Conv(self.features, (1, 1), use_bias=layers.conv_bias(self.norm), kernel_init=layers.he_normal,
+    x = layers.Conv(self.features, (1, 1), use_bias=layers.conv_bias(self.norm), kernel_init=layers.he_normal,
                 dtype=self.dtype, name="conv")(x)
     if self.dropout:
       x = nn.Dropout(self.dropout)(x, deterministic=not train)
@@ -215,12 +215,12 @@ class DenseNet(nn.Module):
     c = self.stem_channels or 2 * self.growth_rate
     bias = layers.conv_bias(self.norm)
     if self.stem == "imagenet":  # Table 1: 7x7 conv, stride 2 -> 3x3 max pool, stride 2
-      x = nn.Conv(c, (7, 7), (2, 2), padding=layers.pad_same(7), use_bias=bias, kernel_init=layers.he_normal,
+      x = layers.Conv(c, (7, 7), (2, 2), padding=layers.pad_same(7), use_bias=bias, kernel_init=layers.he_normal,
                   dtype=self.dtype, name="stem_conv")(x)
       x = nn.relu(layers.make_norm(self.norm, dtype=self.dtype, name="stem_norm")(x, train))
       x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     else:  # Sec. 3: one 3x3 conv on the input; the first dense layer's norm follows
-      x = nn.Conv(c, (3, 3), padding=layers.pad_same(3), use_bias=bias, kernel_init=layers.he_normal,
+      x = layers.Conv(c, (3, 3), padding=layers.pad_same(3), use_bias=bias, kernel_init=layers.he_normal,
                   dtype=self.dtype, name="stem_conv")(x)
     # static_argnums counts `self` as 0: `train` (argument 2) stays a Python bool.
     layer_cls = nn.remat(DenseLayer, static_argnums=(2,)) if self.memory_efficient else DenseLayer

@@ -15,11 +15,19 @@ All four norms have the same parameters (scale + bias per channel), so a model's
 does not depend on the choice (GN paper Sec. 3.1). `batch_norm` is BatchNorm as a function, for
 code that holds its variables itself (DenseNet's scanned blocks).
 
+Convolution backend -- every conv in the zoo is `Conv` (= `nn.Conv` with `conv_general_dilated`
+below), which reads the process's backend when a step is traced: "xla" (`lax.conv_general_dilated`)
+or "onednn" (float32 2-D ungrouped convs through `classic_cnns.kernels.onednn`, forward and both
+gradients; any other conv, e.g. AlexNet's grouped ones or bfloat16, stays on XLA). Set it with
+`set_conv_backend` / `conv_backend(...)` before the step is traced (the trainer does, from
+`config.conv_backend`). Parameters and their names do not depend on it.
+
 `conv_for_loops`: the stride-1 convolution to use inside `scan` bodies on CPU (its backward pass in
 the forward layout; XLA:CPU runs JAX's own gradient convolutions inside loops on a slow path).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -28,6 +36,8 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from classic_cnns.kernels import onednn
 
 NORM_KINDS = ("batch", "group", "layer", "instance", "none")
 ATTN_KINDS = ("se", "cbam")
@@ -273,6 +283,58 @@ def pad_same(kernel: int | Sequence[int]) -> tuple[tuple[int, int], ...]:
   return tuple((k // 2, k // 2) for k in ks)
 
 
+# --------------------------------------------------------------------------- convolution backend
+CONV_BACKENDS = ("xla", "onednn")
+_conv_backend = "xla"
+
+
+def set_conv_backend(name: str) -> None:
+  """Selects the convolution backend for steps traced from now on (see the module docstring)."""
+  global _conv_backend
+  if name not in CONV_BACKENDS:
+    raise ValueError(f"unknown conv backend {name!r}; choose one of {', '.join(CONV_BACKENDS)}")
+  if name == "onednn":
+    onednn.require()
+  _conv_backend = name
+
+
+def get_conv_backend() -> str:
+  return _conv_backend
+
+
+@contextlib.contextmanager
+def conv_backend(name: str):
+  """`set_conv_backend(name)` for the duration of a `with` block (tracing happens inside it)."""
+  previous = _conv_backend
+  set_conv_backend(name)
+  try:
+    yield
+  finally:
+    set_conv_backend(previous)
+
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
+                         dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
+                         preferred_element_type=None):
+  """`lax.conv_general_dilated`, or oneDNN's convolution when that backend is selected and the conv
+  is one it computes (float32, NHWC/HWIO, 2-D, ungrouped, undilated)."""
+  if (_conv_backend == "onednn" and preferred_element_type is None
+      and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+      and onednn.supports(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                          feature_group_count, batch_group_count)):
+    return onednn.conv2d(lhs, rhs, window_strides, padding)
+  return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
+                                      dimension_numbers, feature_group_count, batch_group_count,
+                                      precision, preferred_element_type)
+
+
+# The zoo's convolution layer: nn.Conv (same parameters and names) on the selected backend.
+Conv = functools.partial(nn.Conv, conv_general_dilated=conv_general_dilated)
+
+
 # --------------------------------------------------------------------------- convolution in loops
 def _conv(x, k, padding):
   return jax.lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -316,6 +378,8 @@ def conv_for_loops(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dil
   dilated = any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ()))
   if tuple(window_strides) != (1, 1) or dilated or feature_group_count != 1 or batch_group_count != 1:
     raise ValueError("conv_for_loops takes stride-1, undilated, ungrouped 2-D convolutions only")
+  if _conv_backend == "onednn" and onednn.supports(lhs, rhs, window_strides, padding):
+    return onednn.conv2d(lhs, rhs, window_strides, padding)  # no transposes to avoid there
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], (1, 1), padding)
   return _conv_loop(lhs, rhs, tuple((int(lo), int(hi)) for lo, hi in padding))
@@ -333,7 +397,7 @@ class ConvNormAct(nn.Module):
   use_bias: bool | None = None
   zero_init_norm: bool = False
   kernel_init: Callable = he_normal
-  conv: Callable | None = None  # the convolution primitive (None = lax.conv_general_dilated); see conv_for_loops
+  conv: Callable | None = None  # the convolution primitive (None = conv_general_dilated); see conv_for_loops
   dtype: Any = None
 
   @nn.compact
@@ -343,7 +407,7 @@ class ConvNormAct(nn.Module):
     x = nn.Conv(self.features, ks, (self.strides, self.strides),
                 padding=pad_same(ks) if self.padding is None else self.padding,
                 feature_group_count=self.groups, use_bias=bias, kernel_init=self.kernel_init,
-                conv_general_dilated=self.conv, dtype=self.dtype, name="conv")(x)
+                conv_general_dilated=self.conv or conv_general_dilated, dtype=self.dtype, name="conv")(x)
     x = make_norm(self.norm, zero_init=self.zero_init_norm, dtype=self.dtype, name="norm")(x, train)
     return activation(self.act)(x)
 

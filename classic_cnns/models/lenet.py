@@ -22,7 +22,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from classic_cnns.models.layers import activation
+from classic_cnns.models.layers import Conv, activation
 from classic_cnns.models.registry import register_model
 
 
@@ -35,11 +35,11 @@ class LeNet5(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     f = activation(self.act)
-    x = f(nn.Conv(6, (5, 5), padding="VALID", dtype=self.dtype, name="c1")(x))      # 28x28x6
+    x = f(Conv(6, (5, 5), padding="VALID", dtype=self.dtype, name="c1")(x))      # 28x28x6
     x = nn.avg_pool(x, (2, 2), (2, 2))                                                 # 14x14x6
-    x = f(nn.Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="c3")(x))     # 10x10x16
+    x = f(Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="c3")(x))     # 10x10x16
     x = nn.avg_pool(x, (2, 2), (2, 2))                                                 # 5x5x16
-    x = f(nn.Conv(120, (5, 5), padding="VALID", dtype=self.dtype, name="c5")(x))    # 1x1x120
+    x = f(Conv(120, (5, 5), padding="VALID", dtype=self.dtype, name="c5")(x))    # 1x1x120
     x = x.reshape((x.shape[0], -1))
     x = f(nn.Dense(84, dtype=self.dtype, name="f6")(x))
     return nn.Dense(self.num_classes, dtype=self.dtype, name="output")(x)
@@ -114,7 +114,7 @@ class SparseC3(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (n_out,))
     ins, outs = np.array(pairs).T
     kernel = jnp.zeros((5, 5, n_in, n_out), packed.dtype).at[:, :, ins, outs].set(packed)
-    return nn.Conv(n_out, (5, 5), padding="VALID", use_bias=False).apply(
+    return Conv(n_out, (5, 5), padding="VALID", use_bias=False).apply(
         {"params": {"kernel": kernel}}, x) + bias
 
 
@@ -126,7 +126,7 @@ class LeNet5LeCun(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     f = activation(self.act)
-    conv = lambda n, name: nn.Conv(n, (5, 5), padding="VALID", kernel_init=_lecun_uniform, name=name)
+    conv = lambda n, name: Conv(n, (5, 5), padding="VALID", kernel_init=_lecun_uniform, name=name)
     x = f(conv(6, "c1")(x))
     x = f(Subsampling(name="s2")(x))
     x = f(SparseC3(name="c3")(x))

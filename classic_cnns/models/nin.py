@@ -39,7 +39,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
-from classic_cnns.models.layers import NormSpec, activation, conv_bias, he_normal, make_norm
+from classic_cnns.models.layers import Conv, NormSpec, activation, conv_bias, he_normal, make_norm
 from classic_cnns.models.registry import register_model
 
 # (kernel, stride, padding, widths); width None = num_classes.
@@ -82,7 +82,7 @@ class MLPConv(nn.Module):
       k, s, p = (self.kernel, self.stride, self.padding) if i == 0 else (1, 1, 0)
       last = i == len(self.widths) - 1
       normed = self.norm_last or not last
-      x = nn.Conv(c, (k, k), (s, s), padding=((p, p), (p, p)), kernel_init=init,
+      x = Conv(c, (k, k), (s, s), padding=((p, p), (p, p)), kernel_init=init,
                   use_bias=conv_bias(self.norm) if normed else True, dtype=self.dtype, name=f"conv{i}")(x)
       if normed:
         x = make_norm(self.norm, dtype=self.dtype, name=f"norm{i}")(x, train)

@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from classic_cnns.models.alexnet import adaptive_avg_pool
-from classic_cnns.models.layers import LocalResponseNorm, NormSpec, he_normal, make_norm
+from classic_cnns.models.layers import Conv, LocalResponseNorm, NormSpec, he_normal, make_norm
 from classic_cnns.models.registry import register_model
 
 # Kernel sizes per stage (Table 1); the channel widths come from `widths`.
@@ -98,7 +98,7 @@ class VGG(nn.Module):
     for s, (kernels, c) in enumerate(zip(self.stages, self.widths)):
       for k in kernels:
         n += 1
-        x = nn.Conv(c, (k, k), padding=((k // 2, k // 2),) * 2, use_bias=self.conv_bias,
+        x = Conv(c, (k, k), padding=((k // 2, k // 2),) * 2, use_bias=self.conv_bias,
                     kernel_init=he_normal, dtype=self.dtype, name=f"conv{n}")(x)
         x = make_norm(self.norm, dtype=self.dtype, name=f"norm{n}")(x, train)
         x = nn.relu(x)

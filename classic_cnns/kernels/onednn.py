@@ -1,0 +1,181 @@
+"""oneDNN convolutions for XLA:CPU, called through the XLA FFI (`onednn_conv.cc` beside this file).
+
+Why: XLA:CPU's own convolutions (Eigen) are 2-7x slower than oneDNN's JIT/brgemm kernels on the
+small-channel convolutions of the classic CNNs, and its weight gradient first transposes every
+activation to channel-major; PyTorch's CPU build calls oneDNN (BENCHMARKS.md, "oneDNN convolutions").
+This module builds the kernel library on first use with the system's C++ compiler against the
+system's oneDNN (Debian/Ubuntu: `apt-get install g++ libdnnl-dev`), caches the shared object under
+`~/.cache/classic_cnns` (`CLASSIC_CNNS_CACHE`), registers three FFI targets, and exposes
+`conv2d`: an NHWC x HWIO float32 convolution with a `custom_vjp` whose backward pass is oneDNN's
+backward-data and backward-weights convolutions. The values equal `lax.conv_general_dilated` to
+float32 rounding (tests/kernels/test_onednn.py).
+
+`available()` says whether the library can be used here and, if not, why. Where the oneDNN headers
+are not in the compiler's default paths, `CLASSIC_CNNS_ONEDNN_ROOT` names the prefix holding
+`include/oneapi/dnnl/dnnl.hpp` and `lib/libdnnl.so`.
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onednn_conv.cc")
+_TARGETS = {"forward": "ClassicCnnsConvForward", "backward_data": "ClassicCnnsConvBackwardData",
+            "backward_weights": "ClassicCnnsConvBackwardWeights"}
+_lock = threading.Lock()
+_state: dict[str, object] = {}  # "ok": bool, "reason": str, "library": path
+
+
+class OneDnnUnavailable(RuntimeError):
+  """The oneDNN kernel library cannot be built or loaded here; the message says why (one line)."""
+
+
+def _cache_dir() -> str:
+  root = os.environ.get("CLASSIC_CNNS_CACHE") or os.path.join(
+      os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "classic_cnns")
+  os.makedirs(root, exist_ok=True)
+  return root
+
+
+def _compile_command(output: str) -> list[str]:
+  wanted = os.environ.get("CXX")
+  compiler = shutil.which(wanted) if wanted else (shutil.which("g++") or shutil.which("c++"))
+  if not compiler:
+    raise OneDnnUnavailable(f"C++ compiler {wanted!r} not found (CXX)" if wanted else
+                            "no C++ compiler found (install g++ or set CXX)")
+  command = [compiler, "-O3", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{jax.ffi.include_dir()}"]
+  root = os.environ.get("CLASSIC_CNNS_ONEDNN_ROOT")
+  if root:
+    command += [f"-I{os.path.join(root, 'include')}", f"-L{os.path.join(root, 'lib')}",
+                f"-Wl,-rpath,{os.path.join(root, 'lib')}"]
+  return command + [SOURCE, "-o", output, "-ldnnl"]
+
+
+def _build() -> str:
+  """Compiles the kernel library once per (source, jaxlib, compile command); returns its path."""
+  probe = _compile_command("OUT")
+  with open(SOURCE, "rb") as f:
+    digest = hashlib.sha256(f.read() + " ".join(probe).encode() + jax.__version__.encode()).hexdigest()[:16]
+  path = os.path.join(_cache_dir(), f"onednn_conv-{digest}.so")
+  if os.path.exists(path):
+    return path
+  fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))  # concurrent builds: last rename wins
+  os.close(fd)
+  try:
+    result = subprocess.run(_compile_command(tmp), capture_output=True, text=True)
+    if result.returncode != 0:
+      errors = [l for l in result.stderr.splitlines() if "error" in l] or result.stderr.splitlines() or ["?"]
+      if any("dnnl.hpp" in l for l in errors):
+        raise OneDnnUnavailable("oneDNN headers not found (apt-get install libdnnl-dev, or set "
+                                "CLASSIC_CNNS_ONEDNN_ROOT)")
+      if any("-ldnnl" in l for l in errors):
+        raise OneDnnUnavailable("libdnnl.so not found (apt-get install libdnnl-dev, or set CLASSIC_CNNS_ONEDNN_ROOT)")
+      raise OneDnnUnavailable(f"building {os.path.basename(SOURCE)} failed: {errors[0].strip()[:200]}")
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+  return path
+
+
+def _load() -> None:
+  path = _build()
+  try:
+    library = ctypes.cdll.LoadLibrary(path)
+  except OSError as e:
+    raise OneDnnUnavailable(f"cannot load {path}: {e}") from None
+  for target in _TARGETS.values():
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, target)), platform="cpu")
+  _state["library"] = path
+
+
+def available() -> tuple[bool, str]:
+  """(True, "") when the kernels are built and registered (done once per process), else (False, why)."""
+  with _lock:
+    if "ok" not in _state:
+      try:
+        _load()
+        _state.update(ok=True, reason="")
+      except OneDnnUnavailable as e:
+        _state.update(ok=False, reason=str(e))
+    return bool(_state["ok"]), str(_state["reason"])
+
+
+def require() -> None:
+  ok, reason = available()
+  if not ok:
+    raise OneDnnUnavailable(reason)
+
+
+def supports(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=None, rhs_dilation=None,
+             feature_group_count: int = 1, batch_group_count: int = 1) -> bool:
+  """Whether `conv2d` computes this `lax.conv_general_dilated` call (NHWC/HWIO as nn.Conv gives it):
+  float32, 2-D, ungrouped, undilated, non-negative padding."""
+  if lhs.ndim != 4 or rhs.ndim != 4 or lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32:
+    return False
+  if any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ())):
+    return False
+  if feature_group_count != 1 or batch_group_count != 1 or len(window_strides) != 2:
+    return False
+  if not isinstance(padding, str) and any(int(p) < 0 for pair in padding for p in pair):
+    return False
+  return True
+
+
+def _attrs(strides: tuple[int, int], padding: tuple[tuple[int, int], tuple[int, int]]) -> dict:
+  (pt, pb), (pl, pr) = padding
+  return dict(sh=np.int64(strides[0]), sw=np.int64(strides[1]), pt=np.int64(pt), pb=np.int64(pb),
+              pl=np.int64(pl), pr=np.int64(pr))
+
+
+def _call(pass_: str, shape, a, b, strides, padding):
+  return jax.ffi.ffi_call(_TARGETS[pass_], jax.ShapeDtypeStruct(shape, jnp.float32))(a, b, **_attrs(strides, padding))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv(x, w, strides, padding):
+  n, h, wd, _ = x.shape
+  kh, kw, _, o = w.shape
+  oh = (h + padding[0][0] + padding[0][1] - kh) // strides[0] + 1
+  ow = (wd + padding[1][0] + padding[1][1] - kw) // strides[1] + 1
+  return _call("forward", (n, oh, ow, o), x, w, strides, padding)
+
+
+def _conv_fwd(x, w, strides, padding):
+  return _conv(x, w, strides, padding), (x, w)
+
+
+def _conv_bwd(strides, padding, residuals, dy):
+  x, w = residuals
+  dx = _call("backward_data", x.shape, dy, w, strides, padding)
+  dw = _call("backward_weights", w.shape, x, dy, strides, padding)
+  return dx, dw
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+
+
+def conv2d(x: jax.Array, w: jax.Array, strides: Sequence[int], padding) -> jax.Array:
+  """NHWC x HWIO float32 convolution on oneDNN; `padding` is "SAME", "VALID" or ((top, bottom),
+  (left, right)). Differentiable (backward-data and backward-weights on oneDNN)."""
+  require()
+  strides = (int(strides[0]), int(strides[1]))
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads(x.shape[1:3], w.shape[:2], strides, padding)
+  padding = tuple((int(lo), int(hi)) for lo, hi in padding)
+  out_h = (x.shape[1] + padding[0][0] + padding[0][1] - w.shape[0]) // strides[0] + 1
+  out_w = (x.shape[2] + padding[1][0] + padding[1][1] - w.shape[1]) // strides[1] + 1
+  if out_h <= 0 or out_w <= 0:
+    raise ValueError(f"convolution of {x.shape} with kernel {w.shape} has no output")
+  return _conv(x, w, strides, padding)

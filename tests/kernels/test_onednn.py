@@ -1,0 +1,149 @@
+"""oneDNN convolutions (classic_cnns/kernels/onednn.py): values and gradients equal XLA's, the
+backend switch routes exactly the convolutions it supports, and an unusable oneDNN is one clear line.
+
+Skipped where oneDNN cannot be built (no g++ / libdnnl-dev), except under CLASSIC_CNNS_REQUIRE_ONEDNN=1
+(.ci/run installs it and sets that), where its absence fails."""
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from classic_cnns.kernels import onednn
+from classic_cnns.models import layers
+
+OK, WHY = onednn.available()
+if not OK and os.environ.get("CLASSIC_CNNS_REQUIRE_ONEDNN") == "1":
+  raise RuntimeError(f"CLASSIC_CNNS_REQUIRE_ONEDNN=1 but oneDNN is unavailable: {WHY}")
+needs_onednn = pytest.mark.skipif(not OK, reason=f"oneDNN unavailable: {WHY}")
+
+NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _lax(x, w, strides, padding):
+  return jax.lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=NHWC)
+
+
+# (input NHWC, kernel HWIO, strides, padding): the zoo's kinds -- 3x3 same, strided, 1x1, the 7x7/2
+# stems, Inception's 1x7 / 7x1 and VALID reductions, asymmetric explicit padding, odd sizes.
+CASES = [
+    ((4, 8, 8, 16), (3, 3, 16, 16), (1, 1), "SAME"),
+    ((3, 9, 9, 8), (3, 3, 8, 12), (2, 2), "SAME"),
+    ((3, 9, 9, 8), (3, 3, 8, 12), (2, 2), "VALID"),
+    ((2, 7, 7, 24), (1, 1, 24, 40), (1, 1), "VALID"),
+    ((2, 16, 16, 8), (1, 1, 8, 16), (2, 2), "VALID"),
+    ((2, 19, 19, 3), (7, 7, 3, 8), (2, 2), ((3, 3), (3, 3))),
+    ((2, 10, 10, 6), (1, 7, 6, 5), (1, 1), ((0, 0), (3, 3))),
+    ((2, 10, 10, 6), (7, 1, 6, 5), (1, 1), ((3, 3), (0, 0))),
+    ((2, 11, 13, 5), (5, 3, 5, 7), (1, 2), ((2, 1), (0, 2))),
+    ((1, 28, 28, 1), (5, 5, 1, 6), (1, 1), "VALID"),
+]
+
+
+@needs_onednn
+@pytest.mark.parametrize("x_shape,w_shape,strides,padding", CASES)
+def test_values_and_gradients_equal_xla(x_shape, w_shape, strides, padding):
+  kx, kw, kd = jax.random.split(jax.random.PRNGKey(0), 3)
+  x = jax.random.normal(kx, x_shape)
+  w = jax.random.normal(kw, w_shape) / np.sqrt(np.prod(w_shape[:3]))
+  y_ref, vjp_ref = jax.vjp(lambda x, w: _lax(x, w, strides, padding), x, w)
+  y, vjp = jax.vjp(lambda x, w: onednn.conv2d(x, w, strides, padding), x, w)
+  assert y.shape == y_ref.shape
+  np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+  dy = jax.random.normal(kd, y.shape)
+  for got, want in zip(vjp(dy), vjp_ref(dy)):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+@needs_onednn
+def test_jitted_twice_and_inside_scan():
+  """Primitives are cached per geometry: a second call, and a call per scan iteration, agree."""
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 6, 6, 4))
+  ws = jax.random.normal(jax.random.PRNGKey(2), (3, 3, 3, 4, 4)) * 0.2
+
+  def loop(conv):
+    def body(h, w):
+      return jnp.tanh(conv(h, w, (1, 1), "SAME")), None
+    return lambda x, ws: jnp.sum(jax.lax.scan(body, x, ws)[0] ** 2)
+
+  ref = jax.jit(jax.value_and_grad(loop(_lax), (0, 1)))(x, ws)
+  f = jax.jit(jax.value_and_grad(loop(onednn.conv2d), (0, 1)))
+  for _ in range(2):
+    got = f(x, ws)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), got, ref)
+
+
+def _custom_calls(fn, *args) -> int:
+  return jax.jit(fn).lower(*args).as_text().count("ClassicCnnsConv")
+
+
+@needs_onednn
+def test_backend_routes_supported_convs_only():
+  x = jnp.ones((2, 8, 8, 4))
+  plain = layers.Conv(8, (3, 3))
+  grouped = layers.Conv(8, (3, 3), feature_group_count=2)
+  dilated = layers.Conv(8, (3, 3), kernel_dilation=2)
+  for module, expected in ((plain, 1), (grouped, 0), (dilated, 0)):
+    v = module.init(jax.random.PRNGKey(0), x)
+    assert _custom_calls(module.apply, v, x) == 0  # default backend: XLA
+    with layers.conv_backend("onednn"):
+      assert _custom_calls(module.apply, v, x) == expected
+      np.testing.assert_allclose(module.apply(v, x), jax.jit(module.apply)(v, x), rtol=1e-5)
+  bf16 = layers.Conv(8, (3, 3), dtype=jnp.bfloat16)
+  v = bf16.init(jax.random.PRNGKey(0), x)
+  with layers.conv_backend("onednn"):
+    assert _custom_calls(bf16.apply, v, x) == 0  # bfloat16 stays on XLA
+  assert layers.get_conv_backend() == "xla"  # the context restored it
+
+
+@needs_onednn
+def test_conv_for_loops_uses_onednn_when_selected():
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 5, 3))
+  w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 3, 4))
+  f = lambda x, w: layers.conv_for_loops(x, w, (1, 1), ((1, 1), (1, 1)))
+  with layers.conv_backend("onednn"):
+    assert _custom_calls(f, x, w) == 1
+    np.testing.assert_allclose(jax.jit(f)(x, w), _lax(x, w, (1, 1), "SAME"), rtol=1e-5, atol=1e-5)
+
+
+@needs_onednn
+@pytest.mark.parametrize("name,options", [("resnet20", {}), ("resnet20", {"scan_blocks": True}),
+                                          ("densenet_bc_100_12", {"scan_layers": True})])
+def test_whole_model_logits_grads_and_bn_stats_equal_xla(name, options):
+  from classic_cnns.models import create_model
+  if name.startswith("densenet"):  # a small DenseNet: 2 blocks of 2 layers keeps the test quick
+    options = {**options, "block_config": (2, 2)}
+  model = create_model(name, **options)
+  x = jax.random.normal(jax.random.PRNGKey(0), (4, 32, 32, 3))
+  variables = model.init(jax.random.PRNGKey(1), x, train=False)
+
+  def loss(params):
+    logits, new = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+    return jnp.sum(jax.nn.log_softmax(logits)[:, 0]), (logits, new)
+
+  step = lambda: jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
+  ref = step()
+  with layers.conv_backend("onednn"):
+    assert _custom_calls(lambda p: loss(p)[0], variables["params"]) > 0
+    got = step()
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4), got, ref)
+
+
+def test_unknown_backend_is_a_value_error():
+  with pytest.raises(ValueError, match="unknown conv backend 'cudnn'"):
+    layers.set_conv_backend("cudnn")
+
+
+def test_no_compiler_gives_one_clear_reason(tmp_path):
+  """Without a compiler (or oneDNN), available() says why; requiring it raises with that reason."""
+  code = ("from classic_cnns.kernels import onednn; ok, why = onednn.available(); print(ok); print(why)\n"
+          "try:\n  onednn.require()\nexcept onednn.OneDnnUnavailable as e:\n  print('raised', e)\n")
+  env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "CLASSIC_CNNS_CACHE": str(tmp_path / "cache")}
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+  lines = out.stdout.splitlines()
+  assert lines[0] == "False", out.stderr
+  assert "no-such-compiler" in lines[1] or "compiler" in lines[1]
+  assert lines[2].startswith("raised ")
