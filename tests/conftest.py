@@ -12,3 +12,13 @@ def shared_datasets():
   if not os.path.isdir(SHARED):
     pytest.skip("../shared/datasets is not present")
   return SHARED
+
+
+@pytest.fixture(autouse=True)
+def _xla_conv_backend_between_tests():
+  """The conv backend is process state (the trainer sets it from config.conv_backend): every test
+  starts from the default (XLA) whatever the test before it ran."""
+  from classic_cnns.models import layers
+  layers.set_conv_backend("xla")
+  yield
+  layers.set_conv_backend("xla")

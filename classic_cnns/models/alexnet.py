@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from classic_cnns.models import layers
 from classic_cnns.models.layers import Conv, LocalResponseNorm, activation
 from classic_cnns.models.registry import register_model
 
@@ -100,8 +101,8 @@ class AlexNet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     f = activation(self.act)
-    pool = ((lambda y: nn.max_pool(y, (3, 3), (2, 2))) if self.overlap_pool
-            else (lambda y: nn.max_pool(y, (2, 2), (2, 2))))
+    pool = ((lambda y: layers.max_pool(y, (3, 3), (2, 2))) if self.overlap_pool
+            else (lambda y: layers.max_pool(y, (2, 2), (2, 2))))
     # (kernel, stride, padding, LRN after, pool after, bias 1 in the paper init)
     spec = ((11, 4, self.conv1_padding, True, True, False), (5, 1, 2, True, True, True),
             (3, 1, 1, False, False, False), (3, 1, 1, False, False, True),

@@ -218,7 +218,7 @@ class DenseNet(nn.Module):
       x = layers.Conv(c, (7, 7), (2, 2), padding=layers.pad_same(7), use_bias=bias, kernel_init=layers.he_normal,
                   dtype=self.dtype, name="stem_conv")(x)
       x = nn.relu(layers.make_norm(self.norm, dtype=self.dtype, name="stem_norm")(x, train))
-      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+      x = layers.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     else:  # Sec. 3: one 3x3 conv on the input; the first dense layer's norm follows
       x = layers.Conv(c, (3, 3), padding=layers.pad_same(3), use_bias=bias, kernel_init=layers.he_normal,
                   dtype=self.dtype, name="stem_conv")(x)

@@ -37,6 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from classic_cnns.models import layers
 from classic_cnns.models.layers import ConvNormAct, LocalResponseNorm, NormSpec, he_normal
 from classic_cnns.models.registry import register_model
 
@@ -58,7 +59,7 @@ def max_pool(x: jax.Array, kernel: int, stride: int, pad: int = 0, ceil_mode: bo
     if ceil_mode and (out - 1) * stride >= n + pad:
       out -= 1
     pads.append((pad, pad + max((out - 1) * stride + kernel - (n + 2 * pad), 0)))
-  return nn.max_pool(x, (kernel, kernel), (stride, stride), padding=tuple(pads))
+  return layers.max_pool(x, (kernel, kernel), (stride, stride), padding=tuple(pads))
 
 
 def adaptive_avg_pool(x: jax.Array, out: int) -> jax.Array:

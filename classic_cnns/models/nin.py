@@ -39,6 +39,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from classic_cnns.models import layers
 from classic_cnns.models.layers import Conv, NormSpec, activation, conv_bias, he_normal, make_norm
 from classic_cnns.models.registry import register_model
 
@@ -56,7 +57,7 @@ def caffe_pool(x: jax.Array, kind: str, window: int = 3, stride: int = 2) -> jax
     out = math.ceil((n - window) / stride) + 1
     pads.append((0, max((out - 1) * stride + window - n, 0)))
   if kind == "max":
-    return nn.max_pool(x, (window, window), (stride, stride), padding=pads)
+    return layers.max_pool(x, (window, window), (stride, stride), padding=pads)
   if kind == "avg":
     return nn.avg_pool(x, (window, window), (stride, stride), padding=pads, count_include_pad=False)
   raise ValueError(f"unknown pool {kind!r}")

@@ -38,6 +38,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from classic_cnns.models import layers
 from classic_cnns.models.layers import AttnSpec, ConvNormAct, NormSpec, conv_for_loops, make_attention
 from classic_cnns.models.registry import register_model
 
@@ -184,7 +185,7 @@ class ResNet(nn.Module):
       raise ValueError(f"unknown block {self.block!r}; choose one of {', '.join(BLOCKS)}")
     if self.stem == "imagenet":  # Table 1 conv1 + pool
       x = ConvNormAct(self.widths[0], 7, 2, norm=self.norm, dtype=self.dtype, name="stem")(x, train)
-      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+      x = layers.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     elif self.stem == "cifar":  # Sec. 4.2: "the first layer is 3x3 convolutions"
       x = ConvNormAct(self.widths[0], 3, 1, norm=self.norm, dtype=self.dtype, name="stem")(x, train)
     else:

@@ -37,6 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from classic_cnns.models import layers
 from classic_cnns.models.alexnet import adaptive_avg_pool
 from classic_cnns.models.layers import Conv, LocalResponseNorm, NormSpec, he_normal, make_norm
 from classic_cnns.models.registry import register_model
@@ -104,7 +105,7 @@ class VGG(nn.Module):
         x = nn.relu(x)
         if self.lrn and n == 1:
           x = LocalResponseNorm(name="lrn")(x)
-      x = nn.max_pool(x, (2, 2), (2, 2))
+      x = layers.max_pool(x, (2, 2), (2, 2))
       self.sow("intermediates", f"stage{s + 1}", x)
     if dense:
       if min(x.shape[1:3]) < 7:

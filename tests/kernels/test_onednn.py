@@ -147,3 +147,34 @@ def test_no_compiler_gives_one_clear_reason(tmp_path):
   assert lines[0] == "False", out.stderr
   assert "no-such-compiler" in lines[1] or "compiler" in lines[1]
   assert lines[2].startswith("raised ")
+
+
+@needs_onednn
+def test_summary_counts_do_not_depend_on_the_backend():
+  """MACs (jaxpr) and XLA FLOPs are counted with XLA's convolutions even when oneDNN is selected."""
+  from classic_cnns import summary
+  from classic_cnns.models import create_model
+  model = create_model("resnet20")
+  variables, _, _ = summary.trace(model, (1, 32, 32, 3))
+  ref = summary.inference_cost(model, variables, (1, 32, 32, 3))
+  with layers.conv_backend("onednn"):
+    assert summary.inference_cost(model, variables, (1, 32, 32, 3)) == ref
+  assert ref[0] > 40e6  # ResNet-20: ~41 MMACs
+
+
+def test_select_conv_backend_rules():
+  """auto: oneDNN only on one CPU device (and only where it builds); an impossible explicit onednn
+  is a ConfigError, never a silent switch."""
+  from classic_cnns import train
+  from classic_cnns.config import ConfigError, base_config
+  config = base_config()
+  assert train.select_conv_backend(config, 2)[0] == "xla"
+  assert layers.get_conv_backend() == "xla"
+  config.conv_backend = "onednn"
+  with pytest.raises(ConfigError, match="runs on one CPU device; this run has 2 cpu"):
+    train.select_conv_backend(config, 2)
+  config.conv_backend = "xla"
+  assert train.select_conv_backend(config, 1) == ("xla", "config.conv_backend=xla")
+  config.conv_backend = "auto"
+  assert train.select_conv_backend(config, 1)[0] == ("onednn" if OK else "xla")
+  assert layers.get_conv_backend() == ("onednn" if OK else "xla")

@@ -143,3 +143,24 @@ def test_conv_for_loops_matches_lax_values_and_gradients(kernel, padding):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
   with pytest.raises(ValueError, match="stride-1"):
     conv_for_loops(x, k, (2, 2), padding)
+
+
+@pytest.mark.parametrize("shape,window,strides,padding", [
+    ((2, 9, 9, 3), (3, 3), (2, 2), ((1, 1), (1, 1))),  # ResNet / DenseNet stem pool
+    ((2, 8, 8, 4), (2, 2), (2, 2), "VALID"),  # VGG
+    ((2, 13, 13, 2), (3, 3), (2, 2), "VALID"),  # AlexNet's overlapping pool
+    ((1, 7, 7, 2), (3, 3), (1, 1), ((1, 1), (1, 1))),  # Inception's pool branch
+    ((1, 10, 10, 2), (3, 3), (2, 2), ((0, 1), (0, 1))),  # GoogLeNet ceil_mode padding
+])
+def test_max_pool_values_and_gradient_equal_flax(shape, window, strides, padding):
+  """layers.max_pool: nn.max_pool's values; the gradient routes each output's cotangent to the same
+  element as JAX's select-and-scatter (the first maximum), checked with many ties (integers)."""
+  from classic_cnns.models.layers import max_pool
+  rng = np.random.default_rng(0)
+  for x in (rng.normal(size=shape), rng.integers(-2, 3, size=shape)):  # integers: ties everywhere
+    x = jnp.asarray(x, jnp.float32)
+    y_ref, vjp_ref = jax.vjp(lambda x: nn.max_pool(x, window, strides, padding), x)
+    y, vjp = jax.vjp(lambda x: max_pool(x, window, strides, padding), x)
+    np.testing.assert_array_equal(y, y_ref)
+    dy = jnp.asarray(2.0 ** rng.integers(0, 20, size=y.shape), jnp.float32)  # distinct powers: misrouting shows
+    np.testing.assert_array_equal(vjp(dy)[0], vjp_ref(dy)[0])
