@@ -121,16 +121,19 @@ def require() -> None:
 def supports(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=None, rhs_dilation=None,
              feature_group_count: int = 1, batch_group_count: int = 1) -> bool:
   """Whether `conv2d` computes this `lax.conv_general_dilated` call (NHWC/HWIO as nn.Conv gives it):
-  float32, 2-D, ungrouped, undilated, non-negative padding."""
+  float32, 2-D, ungrouped, undilated, non-negative padding, a non-empty result."""
   if lhs.ndim != 4 or rhs.ndim != 4 or lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32:
     return False
   if any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ())):
     return False
   if feature_group_count != 1 or batch_group_count != 1 or len(window_strides) != 2:
     return False
-  if not isinstance(padding, str) and any(int(p) < 0 for pair in padding for p in pair):
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+  if any(int(p) < 0 for pair in padding for p in pair):
     return False
-  return True
+  out = [(lhs.shape[1 + i] + padding[i][0] + padding[i][1] - rhs.shape[i]) // window_strides[i] + 1 for i in (0, 1)]
+  return min(out) > 0 and lhs.size > 0 and rhs.size > 0  # an empty result is XLA's (nothing to compute)
 
 
 def _attrs(strides: tuple[int, int], padding: tuple[tuple[int, int], tuple[int, int]]) -> dict:

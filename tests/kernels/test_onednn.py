@@ -92,6 +92,11 @@ def test_backend_routes_supported_convs_only():
     with layers.conv_backend("onednn"):
       assert _custom_calls(module.apply, v, x) == expected
       np.testing.assert_allclose(module.apply(v, x), jax.jit(module.apply)(v, x), rtol=1e-5)
+  empty = layers.Conv(8, (5, 5), padding="VALID")  # 5x5 VALID on 1x1 (Inception-v3's aux head on small inputs)
+  x1 = jnp.ones((2, 1, 1, 4))
+  v = empty.init(jax.random.PRNGKey(0), x1)
+  with layers.conv_backend("onednn"):
+    assert _custom_calls(empty.apply, v, x1) == 0 and empty.apply(v, x1).shape == (2, 0, 0, 8)
   bf16 = layers.Conv(8, (3, 3), dtype=jnp.bfloat16)
   v = bf16.init(jax.random.PRNGKey(0), x)
   with layers.conv_backend("onednn"):
