@@ -143,7 +143,9 @@ def _attrs(strides: tuple[int, int], padding: tuple[tuple[int, int], tuple[int, 
 
 
 def _call(pass_: str, shape, a, b, strides, padding):
-  return jax.ffi.ffi_call(_TARGETS[pass_], jax.ShapeDtypeStruct(shape, jnp.float32))(a, b, **_attrs(strides, padding))
+  # vmap (e.g. per-example gradients): one call per mapped element.
+  return jax.ffi.ffi_call(_TARGETS[pass_], jax.ShapeDtypeStruct(shape, jnp.float32),
+                          vmap_method="sequential")(a, b, **_attrs(strides, padding))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))

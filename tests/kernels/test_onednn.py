@@ -76,6 +76,14 @@ def test_jitted_twice_and_inside_scan():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), got, ref)
 
 
+@needs_onednn
+def test_vmap_and_per_example_gradients():
+  xs = jax.random.normal(jax.random.PRNGKey(3), (3, 2, 6, 6, 4))
+  w = jax.random.normal(jax.random.PRNGKey(4), (3, 3, 4, 5)) * 0.3
+  grad = lambda conv: jax.vmap(jax.grad(lambda w, x: jnp.sum(conv(x, w, (1, 1), "SAME") ** 2)), (None, 0))
+  np.testing.assert_allclose(grad(onednn.conv2d)(w, xs), grad(_lax)(w, xs), rtol=1e-4, atol=1e-4)
+
+
 def _custom_calls(fn, *args) -> int:
   return jax.jit(fn).lower(*args).as_text().count("ClassicCnnsConv")
 
