@@ -322,9 +322,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   """`lax.conv_general_dilated`, or oneDNN's convolution when that backend is selected and the conv
   is one it computes (float32, NHWC/HWIO, 2-D, ungrouped, undilated)."""
   if (_conv_backend == "onednn" and preferred_element_type is None
-      and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
       and onednn.supports(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                          feature_group_count, batch_group_count)):
+                          feature_group_count, batch_group_count)
+      and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
     return onednn.conv2d(lhs, rhs, window_strides, padding)
   return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                       dimension_numbers, feature_group_count, batch_group_count,

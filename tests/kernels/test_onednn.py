@@ -100,6 +100,11 @@ def test_backend_routes_supported_convs_only():
     with layers.conv_backend("onednn"):
       assert _custom_calls(module.apply, v, x) == expected
       np.testing.assert_allclose(module.apply(v, x), jax.jit(module.apply)(v, x), rtol=1e-5)
+  conv1d = layers.Conv(8, (3,))  # 1-D: XLA's
+  x3 = jnp.ones((2, 8, 4))
+  v = conv1d.init(jax.random.PRNGKey(0), x3)
+  with layers.conv_backend("onednn"):
+    assert _custom_calls(conv1d.apply, v, x3) == 0 and conv1d.apply(v, x3).shape == (2, 8, 8)
   empty = layers.Conv(8, (5, 5), padding="VALID")  # 5x5 VALID on 1x1 (Inception-v3's aux head on small inputs)
   x1 = jnp.ones((2, 1, 1, 4))
   v = empty.init(jax.random.PRNGKey(0), x1)
