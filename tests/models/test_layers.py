@@ -151,6 +151,7 @@ def test_conv_for_loops_matches_lax_values_and_gradients(kernel, padding):
     ((2, 13, 13, 2), (3, 3), (2, 2), "VALID"),  # AlexNet's overlapping pool
     ((1, 7, 7, 2), (3, 3), (1, 1), ((1, 1), (1, 1))),  # Inception's pool branch
     ((1, 10, 10, 2), (3, 3), (2, 2), ((0, 1), (0, 1))),  # GoogLeNet ceil_mode padding
+    ((1, 11, 10, 2), (2, 3), (3, 2), ((1, 0), (0, 2))),  # anything else: stride 3, uneven window/padding
 ])
 def test_max_pool_values_and_gradient_equal_flax(shape, window, strides, padding):
   """layers.max_pool: nn.max_pool's values; the gradient routes each output's cotangent to the same
