@@ -79,6 +79,8 @@ def restore(config, workdir: str, input_shape: tuple[int, int, int], mesh=None):
     model = train.build_model(config, jax.device_count())
     params = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
                                                jax.numpy.zeros((1,) + tuple(input_shape)), train=False))["params"]
+  except ConfigError:  # config.conv_backend that cannot work here: its own message
+    raise
   except (ValueError, TypeError) as e:
     raise ConfigError(f"config.model {config.model.name!r} cannot be built for input {tuple(input_shape)}: "
                       f"{' '.join(str(e).split())[:300]}") from None

@@ -338,6 +338,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
     abstract_params = jax.eval_shape(lambda: model.init(
         {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
         jnp.zeros((1,) + input_shape), train=False))["params"]
+  except ConfigError:  # config.conv_backend that cannot work here: its own message
+    raise
   except (ValueError, TypeError, ZeroDivisionError) as e:
     raise ConfigError(f"config.model {config.model.name!r} cannot be built for input {input_shape}: "
                       f"{' '.join(str(e).split())[:300]}") from None

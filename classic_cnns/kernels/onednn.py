@@ -109,6 +109,8 @@ def available() -> tuple[bool, str]:
         _state.update(ok=True, reason="")
       except OneDnnUnavailable as e:
         _state.update(ok=False, reason=str(e))
+      except OSError as e:  # e.g. an unwritable cache directory
+        _state.update(ok=False, reason=f"cannot build the kernel library: {' '.join(str(e).split())[:200]}")
     return bool(_state["ok"]), str(_state["reason"])
 
 

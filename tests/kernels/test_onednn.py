@@ -196,3 +196,28 @@ def test_select_conv_backend_rules():
   config.conv_backend = "auto"
   assert train.select_conv_backend(config, 1)[0] == ("onednn" if OK else "xla")
   assert layers.get_conv_backend() == ("onednn" if OK else "xla")
+
+
+def test_unusable_cache_directory_is_a_reason_not_a_crash(tmp_path):
+  blocker = tmp_path / "a-file"
+  blocker.write_text("not a directory")
+  code = "from classic_cnns.kernels import onednn; ok, why = onednn.available(); print(ok); print(why)"
+  env = {**os.environ, "CLASSIC_CNNS_CACHE": str(blocker / "cache")}
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+  assert out.returncode == 0, out.stderr
+  ok, why = out.stdout.splitlines()[:2]
+  assert ok == "False" and "cannot build the kernel library" in why
+
+
+
+def test_cli_explicit_onednn_that_cannot_work_is_one_line(tmp_path):
+  blocker = tmp_path / "a-file"
+  blocker.write_text("not a directory")
+  env = {**os.environ, "CLASSIC_CNNS_CACHE": str(blocker / "cache")}
+  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  out = subprocess.run([sys.executable, "-m", "classic_cnns.main", f"--config={repo}/configs/lenet5_mnist.py",
+                        f"--workdir={tmp_path / 'run'}", "--config.conv_backend=onednn", "--config.num_steps=1"],
+                       env=env, capture_output=True, text=True, timeout=300, cwd=repo)
+  assert out.returncode == 2
+  errors = [l for l in out.stderr.splitlines() if l.startswith("error:")]
+  assert errors == [errors[0]] and errors[0].startswith("error: config.conv_backend=onednn: cannot build"), out.stderr
