@@ -4,28 +4,15 @@
 
 ResNet-18's stem pool at 112x112 input, batch 32 (3x3, stride 2, padding 1 on 32x56x56x64 after
 ReLU), forward + backward jitted together (jax.vjp), best of 3 x 10 calls, ms; values checked equal."""
-import time
-
 from classic_cnns import cli  # noqa: F401  (the CLI's default XLA_FLAGS)
 import flax.linen as nn
 import jax
 import numpy as np
 
 from classic_cnns.models import layers
+from onednn_conv_profile import best_ms  # same timing protocol (best of 3 rounds); benchmarks/ is on sys.path
 
 WINDOW, STRIDES, PADDING = (3, 3), (2, 2), ((1, 1), (1, 1))
-
-
-def best_ms(fn, *args, repeats: int = 10) -> float:
-  jax.block_until_ready(fn(*args))
-  best = float("inf")
-  for _ in range(3):
-    t = time.perf_counter()
-    for _ in range(repeats):
-      out = fn(*args)
-    jax.block_until_ready(out)
-    best = min(best, (time.perf_counter() - t) / repeats)
-  return 1e3 * best
 
 
 def main() -> None:
@@ -35,8 +22,8 @@ def main() -> None:
   jax_grad, ours = grad(nn.max_pool), grad(layers.max_pool)
   np.testing.assert_allclose(ours(x, dy), jax_grad(x, dy), rtol=1e-6, atol=1e-6)
   forward = jax.jit(lambda x: nn.max_pool(x, WINDOW, STRIDES, PADDING))
-  print(f"forward alone {best_ms(forward, x):.1f} ms; forward + backward: JAX's select-and-scatter "
-        f"{best_ms(jax_grad, x, dy):.1f} ms, layers.max_pool {best_ms(ours, x, dy):.1f} ms")
+  print(f"forward alone {best_ms(forward, x, repeats=10):.1f} ms; forward + backward: JAX's select-and-scatter "
+        f"{best_ms(jax_grad, x, dy, repeats=10):.1f} ms, layers.max_pool {best_ms(ours, x, dy, repeats=10):.1f} ms")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ SHAPES = ((32, 3, 16, 1, 1), (32, 16, 16, 1, 6), (32, 16, 32, 2, 1), (16, 32, 32
           (16, 32, 64, 2, 1), (8, 64, 64, 1, 5))
 
 
-def _best_ms(fn, *args, repeats: int) -> float:
+def best_ms(fn, *args, repeats: int) -> float:
   jax.block_until_ready(fn(*args))
   best = float("inf")
   for _ in range(3):
@@ -56,8 +56,8 @@ def main() -> None:
       fwd = jax.jit(lambda x, w: conv(x, w, s))
       dx = jax.jit(lambda x, w, dy: jax.vjp(lambda x: conv(x, w, s), x)[1](dy)[0])
       dw = jax.jit(lambda x, w, dy: jax.vjp(lambda w: conv(x, w, s), w)[1](dy)[0])
-      times[name] = [_best_ms(fwd, x, w, repeats=args.repeats), _best_ms(dx, x, w, dy, repeats=args.repeats),
-                     _best_ms(dw, x, w, dy, repeats=args.repeats)]
+      times[name] = [best_ms(fwd, x, w, repeats=args.repeats), best_ms(dx, x, w, dy, repeats=args.repeats),
+                     best_ms(dw, x, w, dy, repeats=args.repeats)]
       times[name + "_values"] = (fwd(x, w), dx(x, w, dy), dw(x, w, dy))
       used = times[name] if cin != 3 else [times[name][0], 0.0, times[name][2]]
       totals[name] += count * sum(used)

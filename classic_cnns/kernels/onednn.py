@@ -134,8 +134,12 @@ def supports(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=None
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
   if any(int(p) < 0 for pair in padding for p in pair):
     return False
-  out = [(lhs.shape[1 + i] + padding[i][0] + padding[i][1] - rhs.shape[i]) // window_strides[i] + 1 for i in (0, 1)]
-  return min(out) > 0 and lhs.size > 0 and rhs.size > 0  # an empty result is XLA's (nothing to compute)
+  return min(_output_hw(lhs.shape, rhs.shape, window_strides, padding)) > 0 and lhs.size > 0 and rhs.size > 0  # an empty result is XLA's (nothing to compute)
+
+
+def _output_hw(x_shape, w_shape, strides, padding) -> tuple[int, int]:
+  """(OH, OW) of an NHWC x HWIO convolution with explicit ((top, bottom), (left, right)) padding."""
+  return tuple((x_shape[1 + i] + padding[i][0] + padding[i][1] - w_shape[i]) // strides[i] + 1 for i in (0, 1))
 
 
 def _attrs(strides: tuple[int, int], padding: tuple[tuple[int, int], tuple[int, int]]) -> dict:
@@ -152,11 +156,8 @@ def _call(pass_: str, shape, a, b, strides, padding):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _conv(x, w, strides, padding):
-  n, h, wd, _ = x.shape
-  kh, kw, _, o = w.shape
-  oh = (h + padding[0][0] + padding[0][1] - kh) // strides[0] + 1
-  ow = (wd + padding[1][0] + padding[1][1] - kw) // strides[1] + 1
-  return _call("forward", (n, oh, ow, o), x, w, strides, padding)
+  out_hw = _output_hw(x.shape, w.shape, strides, padding)
+  return _call("forward", (x.shape[0], *out_hw, w.shape[3]), x, w, strides, padding)
 
 
 def _conv_fwd(x, w, strides, padding):
@@ -181,8 +182,6 @@ def conv2d(x: jax.Array, w: jax.Array, strides: Sequence[int], padding) -> jax.A
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(x.shape[1:3], w.shape[:2], strides, padding)
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
-  out_h = (x.shape[1] + padding[0][0] + padding[0][1] - w.shape[0]) // strides[0] + 1
-  out_w = (x.shape[2] + padding[1][0] + padding[1][1] - w.shape[1]) // strides[1] + 1
-  if out_h <= 0 or out_w <= 0:
+  if min(_output_hw(x.shape, w.shape, strides, padding)) <= 0:
     raise ValueError(f"convolution of {x.shape} with kernel {w.shape} has no output")
   return _conv(x, w, strides, padding)
