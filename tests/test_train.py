@@ -117,3 +117,17 @@ def test_workdir_of_the_other_resnet_layout_is_refused(tmp_path):
     train.prepare_workdir(str(tmp_path), c)
   c.model.scan_blocks = True
   train.prepare_workdir(str(tmp_path), c)  # the same layout is accepted
+
+
+def test_all_finite_finds_one_bad_element_in_any_leaf():
+  """The step's single concatenated finiteness check (skip_nonfinite_steps, the divergence stop)."""
+  import jax.numpy as jnp
+  tree = {"a": jnp.ones((3, 3, 4, 2)), "b": {"c": jnp.zeros((5,)), "d": jnp.arange(6.0).reshape(2, 3)}}
+  assert bool(jax.jit(train.all_finite)(tree))
+  for bad in (np.nan, np.inf, -np.inf):
+    for path in (("a",), ("b", "c"), ("b", "d")):
+      t = jax.tree.map(np.array, tree)
+      leaf = t[path[0]] if len(path) == 1 else t[path[0]][path[1]]
+      leaf.reshape(-1)[leaf.size - 1] = bad
+      assert not bool(jax.jit(train.all_finite)(t)), (bad, path)
+  assert bool(train.all_finite({}))
