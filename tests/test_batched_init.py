@@ -1,0 +1,81 @@
+"""classic_cnns.batched_init: the batched-draw init gives bit-identical variables to `model.init` for
+every kind of initializer the zoo uses, and really batches (one draw per size bucket, keys constant)."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from classic_cnns import parallel, train
+from classic_cnns.batched_init import batch_random_bits
+from classic_cnns.models import create_model, model_info
+
+# One model per initializer kind: he_normal (variance scaling, normal), PyTorch-style uniform weights
+# and biases (AlexNet, ResNet's torch head), normal(std) (AlexNet paper, NiN, Inception-v3), LeCun
+# normal = truncated normal (GoogLeNet's auxiliary heads), LeNet-5's uniform + constants, and draws
+# inside scans (ResNet scan_blocks, DenseNet scan_layers).
+CASES = [
+    ("lenet5", 32, {}),
+    ("lenet5_lecun", 32, {}),
+    ("alexnet", 67, {"num_classes": 10}),
+    ("alexnet_paper", 67, {"num_classes": 10}),
+    ("nin_cifar", 32, {}),
+    ("googlenet_aux", 112, {"num_classes": 10}),
+    ("inception_v3", 75, {"num_classes": 10}),
+    ("resnet20", 32, {}),
+    ("resnet20", 32, {"scan_blocks": True}),
+    ("cbam_resnet20", 32, {}),
+    ("densenet40_k12", 32, {}),
+    ("densenet40_k12", 32, {"scan_layers": True}),
+]
+
+
+def _init_fn(name, side, overrides):
+  model = create_model(name, **overrides)
+  x = jnp.zeros((1, side, side, model_info(name).in_channels), jnp.float32)
+  return lambda: model.init({"params": jax.random.PRNGKey(3), "dropout": jax.random.PRNGKey(4)}, x, train=False)
+
+
+@pytest.mark.parametrize("name,side,overrides", CASES, ids=[f"{n}-{'-'.join(o) or 'default'}" for n, _, o in CASES])
+def test_same_variables_as_model_init(name, side, overrides):
+  init = _init_fn(name, side, overrides)
+  opts = train.INIT_COMPILER_OPTIONS
+  batched = jax.jit(batch_random_bits(init)).lower().compile(compiler_options=opts)()
+  plain = jax.jit(init).lower().compile(compiler_options=opts)()
+  assert jax.tree.structure(batched) == jax.tree.structure(plain)
+  for path, a, b in zip(jax.tree_util.tree_leaves_with_path(batched), jax.tree.leaves(batched), jax.tree.leaves(plain)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path[0]))
+
+
+def test_draws_are_batched_and_keys_are_constants():
+  """Compiled, the plain init has a threefry loop per draw and per key derivation; the batched one a
+  loop per size bucket only (the keys, from a constant seed, are constants)."""
+  init = _init_fn("densenet40_k12", 32, {})
+  loops = lambda f: jax.jit(f).lower().compile(compiler_options=train.INIT_COMPILER_OPTIONS).as_text().count(" while(")
+  plain, batched = loops(init), loops(batch_random_bits(init))
+  assert plain == 80, plain  # DenseNet-40: 40 weight draws (39 convs + classifier), each with its key's fold_in
+  assert batched <= 10, batched  # one per power-of-two bucket of kernel sizes (8 here)
+
+
+def test_traced_keys_still_batch_and_match():
+  """Keys that depend on an argument (not constants) stay traced; the draws are still batched."""
+  model = create_model("resnet20")
+  def init(seed):
+    return model.init(jax.random.PRNGKey(seed), jnp.zeros((1, 32, 32, 3)), train=False)
+  batched = jax.jit(batch_random_bits(init))(jnp.uint32(7))
+  plain = jax.jit(init)(jnp.uint32(7))
+  for a, b in zip(jax.tree.leaves(batched), jax.tree.leaves(plain)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_trainer_state_holds_model_init_parameters():
+  model = create_model("resnet20")
+  state = train.create_train_state(model, optax.sgd(0.1, 0.9), (32, 32, 3), 5, parallel.make_mesh())
+  params_key = jax.random.split(jax.random.PRNGKey(5), 3)[0]
+  dropout_key = jax.random.split(jax.random.PRNGKey(5), 3)[1]
+  expected = jax.jit(lambda: model.init({"params": params_key, "dropout": dropout_key},
+                                        jnp.zeros((1, 32, 32, 3)), train=False))()
+  for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(expected["params"])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
