@@ -62,8 +62,9 @@ _MATMUL_REPEATS = flags.DEFINE_integer("matmul_repeats", 5, "Timed roofline matm
 _MODEL_OPTION = flags.DEFINE_multi_string(
     "model_option", [], "KEY=VALUE passed to the model like --config.model.KEY=VALUE (repeatable), e.g. "
     "--model_option=scan_blocks=True; VALUE is a Python literal or a bare string.")
-_CONV_BACKEND = flags.DEFINE_enum("conv_backend", "auto", ["auto", "xla", "onednn"],
-                                  "config.conv_backend: convolutions on XLA or oneDNN (auto: oneDNN on 1 CPU device).")
+_CONV_BACKEND = flags.DEFINE_enum("conv_backend", "auto", ["auto", "xla", "onednn", "measured"],
+                                  "config.conv_backend: convolutions on XLA, oneDNN, or per pass the faster "
+                                  "(measured; auto: oneDNN on 1 CPU device).")
 _JSON = flags.DEFINE_string("json", None, "Write the numbers (and the environment) to this JSON file.")
 
 # --all: (model, input side, batch). Small inputs keep the whole run within ~10 minutes on 2 CPU
@@ -152,7 +153,7 @@ def _unrolled_train_flops(model, config, prep, schedule, dtype, input_shape, bat
     return train.TrainState.create(apply_fn=model.apply, params=variables["params"],
                                    tx=optim.make_optimizer(config, schedule, variables["params"]),
                                    batch_stats=variables.get("batch_stats", {}), rng=jax.random.PRNGKey(0))
-  state = jax.eval_shape(init)
+  state = layers.abstract_eval(init)
   with layers.conv_backend("xla"):
     return _flops(jax.jit(train.make_train_step(model, config, prep, schedule, dtype)).lower(state, batch))
 
@@ -210,7 +211,7 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   except ValueError as e:  # an option the model does not have; conv_backend=onednn impossible here
     raise BenchmarkError(str(e)) from None
   try:  # the model's geometry is checked abstractly before anything compiles
-    abstract = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+    abstract = layers.abstract_eval(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
                                                  jnp.zeros((1,) + input_shape), train=False))["params"]
   except (ValueError, TypeError, ZeroDivisionError) as e:
     raise BenchmarkError(f"model {name!r} cannot take input {input_shape} (use a larger --input or --pad_to): "

@@ -118,8 +118,9 @@ def main(argv):
   c.batch_size = batch
   model = train.build_model(c, jax.device_count())
   from classic_cnns import optim
+  from classic_cnns.models import layers
   sched = optim.make_schedule(c, 100, 1000)
-  abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False))
+  abstract = layers.abstract_eval(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False))
   state = train.create_train_state(model, optim.make_optimizer(c, sched, abstract["params"]), (32, 32, 3), 0, mesh)
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
   step = jax.jit(train.make_train_step(model, c, prep, sched, jnp.float32), donate_argnums=0,

@@ -22,7 +22,8 @@ XLA_FLAGS is set in the environment (it is printed).
 
 --variants adds Flax columns that swap one part of the model in this process only (experiments
 for issue 7, see benchmarks/torch_comparison.md): `xlaconv` = XLA's convolutions instead of the
-default backend (`config.conv_backend=auto`: oneDNN on a 1-device CPU run), `flaxbn` = flax.linen.BatchNorm instead of the
+default backend (`config.conv_backend=auto`: oneDNN on a 1-device CPU run), `measured` = each conv
+pass on oneDNN or XLA, whichever kernels/autotune.py timed faster, `flaxbn` = flax.linen.BatchNorm instead of the
 shared BatchNorm, `reducebn` = the shared BatchNorm's earlier form (jnp.mean reductions, autodiff
 backward; now its channel sums are dots), `twopass` = BatchNorm variance as mean((x - mean)^2), `im2col` = every conv as
 explicit shifted-slice patches + one matmul (gradients then are matmuls too).
@@ -50,7 +51,7 @@ SETTINGS: dict[str, tuple[int, int, int, int, int]] = {
     "resnet20": (32, 3, 128, 10, 5),
     "resnet18": (112, 3, 32, 1000, 3),
 }
-VARIANTS = ("base", "xlaconv", "reducebn", "flaxbn", "twopass", "noreshape", "im2col")
+VARIANTS = ("base", "xlaconv", "measured", "reducebn", "flaxbn", "twopass", "noreshape", "im2col")
 
 _MODELS = flags.DEFINE_list("models", list(SETTINGS), f"Models to compare, from {', '.join(SETTINGS)}.")
 _REPEATS = cli.define_once(flags.DEFINE_integer, "repeats", 5, "Timed repeats per column (alternating); the median is reported.")
@@ -263,6 +264,7 @@ def flax_runner(name: str, variant: str = "base"):
   import jax.numpy as jnp
   import numpy as np
   from classic_cnns import optim, parallel, train
+  from classic_cnns.models import layers
   from classic_cnns.config import base_config
   from classic_cnns.data import augment as aug
 
@@ -275,6 +277,8 @@ def flax_runner(name: str, variant: str = "base"):
   config.data.augment.crop_padding = 0
   if variant == "xlaconv":  # the same step with XLA's convolutions (base: config.conv_backend=auto)
     config.conv_backend = "xla"
+  if variant == "measured":  # each conv pass on the library timed faster (kernels/autotune.py)
+    config.conv_backend = "measured"
   mesh = parallel.make_mesh()
   swaps = _variant_patches(variant)
   saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in swaps]
@@ -283,7 +287,7 @@ def flax_runner(name: str, variant: str = "base"):
       setattr(mod, attr, new)
     model = train.build_model(config, jax.device_count())
     shape = (side, side, ch)
-    abstract = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0)}, jnp.zeros((1,) + shape),
+    abstract = layers.abstract_eval(lambda: model.init({"params": jax.random.PRNGKey(0)}, jnp.zeros((1,) + shape),
                                                  train=False))["params"]
     schedule = optim.make_schedule(config, 100, 1000)
     state = train.create_train_state(model, optim.make_optimizer(config, schedule, abstract), shape,
@@ -324,15 +328,21 @@ def environment() -> dict[str, Any]:
           "xla_flags": os.environ.get("XLA_FLAGS"), "load_average": [round(v, 2) for v in os.getloadavg()]}
 
 
+def flax_runners(name: str, variants: tuple[str, ...]) -> dict[str, Any]:
+  return {"flax" if v == "base" else f"flax_{v}": flax_runner(name, v) for v in variants}
+
+
 def compare(name: str, repeats: int = 5, steps: int = 0, warmup: int = 2,
-            variants: tuple[str, ...] = ("base",), with_torch: bool = True) -> dict[str, Any]:
-  """Median img/s of torch eager, torch channels_last and each Flax variant, timed alternately."""
+            variants: tuple[str, ...] = ("base",), with_torch: bool = True,
+            flax_columns: dict[str, Any] | None = None) -> dict[str, Any]:
+  """Median img/s of torch eager, torch channels_last and each Flax variant, timed alternately
+  (`flax_columns`: the Flax runners when already built)."""
   side, ch, batch, classes, default_steps = SETTINGS[name]
   steps = steps or default_steps
+  flax_columns = flax_columns or flax_runners(name, variants)
   columns = {"torch": torch_runner(name, False), "torch_cl": torch_runner(name, True)} if with_torch else {}
   twin_params = torch_runner(name, False)[1] if not with_torch else None
-  for v in variants:
-    columns["flax" if v == "base" else f"flax_{v}"] = flax_runner(name, v)
+  columns.update(flax_columns)
   counts = {k: n for k, (_, n) in columns.items()}
   if twin_params is not None:
     counts["torch"] = twin_params
@@ -398,9 +408,13 @@ def main(argv) -> None:
   print(f"XLA_FLAGS={env['xla_flags']!r} | jax {env['jax']} flax {env['flax']} torch {env['torch']} "
         f"({env['torch_threads']} threads) | {env['cpu_count']} CPUs | load average {env['load_average']}",
         flush=True)
+  # Every Flax step is built before PyTorch runs: their compiles may time convolutions
+  # (variant `measured`, kernels/autotune.py), which PyTorch's threads would disturb.
+  flax = {m: flax_runners(m, tuple(_VARIANTS.value)) for m in _MODELS.value}
   rows = []
   for m in _MODELS.value:
-    rows.append(compare(m, _REPEATS.value, _STEPS.value, _WARMUP.value, tuple(_VARIANTS.value), _TORCH.value))
+    rows.append(compare(m, _REPEATS.value, _STEPS.value, _WARMUP.value, tuple(_VARIANTS.value), _TORCH.value,
+                        flax_columns=flax.pop(m)))
     print(format_table(rows[-1:]), flush=True)
   print()
   print(format_table(rows), flush=True)

@@ -69,6 +69,7 @@ def restore(config, workdir: str, input_shape: tuple[int, int, int], mesh=None):
   import jax
   from classic_cnns import checkpoint, optim, parallel, train
   from classic_cnns.config import ConfigError
+  from classic_cnns.models import layers
   ckdir = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(ckdir) or not any(d.isdigit() for d in os.listdir(ckdir)):
     raise checkpoint.CheckpointError(f"no checkpoint in {ckdir}; train first with python -m classic_cnns.main "
@@ -77,7 +78,7 @@ def restore(config, workdir: str, input_shape: tuple[int, int, int], mesh=None):
   mesh = mesh or parallel.make_mesh()
   try:
     model = train.build_model(config, jax.device_count())
-    params = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+    params = layers.abstract_eval(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
                                                jax.numpy.zeros((1,) + tuple(input_shape)), train=False))["params"]
   except ConfigError:  # config.conv_backend that cannot work here: its own message
     raise
@@ -177,6 +178,7 @@ def run_protocol(config, workdir: str, protocol: str, scales: list[int] | None =
   from classic_cnns import parallel, train
   from classic_cnns.config import ConfigError
   from classic_cnns.data import augment, sources, streaming
+  from classic_cnns.models import layers
 
   if protocol not in PROTOCOLS:
     raise ConfigError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
@@ -229,8 +231,8 @@ def run_protocol(config, workdir: str, protocol: str, scales: list[int] | None =
       info, view_shape = {"scales": scales}, augment.resized_hw(h, w, min(scales)) + (image_shape[-1],)
       step = make_dense_step(model, prep, scales, dtype)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-    jax.eval_shape(lambda v: model.apply(v, jnp.zeros((1,) + tuple(view_shape)), train=False,
-                                         **({"dense": True} if protocol == "dense" else {})), variables)
+    layers.abstract_eval(lambda: model.apply(variables, jnp.zeros((1,) + tuple(view_shape)), train=False,
+                                             **({"dense": True} if protocol == "dense" else {})))
   except ValueError as e:
     raise ConfigError(f"--protocol={protocol} on {config.model.name!r} ({image_shape[0]}x{image_shape[1]} images): "
                       f"{' '.join(str(e).split())[:300]}") from None

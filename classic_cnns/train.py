@@ -51,21 +51,27 @@ def bn_virtual_batch_size(config: ml_collections.ConfigDict, num_devices: int) -
 def select_conv_backend(config: ml_collections.ConfigDict, num_devices: int) -> tuple[str, str]:
   """config.conv_backend -> (backend, why), and sets it for the steps this process traces next
   (layers.set_conv_backend). `auto` takes oneDNN on a 1-device CPU run when its kernels build here;
-  an explicit `onednn` that cannot work is a ConfigError (one line), never a silent fallback."""
+  `measured` (opt-in) runs each conv pass on oneDNN or XLA, whichever kernels/autotune.py timed faster.
+  An explicit `onednn`/`measured` that cannot work is a ConfigError (one line), never a silent fallback."""
   want = config.get("conv_backend", "auto")
   platform = jax.default_backend()
   if want == "xla":
     name, why = "xla", "config.conv_backend=xla"
   elif platform != "cpu" or num_devices != 1:
-    if want == "onednn":
-      raise ConfigError(f"config.conv_backend=onednn runs on one CPU device; this run has {num_devices} "
+    if want in ("onednn", "measured"):
+      raise ConfigError(f"config.conv_backend={want} runs on one CPU device; this run has {num_devices} "
                         f"{platform} device(s) (use auto or xla)")
     name, why = "xla", f"auto: {num_devices} {platform} device(s)"
   else:
     ok, reason = onednn.available()
-    if not ok and want == "onednn":
-      raise ConfigError(f"config.conv_backend=onednn: {reason}")
-    name, why = ("onednn", f"{want}: float32 convs on oneDNN") if ok else ("xla", f"auto: oneDNN unavailable, {reason}")
+    if not ok and want in ("onednn", "measured"):
+      raise ConfigError(f"config.conv_backend={want}: {reason}")
+    if not ok:
+      name, why = "xla", f"auto: oneDNN unavailable, {reason}"
+    elif want == "measured":  # per conv shape and pass, the library measured faster here (kernels/autotune.py)
+      name, why = "measured", "measured: float32 convs on oneDNN or XLA, per pass as timed on this machine"
+    else:
+      name, why = "onednn", f"{want}: float32 convs on oneDNN"
   layers.set_conv_backend(name)
   return name, why
 
@@ -113,14 +119,16 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, input
     return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
                              batch_stats=variables.get("batch_stats", {}), rng=state_key)
 
-  abstract = jax.eval_shape(init)
-  shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
   # The forward pass is dead code here; what XLA compiles is the parameters' sampling. Drawn one by
   # one that is ~13 kernels per parameter (threefry loops); `batch_random_bits` draws the same bits
   # in one call per size bucket (DenseNet-BC-100's init compile 16.4 -> 7.0 s). Backend level 1
   # compiles the rest 2-5x faster than LLVM's -O2 with bit-identical parameters (level 0 changes
-  # the sampler's last bit); benchmarks/torch_comparison.md, section 4.
-  return compile_init(batch_random_bits(init), out_shardings=shardings)()
+  # the sampler's last bit); benchmarks/torch_comparison.md, section 4. Traced with XLA's
+  # convolutions, so that the `measured` backend does not time this batch-1 pass's convs.
+  with layers.conv_backend("xla"):
+    abstract = jax.eval_shape(init)
+    shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
+    return compile_init(batch_random_bits(init), out_shardings=shardings)()
 
 
 def compile_init(init_fn, *args: Any, out_shardings: Any = None):
@@ -346,7 +354,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   input_shape = prep.eval_shape(ds.image_shape)  # after pad_to / crops
   try:  # model options are checked abstractly (no compilation) before anything runs
     model = build_model(config, n_dev)
-    abstract_params = jax.eval_shape(lambda: model.init(
+    abstract_params = layers.abstract_eval(lambda: model.init(
         {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
         jnp.zeros((1,) + input_shape), train=False))["params"]
   except ConfigError:  # config.conv_backend that cannot work here: its own message

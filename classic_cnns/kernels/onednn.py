@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -154,34 +154,59 @@ def _call(pass_: str, shape, a, b, strides, padding):
                           vmap_method="sequential")(a, b, **_attrs(strides, padding))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv(x, w, strides, padding):
+PASSES = ("forward", "backward_data", "backward_weights")
+
+
+def _xla_conv(x, w, strides, padding):
+  return jax.lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _pass(name: str, on_xla: frozenset, a, b, strides, padding, shape):
+  """One pass on oneDNN or (when `name` is in `on_xla`) on XLA: forward (x, w), backward_data (dy, w),
+  backward_weights (x, dy); `shape` = the result's shape."""
+  if name not in on_xla:
+    return _call(name, shape, a, b, strides, padding)
+  if name == "forward":
+    return _xla_conv(a, b, strides, padding)
+  if name == "backward_data":  # the input gradient of the forward conv, transposed by JAX
+    dy, w = a, b
+    return jax.vjp(lambda x: _xla_conv(x, w, strides, padding), jnp.zeros(shape, dy.dtype))[1](dy)[0]
+  x, dy = a, b
+  return jax.vjp(lambda w: _xla_conv(x, w, strides, padding), jnp.zeros(shape, x.dtype))[1](dy)[0]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv(x, w, strides, padding, on_xla):
   out_hw = _output_hw(x.shape, w.shape, strides, padding)
-  return _call("forward", (x.shape[0], *out_hw, w.shape[3]), x, w, strides, padding)
+  return _pass("forward", on_xla, x, w, strides, padding, (x.shape[0], *out_hw, w.shape[3]))
 
 
-def _conv_fwd(x, w, strides, padding):
-  return _conv(x, w, strides, padding), (x, w)
+def _conv_fwd(x, w, strides, padding, on_xla):
+  return _conv(x, w, strides, padding, on_xla), (x, w)
 
 
-def _conv_bwd(strides, padding, residuals, dy):
+def _conv_bwd(strides, padding, on_xla, residuals, dy):
   x, w = residuals
-  dx = _call("backward_data", x.shape, dy, w, strides, padding)
-  dw = _call("backward_weights", w.shape, x, dy, strides, padding)
+  dx = _pass("backward_data", on_xla, dy, w, strides, padding, x.shape)
+  dw = _pass("backward_weights", on_xla, x, dy, strides, padding, w.shape)
   return dx, dw
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def conv2d(x: jax.Array, w: jax.Array, strides: Sequence[int], padding) -> jax.Array:
+def conv2d(x: jax.Array, w: jax.Array, strides: Sequence[int], padding, on_xla: Iterable[str] = ()) -> jax.Array:
   """NHWC x HWIO float32 convolution on oneDNN; `padding` is "SAME", "VALID" or ((top, bottom),
-  (left, right)). Differentiable (backward-data and backward-weights on oneDNN)."""
+  (left, right)). Differentiable (backward-data and backward-weights on oneDNN). The passes named in
+  `on_xla` (of PASSES) run on XLA instead (what `kernels.autotune` measured faster)."""
   require()
+  on_xla = frozenset(on_xla)
+  if not on_xla <= set(PASSES):
+    raise ValueError(f"on_xla must name passes of {PASSES}, not {sorted(on_xla)}")
   strides = (int(strides[0]), int(strides[1]))
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(x.shape[1:3], w.shape[:2], strides, padding)
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
   if min(_output_hw(x.shape, w.shape, strides, padding)) <= 0:
     raise ValueError(f"convolution of {x.shape} with kernel {w.shape} has no output")
-  return _conv(x, w, strides, padding)
+  return _conv(x, w, strides, padding, on_xla)

@@ -18,7 +18,9 @@ code that holds its variables itself (DenseNet's scanned blocks).
 Convolution backend -- every conv in the zoo is `Conv` (= `nn.Conv` with `conv_general_dilated`
 below), which reads the process's backend when a step is traced: "xla" (`lax.conv_general_dilated`)
 or "onednn" (float32 2-D ungrouped convs through `classic_cnns.kernels.onednn`, forward and both
-gradients; any other conv, e.g. AlexNet's grouped ones or bfloat16, stays on XLA). Set it with
+gradients; any other conv, e.g. AlexNet's grouped ones or bfloat16, stays on XLA) or "measured" (as
+"onednn", but each pass of each geometry on whichever of oneDNN and XLA `kernels.autotune` measured
+faster on this machine; inside scans all on oneDNN). Set it with
 `set_conv_backend` / `conv_backend(...)` before the step is traced (the trainer does, from
 `config.conv_backend`). Parameters and their names do not depend on it.
 
@@ -37,7 +39,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from classic_cnns.kernels import onednn
+from classic_cnns.kernels import autotune, onednn
 
 NORM_KINDS = ("batch", "group", "layer", "instance", "none")
 ATTN_KINDS = ("se", "cbam")
@@ -284,7 +286,7 @@ def pad_same(kernel: int | Sequence[int]) -> tuple[tuple[int, int], ...]:
 
 
 # --------------------------------------------------------------------------- convolution backend
-CONV_BACKENDS = ("xla", "onednn")
+CONV_BACKENDS = ("xla", "onednn", "measured")
 _conv_backend = "xla"
 
 
@@ -293,7 +295,7 @@ def set_conv_backend(name: str) -> None:
   global _conv_backend
   if name not in CONV_BACKENDS:
     raise ValueError(f"unknown conv backend {name!r}; choose one of {', '.join(CONV_BACKENDS)}")
-  if name == "onednn":
+  if name in ("onednn", "measured"):
     onednn.require()
   _conv_backend = name
 
@@ -321,11 +323,16 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
                          preferred_element_type=None):
   """`lax.conv_general_dilated`, or oneDNN's convolution when that backend is selected and the conv
   is one it computes (float32, NHWC/HWIO, 2-D, ungrouped, undilated)."""
-  if (_conv_backend == "onednn" and preferred_element_type is None
+  if (_conv_backend in ("onednn", "measured") and preferred_element_type is None
       and onednn.supports(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                           feature_group_count, batch_group_count)
       and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
-    return onednn.conv2d(lhs, rhs, window_strides, padding)
+    on_xla = ()
+    if _conv_backend == "measured":  # each pass on the library measured faster for this geometry
+      if isinstance(padding, str):
+        padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+      on_xla = autotune.xla_passes(lhs.shape, rhs.shape, window_strides, padding)
+    return onednn.conv2d(lhs, rhs, window_strides, padding, on_xla=on_xla)
   return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                       dimension_numbers, feature_group_count, batch_group_count,
                                       precision, preferred_element_type)
@@ -436,7 +443,8 @@ def conv_for_loops(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dil
   dilated = any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ()))
   if tuple(window_strides) != (1, 1) or dilated or feature_group_count != 1 or batch_group_count != 1:
     raise ValueError("conv_for_loops takes stride-1, undilated, ungrouped 2-D convolutions only")
-  if _conv_backend == "onednn" and onednn.supports(lhs, rhs, window_strides, padding):
+  if _conv_backend in ("onednn", "measured") and onednn.supports(lhs, rhs, window_strides, padding):
+    # All passes on oneDNN, also when "measured": XLA's were timed outside loops, where they are fast.
     return onednn.conv2d(lhs, rhs, window_strides, padding)  # no transposes to avoid there
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], (1, 1), padding)
@@ -557,3 +565,10 @@ def make_attention(attn: str | AttnSpec | None, *, norm: str | NormSpec = "batch
   if spec.kind == "se":
     return SqueezeExcite(spec.reduction, spec.use_bias, dtype, name=name)
   return CBAM(spec.reduction, spec.use_bias, spec.spatial_kernel, norm, dtype, name=name)
+
+
+def abstract_eval(fn: Callable[[], Any]) -> Any:
+  """`jax.eval_shape(fn)` traced with XLA's convolutions: shapes only, so the `measured` backend has
+  nothing to time (e.g. `model.init`'s batch-1 forward pass)."""
+  with conv_backend("xla"):
+    return jax.eval_shape(fn)
