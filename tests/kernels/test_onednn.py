@@ -221,3 +221,33 @@ def test_cli_explicit_onednn_that_cannot_work_is_one_line(tmp_path):
   assert out.returncode == 2
   errors = [l for l in out.stderr.splitlines() if l.startswith("error:")]
   assert errors == [errors[0]] and errors[0].startswith("error: config.conv_backend=onednn: cannot build"), out.stderr
+
+
+_KERNEL_LARGER_THAN_INPUT = r'''
+import jax, jax.numpy as jnp, numpy as np
+from classic_cnns.kernels import onednn
+for side in (2, 4, 6):
+  for k in (5, 7):
+    for s in (1, 2):
+      x = jax.random.normal(jax.random.PRNGKey(side), (32, side, side, 8))
+      w = jax.random.normal(jax.random.PRNGKey(k), (k, k, 8, 8)) * 0.1
+      pad = ((k // 2, k // 2),) * 2
+      loss = lambda conv: jax.jit(jax.value_and_grad(lambda x, w: (conv(x, w) ** 2).sum(), argnums=(0, 1)))
+      f = loss(lambda x, w: onednn.conv2d(x, w, (s, s), pad))
+      for i in range(4):  # the crash came on a repeated call
+        got = jax.block_until_ready(f(x * (i + 1), w))
+      want = loss(lambda x, w: onednn._xla_conv(x, w, (s, s), pad))(x * 4, w)
+      for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+print("ok")
+'''
+
+
+@needs_onednn
+def test_kernel_larger_than_input_does_not_crash():
+  """oneDNN 2.6 (jit:avx2) segfaulted on repeated calls of e.g. a 5x5 conv's weight gradient on a 4x4
+  map (the VGG-13 5x5 smoke experiment on an AMD EPYC): such convs run on XLA. In a subprocess, so a
+  crash is a failed test, not a lost worker."""
+  r = subprocess.run([sys.executable, "-c", _KERNEL_LARGER_THAN_INPUT], capture_output=True, text=True,
+                     cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+  assert r.returncode == 0 and r.stdout.strip().endswith("ok"), (r.returncode, r.stderr[-2000:])
