@@ -121,7 +121,8 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, input
 
   # The forward pass is dead code here; what XLA compiles is the parameters' sampling. Drawn one by
   # one that is ~13 kernels per parameter (threefry loops); `batch_random_bits` draws the same bits
-  # in one call per size bucket (DenseNet-BC-100's init compile 16.4 -> 7.0 s). Backend level 1
+  # in one call per size bucket (DenseNet-BC-100's init compile 12.4 -> 5.7 s on 2 AMD cores,
+  # benchmarks/batched_init_compile.py). Backend level 1
   # compiles the rest 2-5x faster than LLVM's -O2 with bit-identical parameters (level 0 changes
   # the sampler's last bit); benchmarks/torch_comparison.md, section 4. Traced with XLA's
   # convolutions, so that the `measured` backend does not time this batch-1 pass's convs.
