@@ -41,14 +41,14 @@ def _evaluate(eqns, env: dict[Any, Any], outvars, replaced: dict[int, Any], inli
   bodies of nested `jit`s (jax.random's samplers are jitted) equation by equation."""
   read = lambda v: v.val if isinstance(v, Literal) else env[v]
   for eqn in eqns:
-    invals = [read(v) for v in eqn.invars] if id(eqn) not in replaced else None
     if id(eqn) in replaced:
       out = replaced[id(eqn)]
     elif inline and eqn.primitive.name in ("jit", "pjit"):
       inner = eqn.params["jaxpr"]
-      out = _evaluate(inner.jaxpr.eqns, dict(zip(inner.jaxpr.constvars, inner.consts)) | dict(zip(inner.jaxpr.invars, invals)),
-                      inner.jaxpr.outvars, {}, inline=True)
+      env_in = dict(zip(inner.jaxpr.constvars, inner.consts)) | dict(zip(inner.jaxpr.invars, map(read, eqn.invars)))
+      out = _evaluate(inner.jaxpr.eqns, env_in, inner.jaxpr.outvars, {}, inline=True)
     else:
+      invals = [read(v) for v in eqn.invars]
       params = eqn.primitive.get_bind_params(eqn.params)
       subfuns, params = params if isinstance(params, tuple) else ((), params)
       with eqn.ctx.manager:

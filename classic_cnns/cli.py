@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import sys
 
 # XLA:CPU: keep convolutions on XLA's Eigen path instead of YNNPACK, 1.5-4x faster per conv on
@@ -17,6 +18,16 @@ if "XLA_FLAGS" not in os.environ and os.environ.get("CLASSIC_CNNS_DEFAULT_XLA_FL
   os.environ["XLA_FLAGS"] = CPU_XLA_FLAGS
 
 from absl import app, flags  # noqa: E402
+
+
+def cpu_model() -> str:
+  """The CPU's model name (/proc/cpuinfo's "model name", else platform.processor()), for reports."""
+  model = platform.processor() or ""
+  try:
+    with open("/proc/cpuinfo") as f:
+      return next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), model)
+  except OSError:
+    return model
 
 
 def fail(message: str, status: int = 2) -> None:

@@ -37,7 +37,7 @@ import sys
 import time
 from typing import Any
 
-from classic_cnns import cli  # noqa: F401  (sets the CPU XLA flags before jax is imported)
+from classic_cnns import cli  # sets the CPU XLA flags before jax is imported
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -296,12 +296,7 @@ def evaluate_check(check: Check, rows: dict[str, dict[str, Any]]) -> dict[str, A
 
 # ----------------------------------------------------------------------------- report
 def machine_description() -> dict[str, Any]:
-  cpu = platform.processor() or ""
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
-  except OSError:
-    pass
+  cpu = cli.cpu_model()
   devices = jax.devices()
   import flax
   return {"host_cpu": cpu, "host_cores": os.cpu_count(), "platform": devices[0].platform,

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import tempfile
 import threading
 import time
@@ -29,6 +28,7 @@ import jax
 import jax.numpy as jnp
 from absl import logging
 
+from classic_cnns import cli
 from classic_cnns.kernels import onednn
 
 _LOCK = threading.Lock()
@@ -44,14 +44,8 @@ XLA_MARGIN = 1.15
 
 
 def _machine() -> str:
-  model = platform.processor() or ""
-  try:
-    with open("/proc/cpuinfo") as f:
-      model = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), model)
-  except OSError:
-    pass
   # The library file's name changes with the kernel source, the compile command and jax.
-  return f"{model}|{os.cpu_count()} cpus|{os.path.basename(onednn._state.get('library', ''))}"
+  return f"{cli.cpu_model()}|{os.cpu_count()} cpus|{os.path.basename(onednn._state.get('library', ''))}"
 
 
 def _path() -> str:
