@@ -26,13 +26,17 @@ Options (all default to the paper):
                     memory-sharing layout of Pleiss et al.). Layer l writes its k maps at offset
                     c0 + l*k; its first norm and 1x1 conv read the whole buffer with their
                     parameters zero-padded to that width, so the unread channels contribute exactly
-                    0. Same parameters (same names and values as scan_layers=False: checkpoints
-                    interchange), same function; XLA compiles one layer per block instead of L
-                    (DenseNet-264's first-step wait 318 -> 109 s on 2 CPU cores; BENCHMARKS.md
-                    "First-step wait") but each layer's norm1 + 1x1 conv now run over the full
-                    width, on average up to ~1.8x the layer's real input (DenseNet-BC-100 trains
-                    at 0.67x the speed on CPU). BatchNorm only; dropout masks come from another
-                    random stream.
+                    0. Same function and exact parameter count, but a block's variables are a few
+                    arrays (`_BlockVariables`: norm1 and the first conv packed along channels, norm2
+                    and conv2 stacked) instead of 4-6 per layer, so the step has a few kernels per
+                    block, not per layer, for the optimizer, the padding and the running averages;
+                    `pack_layers` / `unpack_layers` convert checkpoints between the layouts. XLA
+                    compiles one layer per block instead of L (DenseNet-264's first-step wait: 318 s
+                    unrolled; BENCHMARKS.md "First-step wait") but each layer's norm1 + 1x1 conv now
+                    run over the full width, on average up to ~1.8x the layer's real input
+                    (DenseNet-BC-100 trains at 0.67x the speed on CPU). BatchNorm only; dropout
+                    masks come from another random stream; initial values are drawn per block (same
+                    distributions as the unrolled net, other values).
 Initialisation: He normal for convs (Sec. 4.2 cites He et al. 2015; fan-out as the authors'
 fb.resnet.torch-based code; torchvision uses fan-in), norm scale 1 / bias 0, FC bias 0.
 Convs carry no bias (every conv output feeds a norm), as torchvision and the authors' code; the
@@ -40,11 +44,13 @@ registered counts equal torchvision's (ImageNet) and the authors' Table 2 (CIFAR
 """
 from __future__ import annotations
 
+import re
 from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from classic_cnns.models import layers
 from classic_cnns.models.layers import NormSpec
@@ -75,40 +81,105 @@ class DenseLayer(nn.Module):
 
 
 class _NormVariables(nn.Module):
-  """The variables of a `layers.BatchNorm` (same names, same init), declared without computing."""
-  features: int
-
-  @nn.compact
-  def __call__(self):
-    return layers.batch_norm_variables(self, self.features)
-
-
-class _ConvKernel(nn.Module):
-  """The kernel of a bias-free `nn.Conv` (same name "kernel", same init)."""
+  """The variables of a `layers.BatchNorm` (same names, same init) of any `shape`, without computing."""
   shape: tuple[int, ...]
 
   @nn.compact
   def __call__(self):
-    return self.param("kernel", layers.he_normal, self.shape, jnp.float32)
+    return (self.param("scale", nn.initializers.ones, self.shape, jnp.float32),
+            self.param("bias", nn.initializers.zeros, self.shape, jnp.float32),
+            self.variable("batch_stats", "mean", lambda: jnp.zeros(self.shape, jnp.float32)),
+            self.variable("batch_stats", "var", lambda: jnp.ones(self.shape, jnp.float32)))
 
 
-class _LayerVariables(nn.Module):
-  """A DenseLayer's variables (norm1, conv1, norm2, conv2 as in DenseLayer), for the scanned block."""
-  in_features: int
+class _ConvKernel(nn.Module):
+  """A bias-free conv kernel named "kernel", He normal (fan-out); `stacked`: a leading layer axis."""
+  shape: tuple[int, ...]
+  stacked: bool = False
+
+  @nn.compact
+  def __call__(self):
+    init = nn.initializers.variance_scaling(2.0, "fan_out", "normal", batch_axis=(0,) if self.stacked else ())
+    return self.param("kernel", init, self.shape, jnp.float32)
+
+
+class _BlockVariables(nn.Module):
+  """All layer variables of one dense block in the scan_layers layout (`pack_layers`): norm1 and the
+  first conv, whose input widths c_l differ per layer, packed along their channel axis (layer l at
+  offset c_0 + ... + c_(l-1)); norm2 and conv2, the same shape in every layer, stacked on a leading
+  layer axis. Exactly the unrolled block's variables, a few arrays instead of 4-6 per layer."""
+  in_features: tuple[int, ...]
   growth_rate: int
   bottleneck: bool
   bn_size: int
 
   @nn.compact
   def __call__(self):
-    mid = self.bn_size * self.growth_rate
-    out = {"norm1": _NormVariables(self.in_features, name="norm1")()}
+    n, total, mid = len(self.in_features), sum(self.in_features), self.bn_size * self.growth_rate
+    out = {"norm1": _NormVariables((total,), name="norm1")()}
     if self.bottleneck:
-      out["conv1"] = _ConvKernel((1, 1, self.in_features, mid), name="conv1")()
-      out["norm2"] = _NormVariables(mid, name="norm2")()
-    out["conv2"] = _ConvKernel((3, 3, mid if self.bottleneck else self.in_features, self.growth_rate),
-                               name="conv2")()
+      out["conv1"] = _ConvKernel((1, 1, total, mid), name="conv1")()
+      out["norm2"] = _NormVariables((n, mid), name="norm2")()
+      out["conv2"] = _ConvKernel((n, 3, 3, mid, self.growth_rate), stacked=True, name="conv2")()
+    else:
+      out["conv2"] = _ConvKernel((3, 3, total, self.growth_rate), name="conv2")()
     return out
+
+
+_LAYER_NAME = re.compile(r"block(\d+)_layer(\d+)$")
+
+
+def pack_layers(variables: dict) -> dict:
+  """Variables of a scan_layers=False DenseNet -> the same values in the scan_layers=True layout
+  (`_BlockVariables`); any collections ({"params": grads} too)."""
+  out = {}
+  for collection, tree in variables.items():
+    tree, blocks = dict(tree), {}
+    for name in list(tree):
+      if m := _LAYER_NAME.match(name):
+        blocks.setdefault(int(m[1]), {})[int(m[2])] = tree.pop(name)
+    for b, per_layer in sorted(blocks.items()):
+      layer_vars = [per_layer[j] for j in sorted(per_layer)]
+      first_conv = "conv1" if "norm2" in layer_vars[0] else "conv2"
+      packed = {}
+      for key in layer_vars[0]:
+        parts = [v[key] for v in layer_vars]
+        if key == "norm1":
+          packed[key] = jax.tree.map(lambda *a: jnp.concatenate(a, axis=0), *parts)
+        elif key == first_conv:
+          packed[key] = jax.tree.map(lambda *a: jnp.concatenate(a, axis=2), *parts)
+        else:
+          packed[key] = jax.tree.map(lambda *a: jnp.stack(a), *parts)
+      tree[f"block{b}_layers"] = packed
+    out[collection] = tree
+  return out
+
+
+def unpack_layers(variables: dict, block_config: Sequence[int], growth_rate: int) -> dict:
+  """The inverse of `pack_layers`: scan_layers=True variables -> the unrolled layout."""
+  out = {}
+  for collection, tree in variables.items():
+    tree = dict(tree)
+    for b, n in enumerate(block_config, start=1):
+      packed = tree.pop(f"block{b}_layers", None)
+      if packed is None:
+        continue
+      total = jax.tree.leaves(packed["norm1"])[0].shape[0]
+      c0 = (total - growth_rate * n * (n - 1) // 2) // n
+      bounds = np.cumsum([c0 + j * growth_rate for j in range(n)])[:-1]
+      first_conv = "conv1" if "norm2" in packed else "conv2"
+      for j in range(n):
+        tree[f"block{b}_layer{j + 1}"] = {}
+      for key, sub in packed.items():
+        if key in ("norm1", first_conv):
+          pieces = jax.tree.map(lambda a: jnp.split(a, bounds, axis=0 if key == "norm1" else 2), sub)
+        else:
+          pieces = jax.tree.map(lambda a: list(a), sub)
+        for j in range(n):
+          tree[f"block{b}_layer{j + 1}"][key] = jax.tree.map(lambda p: p[j], pieces,
+                                                             is_leaf=lambda p: isinstance(p, list))
+    out[collection] = tree
+  return out
 
 
 class Transition(nn.Module):
@@ -151,21 +222,25 @@ class DenseNet(nn.Module):
       raise ValueError(f"DenseNet scan_layers supports norm='batch' only, not {spec.kind!r}")
     c0, k = x.shape[-1], self.growth_rate
     width = c0 + n_layers * k
-    vs = [_LayerVariables(c0 + j * k, k, self.bottleneck, self.bn_size, name=f"block{block}_layer{j + 1}")()
-          for j in range(n_layers)]
-    pad = lambda a, axis, value=0.0: jnp.pad(a, [(0, width - a.shape[axis]) if d == axis else (0, 0)
-                                                 for d in range(a.ndim)], constant_values=value)
-    arrays = lambda norm: (norm[0], norm[1], norm[2].value, norm[3].value)  # scale, bias, mean, var
-    stack = lambda per_layer: tuple(jnp.stack(leaves) for leaves in zip(*per_layer))
-    # norm1 and the first conv read the whole buffer: their parameters padded with zeros (running
-    # variance with ones) to `width`, so the channels a layer does not see contribute exactly 0.
+    in_features = [c0 + j * k for j in range(n_layers)]
+    v = _BlockVariables(tuple(in_features), k, self.bottleneck, self.bn_size, name=f"block{block}_layers")()
+    # norm1 and the first conv read the whole buffer: layer l's packed parameters spread to `width`
+    # channels by one gather (index `total` = out of range -> fill), zeros beyond its input (running
+    # variance ones), so the channels a layer does not see contribute exactly 0.
+    total = sum(in_features)
+    starts = np.cumsum([0] + in_features[:-1])
+    channel = np.arange(width)
+    spread_index = np.where(channel < np.array(in_features)[:, None], starts[:, None] + channel, total)
+    spread = lambda a, axis, fill=0.0: jnp.take(a, spread_index, axis=axis, mode="fill", fill_value=fill)
     first_conv = "conv1" if self.bottleneck else "conv2"
-    xs = {"norm1": stack([tuple(pad(a, 0, float(i == 3)) for i, a in enumerate(arrays(v["norm1"]))) for v in vs]),
-          first_conv: jnp.stack([pad(v[first_conv], 2) for v in vs]),
+    scale, bias, ra_mean, ra_var = v["norm1"]
+    xs = {"norm1": (spread(scale, 0), spread(bias, 0), spread(ra_mean.value, 0), spread(ra_var.value, 0, 1.0)),
+          first_conv: jnp.moveaxis(spread(v[first_conv], 2), 2, 0),  # [layer, kh, kw, width, out]
           "offset": c0 + k * jnp.arange(n_layers)}
     if self.bottleneck:
-      xs["norm2"] = stack([arrays(v["norm2"]) for v in vs])
-      xs["conv2"] = jnp.stack([v["conv2"] for v in vs])
+      scale2, bias2, ra_mean2, ra_var2 = v["norm2"]
+      xs["norm2"] = (scale2, bias2, ra_mean2.value, ra_var2.value)
+      xs["conv2"] = v["conv2"]
     rate = self.dropout if train else 0.0
     if rate:
       xs["key"] = jax.random.split(self.make_rng("dropout"), n_layers)
@@ -199,13 +274,16 @@ class DenseNet(nn.Module):
     body = jax.checkpoint(layer) if self.memory_efficient else layer
     buf = jnp.pad(x, ((0, 0),) * 3 + ((0, width - c0),))
     buf, stats = jax.lax.scan(body, buf, xs)
-    if train and not self.is_initializing():  # running averages, per layer, at the true widths
-      for j, v in enumerate(vs):
-        for name, (mean, var) in zip(("norm1", "norm2"), stats):
-          _, _, ra_mean, ra_var = v[name]
-          c = ra_mean.value.shape[0]
-          ra_mean.value = spec.momentum * ra_mean.value + (1 - spec.momentum) * mean[j, :c]
-          ra_var.value = spec.momentum * ra_var.value + (1 - spec.momentum) * var[j, :c]
+    if train and not self.is_initializing():  # running averages at the true widths
+      m = spec.momentum
+      packed_at = np.concatenate([j * width + np.arange(c) for j, c in enumerate(in_features)])
+      (mean1, var1), *rest = stats
+      ra_mean.value = m * ra_mean.value + (1 - m) * mean1.reshape(-1)[packed_at]
+      ra_var.value = m * ra_var.value + (1 - m) * var1.reshape(-1)[packed_at]
+      if rest:
+        (mean2, var2), = rest
+        ra_mean2.value = m * ra_mean2.value + (1 - m) * mean2
+        ra_var2.value = m * ra_var2.value + (1 - m) * var2
     return buf
 
   @nn.compact

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from classic_cnns.models import create_model, list_models, model_info
-from classic_cnns.models.densenet import DenseNet
+from classic_cnns.models.densenet import DenseNet, pack_layers, unpack_layers
 from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count, count_params,
                                   init)
 
@@ -187,38 +187,63 @@ def test_unknown_stem_and_option_rejected():
 
 # --------------------------------------------------------------------------- scan_layers
 @pytest.mark.parametrize("name", NAMES)
-def test_scan_layers_keeps_names_and_exact_count(name):
+def test_scan_layers_packed_layout_and_exact_count(name):
+  """The scanned model's variables are the unrolled model's, packed (`pack_layers`): same shapes
+  and exact count; a few arrays per block instead of 4-6 per layer."""
   scanned = abstract_variables(name, scan_layers=True)
   shapes = lambda v: jax.tree.map(lambda a: (a.shape, a.dtype), v)
-  assert shapes(scanned) == shapes(_abstract(name))  # same variables: checkpoints interchange
+  unrolled = _abstract(name)
+  assert shapes(scanned) == shapes(jax.eval_shape(pack_layers, unrolled))
   assert_exact_param_count(name, scan_layers=True)
+  blocks = len(create_model(name).block_config)
+  assert len(jax.tree.leaves(scanned["params"])) < len(jax.tree.leaves(unrolled["params"])) - blocks
+
+
+@pytest.mark.parametrize("bottleneck", [True, False])
+def test_pack_then_unpack_is_the_identity(bottleneck):
+  kw = {**TINY, "block_config": (3, 2), "bottleneck": bottleneck}
+  v = _init(DenseNet(**kw), X)
+  back = unpack_layers(pack_layers(v), kw["block_config"], kw["growth_rate"])
+  assert jax.tree.structure(back) == jax.tree.structure(v)
+  jax.tree.map(np.testing.assert_array_equal, back, v)
+
+
+def test_scan_layers_initial_distribution():
+  """Packed and stacked kernels keep He normal with the per-layer fan-out (conv2's std sqrt(2/(9k)))."""
+  v = _init(DenseNet(growth_rate=32, block_config=(24,), stem="cifar", num_classes=10, scan_layers=True), X)
+  block = v["params"]["block1_layers"]
+  for name, fan_out in (("conv1", 4 * 32), ("conv2", 9 * 32)):
+    np.testing.assert_allclose(float(jnp.std(block[name]["kernel"])), (2 / fan_out) ** 0.5, rtol=0.05)
+  np.testing.assert_array_equal(block["norm1"]["scale"], 1.0)
+  np.testing.assert_array_equal(v["batch_stats"]["block1_layers"]["norm2"]["var"], 1.0)
 
 
 @pytest.mark.parametrize("kw", [dict(growth_rate=4, block_config=(3, 2), stem="cifar", num_classes=10),
                                 dict(growth_rate=4, block_config=(3,), stem="cifar", num_classes=10,
                                      bottleneck=False, compression=1.0, memory_efficient=True)])
 def test_scan_layers_is_the_same_network(kw):
-  """Same initial values (same variable paths), same logits, gradients and running statistics."""
+  """With the unrolled variables packed: same logits, gradients and running statistics."""
   flat, scanned = DenseNet(**kw), DenseNet(**kw, scan_layers=True)
   x = jax.random.normal(_key(3), (4, 8, 8, 3))
   v = _init(flat, x)
-  v_scan = _init(scanned, x)
-  jax.tree.map(np.testing.assert_array_equal, v, v_scan)
+  v_scan = pack_layers(v)
+  shapes = lambda t: jax.tree.map(lambda a: (a.shape, a.dtype), t)
+  assert shapes(v_scan) == shapes(_init(scanned, x))
 
-  def loss_and_grads(model):
+  def loss_and_grads(model, variables):
     def loss(params):
-      logits, new = model.apply({**v, "params": params}, x, train=True, mutable=["batch_stats"])
+      logits, new = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
       return jnp.mean(jax.nn.logsumexp(logits, -1) - logits[:, 0]), new
-    return jax.jit(jax.value_and_grad(loss, has_aux=True))(v["params"])
+    return jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
 
-  (l_flat, s_flat), g_flat = loss_and_grads(flat)
-  (l_scan, s_scan), g_scan = loss_and_grads(scanned)
+  (l_flat, s_flat), g_flat = loss_and_grads(flat, v)
+  (l_scan, s_scan), g_scan = loss_and_grads(scanned, v_scan)
   np.testing.assert_allclose(l_scan, l_flat, rtol=1e-6)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(b)))),
-               g_scan, g_flat)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_scan, s_flat)
-  evaluate = lambda model: jax.jit(functools.partial(model.apply, train=False))(v, x)
-  np.testing.assert_allclose(evaluate(scanned), evaluate(flat), rtol=1e-5, atol=1e-5)
+               g_scan, pack_layers({"params": g_flat})["params"])
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_scan, pack_layers(s_flat))
+  evaluate = lambda model, variables: jax.jit(functools.partial(model.apply, train=False))(variables, x)
+  np.testing.assert_allclose(evaluate(scanned, v_scan), evaluate(flat, v), rtol=1e-5, atol=1e-5)
 
 
 def test_scan_layers_rejects_other_norms():
