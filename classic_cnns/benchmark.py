@@ -62,9 +62,9 @@ _MATMUL_REPEATS = flags.DEFINE_integer("matmul_repeats", 5, "Timed roofline matm
 _MODEL_OPTION = flags.DEFINE_multi_string(
     "model_option", [], "KEY=VALUE passed to the model like --config.model.KEY=VALUE (repeatable), e.g. "
     "--model_option=scan_blocks=True; VALUE is a Python literal or a bare string.")
-_CONV_BACKEND = flags.DEFINE_enum("conv_backend", "auto", ["auto", "xla", "onednn", "measured"],
+_CONV_BACKEND = flags.DEFINE_enum("conv_backend", "auto", ["auto", "xla", "onednn", "mixed", "measured"],
                                   "config.conv_backend: convolutions on XLA, oneDNN, or per pass the faster "
-                                  "(measured; auto: oneDNN on 1 CPU device).")
+                                  "(measured), or oneDNN except wide convs on AVX2 CPUs (mixed; auto: mixed on 1 CPU device).")
 _JSON = flags.DEFINE_string("json", None, "Write the numbers (and the environment) to this JSON file.")
 
 # --all: (model, input side, batch). Small inputs keep the whole run within ~10 minutes on 2 CPU

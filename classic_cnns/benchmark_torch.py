@@ -51,7 +51,7 @@ SETTINGS: dict[str, tuple[int, int, int, int, int]] = {
     "resnet20": (32, 3, 128, 10, 5),
     "resnet18": (112, 3, 32, 1000, 3),
 }
-VARIANTS = ("base", "xlaconv", "measured", "reducebn", "flaxbn", "twopass", "noreshape", "im2col")
+VARIANTS = ("base", "xlaconv", "onednn", "mixed", "measured", "reducebn", "flaxbn", "twopass", "noreshape", "im2col")
 
 _MODELS = flags.DEFINE_list("models", list(SETTINGS), f"Models to compare, from {', '.join(SETTINGS)}.")
 _REPEATS = cli.define_once(flags.DEFINE_integer, "repeats", 5, "Timed repeats per column (alternating); the median is reported.")
@@ -277,8 +277,8 @@ def flax_runner(name: str, variant: str = "base"):
   config.data.augment.crop_padding = 0
   if variant == "xlaconv":  # the same step with XLA's convolutions (base: config.conv_backend=auto)
     config.conv_backend = "xla"
-  if variant == "measured":  # each conv pass on the library timed faster (kernels/autotune.py)
-    config.conv_backend = "measured"
+  if variant in ("onednn", "mixed", "measured"):  # all convs on oneDNN; by the CPU rule; per pass as timed
+    config.conv_backend = variant
   mesh = parallel.make_mesh()
   swaps = _variant_patches(variant)
   saved = [(mod, attr, getattr(mod, attr)) for mod, attr, _ in swaps]

@@ -18,7 +18,7 @@ OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "multistep", "cosine")
 SOURCES = ("embedded", "npz", "tfds", "folder")
 BN_STATS = ("global", "per_device", "ghost")
-CONV_BACKENDS = ("auto", "xla", "onednn", "measured")
+CONV_BACKENDS = ("auto", "xla", "onednn", "mixed", "measured")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -91,9 +91,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.accum_steps = 1  # gradient accumulation: the batch is processed in this many micro-batches
   c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params, optimizer state, BN stats stay float32)
   # Convolutions: xla (lax.conv_general_dilated) | onednn (float32 convs and their gradients through
-  # oneDNN on the CPU, classic_cnns/kernels/onednn.py; 1-device CPU runs only) | measured (as onednn,
-  # but each conv pass on oneDNN or XLA, whichever was timed faster here, kernels/autotune.py) | auto
-  # (onednn on a 1-device CPU run where it can be built, else xla; the startup line says which and why).
+  # oneDNN on the CPU, classic_cnns/kernels/onednn.py; 1-device CPU runs only) | mixed (as onednn, but
+  # on a CPU without AVX-512 convs with >= 128 input channels on XLA, faster there) | measured (as
+  # onednn, but each conv pass on oneDNN or XLA, whichever was timed faster here, kernels/autotune.py)
+  # | auto (mixed on a 1-device CPU run where oneDNN can be built, else xla; the startup line says
+  # which and why).
   c.conv_backend = "auto"
   c.eval_batch_size = 1000
   c.num_epochs = 10.0

@@ -50,28 +50,34 @@ def bn_virtual_batch_size(config: ml_collections.ConfigDict, num_devices: int) -
 
 def select_conv_backend(config: ml_collections.ConfigDict, num_devices: int) -> tuple[str, str]:
   """config.conv_backend -> (backend, why), and sets it for the steps this process traces next
-  (layers.set_conv_backend). `auto` takes oneDNN on a 1-device CPU run when its kernels build here;
-  `measured` (opt-in) runs each conv pass on oneDNN or XLA, whichever kernels/autotune.py timed faster.
-  An explicit `onednn`/`measured` that cannot work is a ConfigError (one line), never a silent fallback."""
+  (layers.set_conv_backend). `auto` takes `mixed` on a 1-device CPU run when oneDNN's kernels build
+  here: oneDNN for every float32 conv, except those with >= 128 input channels on a CPU without
+  AVX-512, where XLA's are faster (BENCHMARKS.md, AMD EPYC section). `measured` (opt-in) runs each
+  conv pass on oneDNN or XLA, whichever kernels/autotune.py timed faster. An explicit
+  `onednn`/`mixed`/`measured` that cannot work is a ConfigError (one line), never a silent fallback."""
   want = config.get("conv_backend", "auto")
   platform = jax.default_backend()
+  needs_onednn = ("onednn", "mixed", "measured")
   if want == "xla":
     name, why = "xla", "config.conv_backend=xla"
   elif platform != "cpu" or num_devices != 1:
-    if want in ("onednn", "measured"):
+    if want in needs_onednn:
       raise ConfigError(f"config.conv_backend={want} runs on one CPU device; this run has {num_devices} "
                         f"{platform} device(s) (use auto or xla)")
     name, why = "xla", f"auto: {num_devices} {platform} device(s)"
   else:
     ok, reason = onednn.available()
-    if not ok and want in ("onednn", "measured"):
+    if not ok and want in needs_onednn:
       raise ConfigError(f"config.conv_backend={want}: {reason}")
     if not ok:
       name, why = "xla", f"auto: oneDNN unavailable, {reason}"
     elif want == "measured":  # per conv shape and pass, the library measured faster here (kernels/autotune.py)
       name, why = "measured", "measured: float32 convs on oneDNN or XLA, per pass as timed on this machine"
+    elif want == "onednn" or onednn.cpu_has_avx512():
+      name, why = ("onednn" if want == "onednn" else "mixed"), f"{want}: float32 convs on oneDNN"
     else:
-      name, why = "onednn", f"{want}: float32 convs on oneDNN"
+      name, why = "mixed", (f"{want}: float32 convs on oneDNN, those with >= {layers.MIXED_XLA_MIN_CHANNELS} "
+                            "input channels on XLA (no AVX-512 here)")
   layers.set_conv_backend(name)
   return name, why
 

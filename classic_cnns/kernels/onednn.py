@@ -114,6 +114,18 @@ def available() -> tuple[bool, str]:
     return bool(_state["ok"]), str(_state["reason"])
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_has_avx512() -> bool:
+  """Whether this CPU has AVX-512 ("avx512f" in /proc/cpuinfo): oneDNN then runs its avx512 kernels.
+  Without it (e.g. the AMD EPYC hosts of BENCHMARKS.md), Debian's oneDNN 2.6 runs `jit:avx2` and
+  loses convolutions with many channels to XLA (layers' "mixed" backend)."""
+  try:
+    with open("/proc/cpuinfo") as f:
+      return any(line.startswith("flags") and " avx512f" in line for line in f)
+  except OSError:
+    return False
+
+
 def require() -> None:
   ok, reason = available()
   if not ok:

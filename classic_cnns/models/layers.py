@@ -18,9 +18,12 @@ code that holds its variables itself (DenseNet's scanned blocks).
 Convolution backend -- every conv in the zoo is `Conv` (= `nn.Conv` with `conv_general_dilated`
 below), which reads the process's backend when a step is traced: "xla" (`lax.conv_general_dilated`)
 or "onednn" (float32 2-D ungrouped convs through `classic_cnns.kernels.onednn`, forward and both
-gradients; any other conv, e.g. AlexNet's grouped ones or bfloat16, stays on XLA) or "measured" (as
-"onednn", but each pass of each geometry on whichever of oneDNN and XLA `kernels.autotune` measured
-faster on this machine; inside scans all on oneDNN). Set it with
+gradients; any other conv, e.g. AlexNet's grouped ones or bfloat16, stays on XLA) or "mixed" (the
+CPU default: as "onednn", except that on a CPU without AVX-512 convs with >= 128 input channels run
+on XLA, which beats oneDNN's `jit:avx2` kernels there: BENCHMARKS.md, ResNet-18 per-conv table of the
+AMD EPYC host) or "measured" (as "onednn", but each pass of each geometry on whichever of oneDNN and
+XLA `kernels.autotune` measured faster on this machine). Inside scans "mixed" and "measured" run all
+on oneDNN. Set it with
 `set_conv_backend` / `conv_backend(...)` before the step is traced (the trainer does, from
 `config.conv_backend`). Parameters and their names do not depend on it.
 
@@ -286,7 +289,9 @@ def pad_same(kernel: int | Sequence[int]) -> tuple[tuple[int, int], ...]:
 
 
 # --------------------------------------------------------------------------- convolution backend
-CONV_BACKENDS = ("xla", "onednn", "measured")
+CONV_BACKENDS = ("xla", "onednn", "mixed", "measured")
+# "mixed": convs with at least this many input channels run on XLA when the CPU has no AVX-512.
+MIXED_XLA_MIN_CHANNELS = 128
 _conv_backend = "xla"
 
 
@@ -295,7 +300,7 @@ def set_conv_backend(name: str) -> None:
   global _conv_backend
   if name not in CONV_BACKENDS:
     raise ValueError(f"unknown conv backend {name!r}; choose one of {', '.join(CONV_BACKENDS)}")
-  if name in ("onednn", "measured"):
+  if name in ("onednn", "mixed", "measured"):
     onednn.require()
   _conv_backend = name
 
@@ -318,12 +323,19 @@ def conv_backend(name: str):
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
+def _mixed_on_xla(kernel_shape: Sequence[int]) -> bool:
+  """Backend "mixed": whether a conv with this HWIO kernel runs on XLA (many input channels, no
+  AVX-512: oneDNN 2.6's jit:avx2 kernels lose to XLA's there, BENCHMARKS.md AMD EPYC section)."""
+  return len(kernel_shape) == 4 and kernel_shape[2] >= MIXED_XLA_MIN_CHANNELS and not onednn.cpu_has_avx512()
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
                          preferred_element_type=None):
   """`lax.conv_general_dilated`, or oneDNN's convolution when that backend is selected and the conv
   is one it computes (float32, NHWC/HWIO, 2-D, ungrouped, undilated)."""
-  if (_conv_backend in ("onednn", "measured") and preferred_element_type is None
+  if (_conv_backend in ("onednn", "mixed", "measured") and preferred_element_type is None
+      and not (_conv_backend == "mixed" and _mixed_on_xla(rhs.shape))
       and onednn.supports(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                           feature_group_count, batch_group_count)
       and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
@@ -443,8 +455,8 @@ def conv_for_loops(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dil
   dilated = any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ()))
   if tuple(window_strides) != (1, 1) or dilated or feature_group_count != 1 or batch_group_count != 1:
     raise ValueError("conv_for_loops takes stride-1, undilated, ungrouped 2-D convolutions only")
-  if _conv_backend in ("onednn", "measured") and onednn.supports(lhs, rhs, window_strides, padding):
-    # All passes on oneDNN, also when "measured": XLA's were timed outside loops, where they are fast.
+  if _conv_backend in ("onednn", "mixed", "measured") and onednn.supports(lhs, rhs, window_strides, padding):
+    # All passes on oneDNN, also when "mixed"/"measured": XLA's are slow inside loops (see above).
     return onednn.conv2d(lhs, rhs, window_strides, padding)  # no transposes to avoid there
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], (1, 1), padding)

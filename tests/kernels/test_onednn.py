@@ -194,8 +194,30 @@ def test_select_conv_backend_rules():
   config.conv_backend = "xla"
   assert train.select_conv_backend(config, 1) == ("xla", "config.conv_backend=xla")
   config.conv_backend = "auto"
-  assert train.select_conv_backend(config, 1)[0] == ("onednn" if OK else "xla")
-  assert layers.get_conv_backend() == ("onednn" if OK else "xla")
+  assert train.select_conv_backend(config, 1)[0] == ("mixed" if OK else "xla")
+  assert layers.get_conv_backend() == ("mixed" if OK else "xla")
+  if OK:
+    config.conv_backend = "onednn"
+    assert train.select_conv_backend(config, 1)[0] == "onednn"
+
+
+@needs_onednn
+@pytest.mark.parametrize("avx512", [True, False])
+def test_mixed_backend_puts_wide_convs_on_xla_without_avx512(monkeypatch, avx512):
+  """"mixed" (the CPU default): oneDNN for every conv with an AVX-512 CPU; without it, convs with
+  >= MIXED_XLA_MIN_CHANNELS input channels are XLA's (no oneDNN custom call), narrower ones oneDNN's."""
+  monkeypatch.setattr(onednn, "cpu_has_avx512", lambda: avx512)
+  w_narrow, w_wide = jnp.ones((3, 3, 64, 8)), jnp.ones((3, 3, layers.MIXED_XLA_MIN_CHANNELS, 8))
+
+  def lowered(w):
+    x = jnp.ones((2, 6, 6, w.shape[2]))
+    f = lambda x, w: jnp.sum(layers.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=(
+        jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC")))))
+    with layers.conv_backend("mixed"):
+      return jax.jit(jax.grad(f, argnums=(0, 1))).lower(x, w).as_text()
+
+  assert "custom_call" in lowered(w_narrow)
+  assert ("custom_call" in lowered(w_wide)) == avx512
 
 
 def test_unusable_cache_directory_is_a_reason_not_a_crash(tmp_path):
