@@ -1,0 +1,60 @@
+"""Where XLA:CPU spends the trainer's train-step compile (the step of `benchmark --compile_only`): a
+jax.profiler trace of .compile() summed by event name, then the compiled HLO's kernels (fusions, custom
+calls, copies) of each computation counted by the first 4 parts of their op_name (numbers -> #).
+Run: PYTHONPATH=. python benchmarks/profile_train_step_compile.py densenet264 224 8 scan_layers=True"""
+import sys, time, glob, os, tempfile, collections, re
+from classic_cnns import cli
+import jax, jax.numpy as jnp, numpy as np
+from classic_cnns import benchmark, train, optim, parallel
+from classic_cnns.config import base_config
+from classic_cnns.data import augment as aug
+from classic_cnns.models import layers, registry
+name, side, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+opts = benchmark.parse_model_options(sys.argv[4:])
+registry.list_models(); info = registry.model_info(name)
+config = base_config(); config.model.name = name; config.model.num_classes = info.num_classes
+for k, v in opts.items(): config.model[k] = v
+config.batch_size = batch; config.eval_batch_size = batch
+mesh = parallel.make_mesh(); model = train.build_model(config, 1)
+input_shape = (side, side, 3)
+schedule = optim.make_schedule(config, 100, 1000)
+def init():
+  variables = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)}, jnp.zeros((1,) + input_shape), train=False)
+  return train.TrainState.create(apply_fn=model.apply, params=variables["params"], tx=optim.make_optimizer(config, schedule, variables["params"]),
+                                 batch_stats=variables.get("batch_stats", {}), rng=jax.random.PRNGKey(0))
+state = layers.abstract_eval(init)
+prep = aug.Preprocess(pad_to=0, flip=True, crop_padding=4, mean=(127.5,)*3, std=(64.0,)*3)
+b = {"image": jax.ShapeDtypeStruct((batch, side, side, 3), jnp.uint8), "label": jax.ShapeDtypeStruct((batch,), jnp.int32)}
+t0 = time.perf_counter()
+lo = jax.jit(train.make_train_step(model, config, prep, schedule, jnp.float32), donate_argnums=0).lower(state, b)
+t1 = time.perf_counter(); print("lower", t1 - t0, flush=True)
+logdir = tempfile.mkdtemp()
+with jax.profiler.trace(logdir):
+  co = lo.compile()
+print("compile", time.perf_counter() - t1, flush=True)
+txt = co.as_text()
+from jax.profiler import ProfileData
+data = ProfileData.from_file(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0])
+per = collections.Counter(); cnt = collections.Counter()
+for plane in data.planes:
+  for line in plane.lines:
+    for ev in line.events:
+      k = re.sub(r"[\d]+", "#", ev.name)[:90]
+      per[(line.name[:30], k)] += ev.duration_ns; cnt[(line.name[:30], k)] += 1
+for (ln, k), ns in per.most_common(40):
+  print(f"{ns/1e9:8.2f} s  x{cnt[(ln,k)]:6d}  {ln:30s} {k}")
+
+kernels, per_computation, current = collections.Counter(), collections.Counter(), None
+for line in txt.splitlines():
+  if (m := re.match(r"^(ENTRY )?%?([\w.\-]+) ", line)) and line.rstrip().endswith("{"):
+    current = m.group(2)
+    continue
+  kind = ("custom-call" if "custom-call(" in line else "copy" if " copy(" in line
+          else "fusion" if " fusion(" in line and "calls=" in line else None)
+  if kind:
+    per_computation[current] += 1
+    op = re.search(r'op_name="([^"]*)"', line)
+    kernels[(kind, "/".join(re.sub(r"\d+", "#", op.group(1) if op else "?").split("/")[:4])[:120])] += 1
+print("kernels per computation:", per_computation.most_common(5))
+for (kind, name), n in kernels.most_common(25):
+  print(f"{n:6d}  {kind:11s} {name}")
