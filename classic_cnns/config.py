@@ -92,7 +92,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params, optimizer state, BN stats stay float32)
   # Convolutions: xla (lax.conv_general_dilated) | onednn (float32 convs and their gradients through
   # oneDNN on the CPU, classic_cnns/kernels/onednn.py; 1-device CPU runs only) | mixed (as onednn, but
-  # on a CPU without AVX-512 convs with >= 128 input channels on XLA, faster there) | measured (as
+  # on a CPU without AVX-512 non-1x1 convs with >= 128 in/out channels on XLA, faster there) | measured (as
   # onednn, but each conv pass on oneDNN or XLA, whichever was timed faster here, kernels/autotune.py)
   # | auto (mixed on a 1-device CPU run where oneDNN can be built, else xla; the startup line says
   # which and why).

@@ -51,8 +51,8 @@ def bn_virtual_batch_size(config: ml_collections.ConfigDict, num_devices: int) -
 def select_conv_backend(config: ml_collections.ConfigDict, num_devices: int) -> tuple[str, str]:
   """config.conv_backend -> (backend, why), and sets it for the steps this process traces next
   (layers.set_conv_backend). `auto` takes `mixed` on a 1-device CPU run when oneDNN's kernels build
-  here: oneDNN for every float32 conv, except those with >= 128 input channels on a CPU without
-  AVX-512, where XLA's are faster (BENCHMARKS.md, AMD EPYC section). `measured` (opt-in) runs each
+  here: oneDNN for every float32 conv, except those with a kernel larger than 1x1 and >= 128 input
+  and output channels on a CPU without AVX-512, where XLA's are faster (BENCHMARKS.md, AMD EPYC section). `measured` (opt-in) runs each
   conv pass on oneDNN or XLA, whichever kernels/autotune.py timed faster. An explicit
   `onednn`/`mixed`/`measured` that cannot work is a ConfigError (one line), never a silent fallback."""
   want = config.get("conv_backend", "auto")
@@ -76,8 +76,8 @@ def select_conv_backend(config: ml_collections.ConfigDict, num_devices: int) -> 
     elif want == "onednn" or onednn.cpu_has_avx512():
       name, why = ("onednn" if want == "onednn" else "mixed"), f"{want}: float32 convs on oneDNN"
     else:
-      name, why = "mixed", (f"{want}: float32 convs on oneDNN, those with >= {layers.MIXED_XLA_MIN_CHANNELS} "
-                            "input channels on XLA (no AVX-512 here)")
+      name, why = "mixed", (f"{want}: float32 convs on oneDNN, those with a kernel > 1x1 and >= "
+                            f"{layers.MIXED_XLA_MIN_CHANNELS} input and output channels on XLA (no AVX-512 here)")
   layers.set_conv_backend(name)
   return name, why
 

@@ -19,9 +19,9 @@ Convolution backend -- every conv in the zoo is `Conv` (= `nn.Conv` with `conv_g
 below), which reads the process's backend when a step is traced: "xla" (`lax.conv_general_dilated`)
 or "onednn" (float32 2-D ungrouped convs through `classic_cnns.kernels.onednn`, forward and both
 gradients; any other conv, e.g. AlexNet's grouped ones or bfloat16, stays on XLA) or "mixed" (the
-CPU default: as "onednn", except that on a CPU without AVX-512 convs with >= 128 input channels run
-on XLA, which beats oneDNN's `jit:avx2` kernels there: BENCHMARKS.md, ResNet-18 per-conv table of the
-AMD EPYC host) or "measured" (as "onednn", but each pass of each geometry on whichever of oneDNN and
+CPU default: as "onednn", except that on a CPU without AVX-512 convs with a kernel larger than 1x1
+and >= 128 input and output channels run on XLA, which beats oneDNN's `jit:avx2` kernels there: BENCHMARKS.md,
+per-conv tables of the AMD EPYC host) or "measured" (as "onednn", but each pass of each geometry on whichever of oneDNN and
 XLA `kernels.autotune` measured faster on this machine). Inside scans "mixed" and "measured" run all
 on oneDNN. Set it with
 `set_conv_backend` / `conv_backend(...)` before the step is traced (the trainer does, from
@@ -290,7 +290,8 @@ def pad_same(kernel: int | Sequence[int]) -> tuple[tuple[int, int], ...]:
 
 # --------------------------------------------------------------------------- convolution backend
 CONV_BACKENDS = ("xla", "onednn", "mixed", "measured")
-# "mixed": convs with at least this many input channels run on XLA when the CPU has no AVX-512.
+# "mixed": spatial convs with at least this many input and output channels run on XLA when the CPU
+# has no AVX-512.
 MIXED_XLA_MIN_CHANNELS = 128
 _conv_backend = "xla"
 
@@ -324,9 +325,13 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 def _mixed_on_xla(kernel_shape: Sequence[int]) -> bool:
-  """Backend "mixed": whether a conv with this HWIO kernel runs on XLA (many input channels, no
-  AVX-512: oneDNN 2.6's jit:avx2 kernels lose to XLA's there, BENCHMARKS.md AMD EPYC section)."""
-  return len(kernel_shape) == 4 and kernel_shape[2] >= MIXED_XLA_MIN_CHANNELS and not onednn.cpu_has_avx512()
+  """Backend "mixed": whether a conv with this HWIO kernel runs on XLA: a spatial kernel (not 1x1)
+  with many input and output channels on a CPU without AVX-512, where oneDNN 2.6's jit:avx2 kernels
+  lose to XLA's (ResNet-18's 3x3 convs from 128 channels on). 1x1 convs stay on oneDNN, whose weight
+  gradient wins them (DenseNet-121's shapes), and so do narrow-output convs (DenseNet's 3x3
+  128 -> 32 convs, where the two libraries tie): BENCHMARKS.md AMD EPYC section."""
+  return (len(kernel_shape) == 4 and tuple(kernel_shape[:2]) != (1, 1)
+          and min(kernel_shape[2], kernel_shape[3]) >= MIXED_XLA_MIN_CHANNELS and not onednn.cpu_has_avx512())
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,

@@ -204,10 +204,13 @@ def test_select_conv_backend_rules():
 @needs_onednn
 @pytest.mark.parametrize("avx512", [True, False])
 def test_mixed_backend_puts_wide_convs_on_xla_without_avx512(monkeypatch, avx512):
-  """"mixed" (the CPU default): oneDNN for every conv with an AVX-512 CPU; without it, convs with
-  >= MIXED_XLA_MIN_CHANNELS input channels are XLA's (no oneDNN custom call), narrower ones oneDNN's."""
+  """"mixed" (the CPU default): oneDNN for every conv with an AVX-512 CPU; without it, convs with a
+  kernel > 1x1 and >= MIXED_XLA_MIN_CHANNELS input and output channels are XLA's (no oneDNN custom
+  call), 1x1 and narrower ones oneDNN's."""
   monkeypatch.setattr(onednn, "cpu_has_avx512", lambda: avx512)
-  w_narrow, w_wide = jnp.ones((3, 3, 64, 8)), jnp.ones((3, 3, layers.MIXED_XLA_MIN_CHANNELS, 8))
+  wide = layers.MIXED_XLA_MIN_CHANNELS
+  w_narrow, w_wide, w_wide_1x1 = jnp.ones((3, 3, 64, wide)), jnp.ones((3, 3, wide, wide)), jnp.ones((1, 1, wide, wide))
+  w_narrow_out = jnp.ones((3, 3, wide, 32))
 
   def lowered(w):
     x = jnp.ones((2, 6, 6, w.shape[2]))
@@ -217,6 +220,8 @@ def test_mixed_backend_puts_wide_convs_on_xla_without_avx512(monkeypatch, avx512
       return jax.jit(jax.grad(f, argnums=(0, 1))).lower(x, w).as_text()
 
   assert "custom_call" in lowered(w_narrow)
+  assert "custom_call" in lowered(w_wide_1x1)
+  assert "custom_call" in lowered(w_narrow_out)
   assert ("custom_call" in lowered(w_wide)) == avx512
 
 
