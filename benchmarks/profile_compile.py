@@ -3,6 +3,7 @@
 Run: PYTHONPATH=. python benchmarks/profile_compile.py densenet_bc_100_12 32 16"""
 import sys, time, glob, os, tempfile, collections, re
 from classic_cnns import cli
+from compile_trace import profiled_compile
 import jax, jax.numpy as jnp
 from classic_cnns.models import registry
 name, side, batch = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -14,18 +15,4 @@ def loss(p, bs):
   return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(batch), labels % logits.shape[-1]]), upd
 f = jax.jit(jax.value_and_grad(loss, has_aux=True))
 lo = f.lower(v["params"], v["batch_stats"])
-logdir = tempfile.mkdtemp()
-t0 = time.perf_counter()
-with jax.profiler.trace(logdir):
-  co = lo.compile()
-print("compile", time.perf_counter() - t0)
-from jax.profiler import ProfileData
-data = ProfileData.from_file(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0])
-per = collections.Counter(); cnt = collections.Counter()
-for plane in data.planes:
-  for line in plane.lines:
-    for ev in line.events:
-      k = re.sub(r"[\d]+", "#", ev.name)[:90]
-      per[(line.name[:30], k)] += ev.duration_ns; cnt[(line.name[:30], k)] += 1
-for (ln, k), ns in per.most_common(45):
-  print(f"{ns/1e9:8.2f} s  x{cnt[(ln,k)]:6d}  {ln:30s} {k}")
+co = profiled_compile(lo, 45)

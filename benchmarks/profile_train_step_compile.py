@@ -4,6 +4,7 @@ calls, copies) of each computation counted by the first 4 parts of their op_name
 Run: PYTHONPATH=. python benchmarks/profile_train_step_compile.py densenet264 224 8 scan_layers=True"""
 import sys, time, glob, os, tempfile, collections, re
 from classic_cnns import cli
+from compile_trace import profiled_compile
 import jax, jax.numpy as jnp, numpy as np
 from classic_cnns import benchmark, train, optim, parallel
 from classic_cnns.config import base_config
@@ -28,22 +29,8 @@ b = {"image": jax.ShapeDtypeStruct((batch, side, side, 3), jnp.uint8), "label": 
 t0 = time.perf_counter()
 lo = jax.jit(train.make_train_step(model, config, prep, schedule, jnp.float32), donate_argnums=0).lower(state, b)
 t1 = time.perf_counter(); print("lower", t1 - t0, flush=True)
-logdir = tempfile.mkdtemp()
-with jax.profiler.trace(logdir):
-  co = lo.compile()
-print("compile", time.perf_counter() - t1, flush=True)
+co = profiled_compile(lo, 40)
 txt = co.as_text()
-from jax.profiler import ProfileData
-data = ProfileData.from_file(glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0])
-per = collections.Counter(); cnt = collections.Counter()
-for plane in data.planes:
-  for line in plane.lines:
-    for ev in line.events:
-      k = re.sub(r"[\d]+", "#", ev.name)[:90]
-      per[(line.name[:30], k)] += ev.duration_ns; cnt[(line.name[:30], k)] += 1
-for (ln, k), ns in per.most_common(40):
-  print(f"{ns/1e9:8.2f} s  x{cnt[(ln,k)]:6d}  {ln:30s} {k}")
-
 kernels, per_computation, current = collections.Counter(), collections.Counter(), None
 for line in txt.splitlines():
   if (m := re.match(r"^(ENTRY )?%?([\w.\-]+) ", line)) and line.rstrip().endswith("{"):
