@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import sys
 import time
 from typing import Any
 

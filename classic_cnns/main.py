@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from classic_cnns import cli

@@ -1,10 +1,8 @@
 """Interrupted runs lose nothing; bad input gets one clear line (issue: reliability)."""
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 
 import jax
 import jax.numpy as jnp

@@ -25,7 +25,6 @@ import time
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 from absl import logging
 
 from classic_cnns import cli

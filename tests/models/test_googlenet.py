@@ -8,7 +8,8 @@ import pytest
 
 from classic_cnns.models import create_model, list_models, model_info
 from classic_cnns.models.googlenet import adaptive_avg_pool, max_pool
-from tests.models.helpers import abstract_output, abstract_variables, assert_exact_param_count, count_params
+from tests.models.helpers import (abstract_output, abstract_variables, all_finite, assert_exact_param_count,
+                                  count_params, leaves_equal)
 
 FAMILY = ["googlenet", "googlenet_aux", "googlenet_bn", "googlenet_bn_aux"]
 
@@ -158,11 +159,10 @@ def test_forward_backward_train_vs_eval_googlenet_bn_aux():
   step = train_step_fn(model, x)
   loss, grads, state = step(params, rest, jax.random.PRNGKey(1))
   assert np.isfinite(float(loss))
-  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
+  assert all_finite(grads)
   assert float(jnp.abs(grads["aux1"]["fc2"]["kernel"]).sum()) > 0  # aux losses reach the heads
   # BN running statistics move in training; dropout depends on the key in training.
-  leaves = zip(jax.tree.leaves(state["batch_stats"]), jax.tree.leaves(v["batch_stats"]))
-  assert all(not bool(jnp.all(p == q)) for p, q in leaves)
+  assert not any(leaves_equal(state["batch_stats"], v["batch_stats"]))
   loss2, _, _ = step(params, rest, jax.random.PRNGKey(2))
   assert float(loss) != float(loss2)
   # Eval: plain logits, no dropout, statistics unchanged.
@@ -170,4 +170,4 @@ def test_forward_backward_train_vs_eval_googlenet_bn_aux():
   (o1, s1), (o2, _) = ev(jax.random.PRNGKey(1)), ev(jax.random.PRNGKey(2))
   assert o1.shape == (2, 10)
   np.testing.assert_array_equal(o1, o2)
-  assert all(bool(jnp.all(p == q)) for p, q in zip(jax.tree.leaves(s1), jax.tree.leaves(v["batch_stats"])))
+  assert all(leaves_equal(s1, v["batch_stats"]))

@@ -9,7 +9,8 @@ import pytest
 from classic_cnns.models import create_model, list_models
 from classic_cnns.models.googlenet import tv_norm
 from classic_cnns.models.layers import NormSpec
-from tests.models.helpers import abstract_output, abstract_variables, assert_exact_param_count, count_params
+from tests.models.helpers import (abstract_output, abstract_variables, all_finite, assert_exact_param_count,
+                                  count_params, leaves_equal)
 from tests.models.test_googlenet import synthetic_variables, train_step_fn
 
 FAMILY = ["inception_v2", "inception_v3", "inception_v3_noaux"]
@@ -97,6 +98,5 @@ def test_forward_backward_finite_inception_v3_75px():
   v = synthetic_variables(model, x)
   loss, grads, state = train_step_fn(model, x)(v["params"], {"batch_stats": v["batch_stats"]}, jax.random.PRNGKey(1))
   assert np.isfinite(float(loss))
-  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
-  leaves = zip(jax.tree.leaves(state["batch_stats"]), jax.tree.leaves(v["batch_stats"]))
-  assert all(not bool(jnp.all(p == q)) for p, q in leaves)
+  assert all_finite(grads)
+  assert not any(leaves_equal(state["batch_stats"], v["batch_stats"]))

@@ -64,12 +64,13 @@ def test_train_vs_eval():
   model = create_model("nin_cifar_bn")
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 32, 32, 3))
   v = init(model, jax.random.PRNGKey(0), x)
-  e1, st = model.apply(v, x, train=False, mutable=["batch_stats"])
-  e2, _ = model.apply(v, x, train=False, mutable=["batch_stats"])
+  apply = jax.jit(model.apply, static_argnames=("train", "mutable"))  # eager: one compile per op
+  e1, st = apply(v, x, train=False, mutable=("batch_stats",))
+  e2, _ = apply(v, x, train=False, mutable=("batch_stats",))
   np.testing.assert_array_equal(e1, e2)
   jax.tree.map(np.testing.assert_array_equal, st["batch_stats"], v["batch_stats"])
-  t1, st1 = model.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)}, mutable=["batch_stats"])
-  t2, _ = model.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)}, mutable=["batch_stats"])
+  t1, st1 = apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)}, mutable=("batch_stats",))
+  t2, _ = apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)}, mutable=("batch_stats",))
   assert not np.allclose(t1, t2)
   assert any(jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.any(a != b)), st1["batch_stats"], v["batch_stats"])))
   # The class-map conv keeps its bias and has no norm.
