@@ -399,6 +399,9 @@ def main(argv: list[str]) -> None:
   from absl import logging
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # no INFO lines (e.g. "no TPU backend") on stderr
+  import jax
+  # Compile times are measured here: never load a compiled program from a persistent cache.
+  jax.config.update("jax_enable_compilation_cache", False)
   env = environment()
   _print_environment(env)
   t0 = time.perf_counter()

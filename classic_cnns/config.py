@@ -97,6 +97,11 @@ def base_config() -> ml_collections.ConfigDict:
   # | auto (mixed on a 1-device CPU run where oneDNN can be built, else xla; the startup line says
   # which and why).
   c.conv_backend = "auto"
+  # Persistent XLA compilation cache: a rerun, a resumed run or another run of the same step loads
+  # the compiled program instead of waiting for XLA again (train.use_compilation_cache). auto =
+  # $JAX_COMPILATION_CACHE_DIR if set, else ~/.cache/classic_cnns/xla (CLASSIC_CNNS_CACHE moves it;
+  # 4 GiB, least recently used evicted); a path; "" = off.
+  c.compilation_cache_dir = "auto"
   c.eval_batch_size = 1000
   c.num_epochs = 10.0
   c.num_steps = -1  # > 0 overrides num_epochs

@@ -268,9 +268,11 @@ def main(argv: list[str]) -> None:
   except ValueError:
     cli.fail(f"--scales must be integers, got {','.join(_FLAGS['scales'].value)}")
   import jax
+  from classic_cnns import train
   from classic_cnns.config import validate_config
   with cli.user_errors():
     validate_config(config, jax.device_count())
+    train.use_compilation_cache(config.compilation_cache_dir)
     workdir = _FLAGS["workdir"].value
     r = run_protocol(config, workdir, _FLAGS["protocol"].value, scales, _FLAGS["resize"].value,
                      _FLAGS["crop"].value)

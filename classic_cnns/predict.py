@@ -89,8 +89,10 @@ def predict(workdir: str, paths: list[str], top: int = 5) -> list[list[tuple[str
   import jax.numpy as jnp
   import numpy as np
   from classic_cnns.data import augment, sources
+  from classic_cnns import train
   from classic_cnns.evaluate import restore
   config, classes = load_run(workdir)
+  train.use_compilation_cache(config.compilation_cache_dir)  # the run's own setting
   saved = os.path.join(workdir, "preprocess.npz")
   if os.path.isfile(saved):
     prep, image_shape = augment.load_preprocess(saved)

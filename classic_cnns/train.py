@@ -338,7 +338,32 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f"workdir {workdir} is not writable: {e.strerror or e}") from None
 
 
+COMPILATION_CACHE_MAX_BYTES = 4 * 2 ** 30
+
+
+def use_compilation_cache(setting: str) -> str | None:
+  """config.compilation_cache_dir -> the persistent XLA compilation cache directory this process
+  uses from now on (None: off). Programs that took >= 1 s to compile are stored there (JAX's
+  persistent cache, keyed by the program, the XLA flags, the devices and the jax version), so a
+  rerun or a resumed run skips the first-step compile (BENCHMARKS.md "First-step wait"). JAX sets
+  its cache up at the first compile of the process: call this before anything is compiled. The
+  directory is trusted (JAX runs what it loads from there): keep it private to you."""
+  if not setting:
+    jax.config.update("jax_enable_compilation_cache", False)
+    return None
+  if setting == "auto":
+    path = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(onednn.cache_root(), "xla")
+    if "JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ:
+      jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_MAX_BYTES)
+  else:
+    path = os.path.abspath(os.path.expanduser(setting))
+  jax.config.update("jax_enable_compilation_cache", True)
+  jax.config.update("jax_compilation_cache_dir", path)
+  return path
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
+  use_compilation_cache(config.get("compilation_cache_dir", "auto"))
   mesh = parallel.make_mesh()
   n_dev = jax.device_count()
   prepare_workdir(workdir, config)

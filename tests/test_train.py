@@ -131,3 +131,24 @@ def test_all_finite_finds_one_bad_element_in_any_leaf():
       leaf.reshape(-1)[leaf.size - 1] = bad
       assert not bool(jax.jit(train.all_finite)(t)), (bad, path)
   assert bool(train.all_finite({}))
+
+
+def test_compilation_cache_setting_resolves_the_directory(monkeypatch, tmp_path):
+  """config.compilation_cache_dir: auto = $JAX_COMPILATION_CACHE_DIR, else <project cache>/xla with a
+  size cap; a path as given; "" = JAX's cache off."""
+  names = ("jax_compilation_cache_dir", "jax_enable_compilation_cache", "jax_compilation_cache_max_size")
+  before = {name: getattr(jax.config, name) for name in names}
+  try:
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.setenv("CLASSIC_CNNS_CACHE", str(tmp_path / "root"))
+    assert train.use_compilation_cache("auto") == str(tmp_path / "root" / "xla")
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "root" / "xla")
+    assert jax.config.jax_compilation_cache_max_size == train.COMPILATION_CACHE_MAX_BYTES
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "env"))
+    assert train.use_compilation_cache("auto") == str(tmp_path / "env")
+    assert train.use_compilation_cache("~/xla_cache") == os.path.expanduser("~/xla_cache")
+    assert jax.config.jax_enable_compilation_cache
+    assert train.use_compilation_cache("") is None and not jax.config.jax_enable_compilation_cache
+  finally:
+    for name, value in before.items():
+      jax.config.update(name, value)

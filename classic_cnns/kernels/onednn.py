@@ -41,9 +41,15 @@ class OneDnnUnavailable(RuntimeError):
   """The oneDNN kernel library cannot be built or loaded here; the message says why (one line)."""
 
 
-def _cache_dir() -> str:
-  root = os.environ.get("CLASSIC_CNNS_CACHE") or os.path.join(
+def cache_root() -> str:
+  """The project's cache directory: $CLASSIC_CNNS_CACHE, else $XDG_CACHE_HOME/classic_cnns, else
+  ~/.cache/classic_cnns (the oneDNN kernel library, measured conv choices, the XLA cache)."""
+  return os.environ.get("CLASSIC_CNNS_CACHE") or os.path.join(
       os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "classic_cnns")
+
+
+def _cache_dir() -> str:
+  root = cache_root()
   os.makedirs(root, exist_ok=True)
   return root
 
