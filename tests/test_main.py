@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from tests.helpers import with_devices
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -55,14 +57,14 @@ def test_missing_config_file(tmp_path):
 
 def test_batch_not_divisible_by_devices(tmp_path):
   p = run_main(tmp_path, "--config.batch_size=63",
-               env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+               env=with_devices(2))
   assert p.returncode == 2 and "not divisible by the 2 devices" in p.stderr
 
 
 def test_two_devices_data_parallel(tmp_path):
   """The same command on 2 (simulated) devices trains with the batch split over them."""
   p = run_main(tmp_path, "--config.num_steps=40", "--config.log_every_steps=20",
-               env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
+               env=with_devices(2))
   assert p.returncode == 0, p.stderr[-2000:]
   assert "2 device(s)" in p.stdout and "final test accuracy" in p.stdout
 

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+from tests.helpers import with_devices
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Tolerance: the same maths summed in a different order over 8 shards; float32.
 RTOL, ATOL = 2e-4, 2e-5
@@ -17,7 +19,7 @@ RTOL, ATOL = 2e-4, 2e-5
 
 @pytest.mark.parametrize("check", ["global_bn", "per_device_bn", "accumulation", "bfloat16"])
 def test_on_8_devices(check):
-  env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+  env = {**os.environ, **with_devices(8)}
   p = subprocess.run([sys.executable, "-m", "tests.test_parallel", check], cwd=REPO, env=env,
                      capture_output=True, text=True, timeout=600)
   assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]

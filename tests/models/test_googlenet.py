@@ -126,10 +126,10 @@ def synthetic_variables(model, x):
   def make(path, sd):
     leaf = str(path[-1])
     if "scale" in leaf or "var" in leaf:
-      return jnp.ones(sd.shape, sd.dtype)
+      return np.ones(sd.shape, sd.dtype)  # NumPy: an eager jnp.ones compiles once per shape
     if "bias" in leaf or "mean" in leaf:
-      return jnp.zeros(sd.shape, sd.dtype)
-    return jnp.asarray(rs.randn(*sd.shape) * np.sqrt(2.0 / np.prod(sd.shape[:-1])), sd.dtype)
+      return np.zeros(sd.shape, sd.dtype)
+    return (rs.randn(*sd.shape) * np.sqrt(2.0 / np.prod(sd.shape[:-1]))).astype(sd.dtype)
   return jax.tree_util.tree_map_with_path(make, shapes)
 
 
