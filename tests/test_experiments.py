@@ -19,8 +19,8 @@ from experiments.spec import SCALES
 NAMES = sorted(EXPERIMENTS)
 REQUIRED = {"resnet_degradation", "bn_speedup", "groupnorm_vs_batchnorm", "nin_gap_vs_fc", "googlenet_aux",
             "se_reduction", "vgg_receptive_field", "activation_and_dropout", "densenet_vs_resnet"}
-# Every experiment runs at smoke scale in the default suite: 2 steps of tiny (a 4-block GoogLeNet, ResNet-8s, narrow VGG/NiN, the
-# real LeNet-5) models on the embedded MNIST sample, ~15-100 s each on 2 cores (mostly XLA compilation).
+# Every experiment runs at smoke scale in the default suite: 2 steps of tiny (a 2-block GoogLeNet, ResNet-8s, narrow VGG/NiN, the
+# real LeNet-5) models on the embedded MNIST sample, ~10-40 s each on 2 cores (mostly XLA compilation).
 
 
 def test_all_experiments_listed(capsys):

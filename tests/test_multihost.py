@@ -48,5 +48,11 @@ def test_two_processes_train_checkpoint_resume_match_one_process(tmp_path):
   s2, p2 = final_params(tmp_path / "one")
   assert s1 == s2 == 40
   import jax
-  for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+  # Tolerance: both runs sum the same gradients in different orders (gloo's all-reduce across the
+  # processes vs the in-process one; each process's own Eigen thread split), float32 round-off that 40
+  # momentum-SGD steps amplify, most in LeNet-5's 400-input C5 kernel. Measured: relative L2 difference
+  # per leaf <= 7e-6, largest element difference 3e-5 to 8e-5 (one element in 48,000).
+  for path, a, b in zip(jax.tree_util.tree_leaves_with_path(p1), jax.tree.leaves(p1), jax.tree.leaves(p2)):
+    name = jax.tree_util.keystr(path[0])
+    assert np.linalg.norm(a - b) <= 1e-4 * np.linalg.norm(b), name
+    np.testing.assert_allclose(a, b, rtol=0, atol=3e-4, err_msg=name)
