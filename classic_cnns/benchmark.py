@@ -24,7 +24,8 @@ Reported per model:
                        the model's runs, and device `memory_stats()["peak_bytes_in_use"]` where the
                        backend has it (GPU/TPU; None on CPU); XLA's temp buffer size of the train step;
   GFLOP/s              XLA `cost_analysis()["flops"]` of the compiled train step / median step time;
-  pct roofline         that / the GFLOP/s of a fp32 NxN `jnp` matmul (N=--matmul_size) measured in the
+  pct roofline         that / the GFLOP/s of an NxN `jnp` matmul (N=--matmul_size) in the compute
+                       dtype (--dtype: fp32, or bf16 -- the GPU's tensor-core peak) measured in the
                        same process right after (median of --matmul_repeats).
 `--all` runs each model in its own subprocess, so that each gets its own RSS high-water mark.
 """
@@ -57,7 +58,7 @@ _STEPS = flags.DEFINE_integer("steps", 20, "Steps per timed repeat.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
 _COMPILE_ONLY = flags.DEFINE_bool("compile_only", False, "Only init and compile the steps (no timed runs, no "
                                   "roofline): the first-step wait of large models.")
-_MATMUL = flags.DEFINE_integer("matmul_size", 4096, "Side of the fp32 roofline matmul (0 = skip).")
+_MATMUL = flags.DEFINE_integer("matmul_size", 4096, "Side of the roofline matmul, in --dtype (0 = skip).")
 _MATMUL_REPEATS = flags.DEFINE_integer("matmul_repeats", 5, "Timed roofline matmuls; the median is reported.")
 _MODEL_OPTION = flags.DEFINE_multi_string(
     "model_option", [], "KEY=VALUE passed to the model like --config.model.KEY=VALUE (repeatable), e.g. "
@@ -120,12 +121,12 @@ def _timed(fn, repeats: int) -> tuple[float, float]:
     wall += dt
   return statistics.median(times), cpu / wall
 
-def matmul_gflops(n: int = 4096, repeats: int = 5) -> float:
-  """GFLOP/s of a fp32 n x n jnp matmul (2 n^3 flops), median of `repeats` after a warm-up."""
+def matmul_gflops(n: int = 4096, repeats: int = 5, dtype: str = "float32") -> float:
+  """GFLOP/s of an n x n `dtype` jnp matmul (2 n^3 flops), median of `repeats` after a warm-up."""
   import jax
   import jax.numpy as jnp
-  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), jnp.float32)
-  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), jnp.float32)
+  a = jax.random.normal(jax.random.PRNGKey(0), (n, n), dtype)
+  b = jax.random.normal(jax.random.PRNGKey(1), (n, n), dtype)
   mm = jax.jit(jnp.matmul)
   mm(a, b).block_until_ready()
   return 2 * n ** 3 / _median_time(lambda: mm(a, b).block_until_ready(), repeats) / 1e9
@@ -297,7 +298,7 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
 
   step_s = t_train / steps
   gflops = flops / step_s / 1e9 if flops else None
-  mm = matmul_gflops(matmul_size, matmul_repeats) if matmul_size > 0 else None
+  mm = matmul_gflops(matmul_size, matmul_repeats, dtype) if matmul_size > 0 else None
   return {**row, "train_img_per_s": batch * steps / t_train, "eval_img_per_s": batch * steps / t_eval,
           "train_step_ms": 1000 * step_s, "train_cpu_cores": train_cores, "train_gflops": gflops,
           "matmul_gflops": mm, "roofline_pct": 100 * gflops / mm if gflops and mm else None,

@@ -221,6 +221,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
               "checkpoint_every_steps"):
     if config[key] <= 0:
       raise ConfigError(f"config.{key} must be positive, got {config[key]}")
+  if not isinstance(config.model.get("num_classes"), int) or config.model.num_classes < 1:
+    raise ConfigError(f"config.model.num_classes must be a positive integer, got {config.model.get('num_classes')!r}")
   if config.num_steps <= 0 and config.num_epochs <= 0:
     raise ConfigError("set a positive config.num_epochs or config.num_steps")
   if config.batch_size % num_devices:

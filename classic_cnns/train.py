@@ -370,6 +370,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
 
   # Data: in-memory uint8 splits; preprocessing + augmentation run inside the jitted step.
   ds = sources.load_dataset(config.data, config.seed)
+  if config.model.num_classes < len(ds.class_names):  # labels past the head would train on nothing
+    raise ConfigError(f"config.model.num_classes={config.model.num_classes} is smaller than the "
+                      f"{len(ds.class_names)} classes of dataset {ds.name}")
   prep = augment.preprocess_config(config.data, ds, save_to=workdir)
   train_batches = make_train_batches(ds.train, config, mesh)
   spe = train_batches.steps_per_epoch

@@ -13,6 +13,7 @@ def test_base_config_is_valid():
     ("optimizer.name", "lbfgs", "optimizer.name"),
     ("schedule.name", "triangle", "schedule.name"),
     ("batch_size", 0, "batch_size must be positive"),
+    ("model.num_classes", 0, "num_classes must be a positive integer"),
     ("bn.stats", "local", "bn.stats"),
     ("data.streaming.augment", "random", "data.streaming.augment"),
     ("data.streaming.scale_max", 100, "scale_max >= scale_min"),

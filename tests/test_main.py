@@ -39,6 +39,7 @@ def test_main_trains_writes_outputs_and_reports(tmp_path):
     (["--config.data.source=npz", "--config.data.path=/nonexistent.npz"], "npz file not found"),
     (["--config.data.source=folder", "--config.data.path=/nonexistent_dir"], "image folder not found"),
     (["--config.optimizer.name=lbfgs"], "optimizer.name"),
+    (["--config.model.num_classes=5"], "num_classes=5 is smaller than the 10 classes of dataset"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, match):
   p = run_main(tmp_path / "w", *args)
