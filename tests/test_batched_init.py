@@ -13,9 +13,10 @@ from classic_cnns.batched_init import batch_random_bits
 from classic_cnns.models import create_model, model_info
 
 # One model per initializer kind: he_normal (variance scaling, normal), PyTorch-style uniform weights
-# and biases (AlexNet, ResNet's torch head), normal(std) (AlexNet paper, NiN, Inception-v3), LeCun
-# normal = truncated normal (GoogLeNet's auxiliary heads), LeNet-5's uniform + constants, and draws
-# inside scans (ResNet scan_blocks, DenseNet scan_layers).
+# and biases (AlexNet, ResNet's torch head), normal(std) (AlexNet paper, NiN; Inception-v3 uses the same
+# kind and is left out for time: its init compiles for ~40 s on 2 cores), LeCun normal = truncated
+# normal (GoogLeNet's auxiliary heads), LeNet-5's uniform + constants, and draws inside scans (ResNet
+# scan_blocks, DenseNet scan_layers).
 CASES = [
     ("lenet5", 32, {}),
     ("lenet5_lecun", 32, {}),
@@ -23,7 +24,6 @@ CASES = [
     ("alexnet_paper", 67, {"num_classes": 10}),
     ("nin_cifar", 32, {}),
     ("googlenet_aux", 112, {"num_classes": 10}),
-    ("inception_v3", 75, {"num_classes": 10}),
     ("resnet20", 32, {}),
     ("resnet20", 32, {"scan_blocks": True}),
     ("cbam_resnet20", 32, {}),
