@@ -1,10 +1,33 @@
 """Helpers shared by the tests outside tests/models."""
 from __future__ import annotations
 
+import importlib.util
 import os
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def with_devices(n: int) -> dict[str, str]:
-  """Environment for a subprocess with n simulated CPU devices: this process's XLA_FLAGS (the
+  """This process's environment for a subprocess with n simulated CPU devices: its XLA_FLAGS (the
   project's defaults, the tests' optimisation level) plus the device count."""
-  return {"XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}".strip()}
+  flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}".strip()
+  return {**os.environ, "XLA_FLAGS": flags}
+
+
+def lenet_config(**overrides):
+  """configs/lenet5_mnist.py (the main job) with dotted overrides ("optimizer.lr": 0.1), validated."""
+  import jax
+  from classic_cnns.config import validate_config
+  path = os.path.join(REPO, "configs", "lenet5_mnist.py")
+  spec = importlib.util.spec_from_file_location("lenet5_mnist", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config()
+  for key, value in overrides.items():
+    node = config
+    *path_parts, leaf = key.split(".")
+    for part in path_parts:
+      node = node[part]
+    node[leaf] = value
+  validate_config(config, jax.device_count())
+  return config

@@ -1,6 +1,5 @@
 """Test-time protocols (classic_cnns.evaluate) on a LeNet-5 trained 20 steps on the embedded sample,
 the VGG dense evaluation on a narrow VGG, and the one-line errors."""
-import importlib.util
 import json
 import os
 import shutil
@@ -15,8 +14,9 @@ import pytest
 
 from classic_cnns import evaluate, train
 from classic_cnns.checkpoint import CheckpointError
-from classic_cnns.config import ConfigError, validate_config
+from classic_cnns.config import ConfigError
 from classic_cnns.data import augment
+from tests.helpers import lenet_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OVERRIDES = {"num_steps": 20, "model.act": "relu", "log_every_steps": 10, "eval_every_steps": 1000,
@@ -24,18 +24,7 @@ OVERRIDES = {"num_steps": 20, "model.act": "relu", "log_every_steps": 10, "eval_
 
 
 def tiny_config(**overrides):
-  spec = importlib.util.spec_from_file_location("lenet5_mnist", os.path.join(REPO, "configs", "lenet5_mnist.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config()
-  for k, v in {**OVERRIDES, **overrides}.items():
-    node = c
-    *path, leaf = k.split(".")
-    for p in path:
-      node = node[p]
-    node[leaf] = v
-  validate_config(c, jax.device_count())
-  return c
+  return lenet_config(**{**OVERRIDES, **overrides})
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ def _free_port():
 
 def _two_processes(workdir, steps):
   port = _free_port()
-  env = {**os.environ, **with_devices(2)}
+  env = with_devices(2)
   cmd = [sys.executable, "-m", "classic_cnns.main", f"--workdir={workdir}", *ARGS, f"--config.num_steps={steps}",
          f"--coordinator_address=localhost:{port}", "--num_processes=2"]
   procs = [subprocess.Popen(cmd + [f"--process_id={i}"], cwd=REPO, env=env, stdout=subprocess.PIPE,
@@ -40,7 +40,7 @@ def test_two_processes_train_checkpoint_resume_match_one_process(tmp_path):
   assert "step 20/20" not in outs[1][0]  # only process 0 logs
   outs = _two_processes(tmp_path / "mh", 40)
   assert "resuming from checkpoint at step 20" in outs[0][0]
-  env = {**os.environ, **with_devices(4)}
+  env = with_devices(4)
   p = subprocess.run([sys.executable, "-m", "classic_cnns.main", f"--workdir={tmp_path / 'one'}", *ARGS,
                       "--config.num_steps=40"], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
   assert p.returncode == 0, p.stderr[-3000:]

@@ -19,7 +19,7 @@ RTOL, ATOL = 2e-4, 2e-5
 
 @pytest.mark.parametrize("check", ["global_bn", "per_device_bn", "accumulation", "bfloat16"])
 def test_on_8_devices(check):
-  env = {**os.environ, **with_devices(8)}
+  env = with_devices(8)
   p = subprocess.run([sys.executable, "-m", "tests.test_parallel", check], cwd=REPO, env=env,
                      capture_output=True, text=True, timeout=600)
   assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]

@@ -7,25 +7,7 @@ import numpy as np
 import pytest
 
 from classic_cnns import train
-from classic_cnns.config import validate_config
-
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs")
-
-
-def lenet_config(**overrides):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("lenet5_mnist", os.path.join(CONFIG_DIR, "lenet5_mnist.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = mod.get_config()
-  for k, v in overrides.items():
-    node = c
-    *path, leaf = k.split(".")
-    for p in path:
-      node = node[p]
-    node[leaf] = v
-  validate_config(c, jax.device_count())
-  return c
+from tests.helpers import lenet_config
 
 
 def _read_jsonl(workdir):
