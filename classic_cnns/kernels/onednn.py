@@ -103,7 +103,26 @@ def _load() -> None:
     raise OneDnnUnavailable(f"cannot load {path}: {e}") from None
   for target in _TARGETS.values():
     jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, target)), platform="cpu")
-  _state["library"] = path
+  query = library.ClassicCnnsConvImplementation
+  query.restype = ctypes.c_int
+  query.argtypes = (ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.c_char_p, ctypes.c_int)
+  _state["library"], _state["query"] = path, query
+
+
+@functools.lru_cache(maxsize=None)
+def implementation(pass_: str, x_shape, w_shape, strides, padding) -> str:
+  """The oneDNN implementation `pass_` (of PASSES) of this NHWC x HWIO geometry runs here, e.g.
+  "jit:avx2", "brgconv:avx512_core", "x64:gemm:jit" (as DNNL_VERBOSE names it); nothing is run."""
+  require()
+  (pt, pb), (pl, pr) = padding
+  oh, ow = _output_hw(x_shape, w_shape, strides, padding)
+  fields = (x_shape[0], x_shape[1], x_shape[2], x_shape[3], w_shape[0], w_shape[1], w_shape[3], oh, ow,
+            strides[0], strides[1], pt, pb, pl, pr)
+  out = ctypes.create_string_buffer(256)
+  status = _state["query"](PASSES.index(pass_), (ctypes.c_int64 * 15)(*map(int, fields)), out, len(out))
+  if status != 0:
+    raise ValueError(f"oneDNN has no {pass_} convolution for {x_shape} x {w_shape}: {out.value.decode()}")
+  return out.value.decode()
 
 
 def available() -> tuple[bool, str]:
@@ -153,6 +172,32 @@ def supports(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=None
   if any(int(p) < 0 for pair in padding for p in pair):
     return False
   return min(_output_hw(lhs.shape, rhs.shape, window_strides, padding)) > 0 and lhs.size > 0 and rhs.size > 0  # an empty result is XLA's (nothing to compute)
+
+
+# The largest kernel side oneDNN's AVX2 kernels are trusted with here (see unsafe_passes).
+AVX2_MAX_KERNEL = 7
+
+
+def unsafe_passes(x_shape, w_shape, strides, padding) -> frozenset[str]:
+  """Passes of this NHWC x HWIO geometry that must not run on oneDNN here: they crashed Debian 12's
+  oneDNN 2.6 (segfaults or "could not execute a primitive", intermittent, on an AMD EPYC without
+  AVX-512; tests/kernels/test_onednn.py) and run on XLA instead.
+  - A kernel larger than the input map (the weight gradient of a 5x5 conv on 4x4, a 7x7/2 conv on
+    2x2): every pass.
+  - Without AVX-512, a kernel side above 7 (AlexNet's 11x11/4 stem; 8x8 and 9x9 too): every pass.
+    Its jit:avx2 weight gradient crashed `python -m classic_cnns.benchmark --model=alexnet
+    --input=112`; with that pass on XLA its gemm-based passes still crashed within three steps.
+  - Without AVX-512, any pass oneDNN would run on its gemm-based implementation ("x64:gemm:jit"):
+    e.g. the input gradient of a 7x7/2 conv on 3 channels (a ResNet stem, differentiated with respect
+    to the image) failed in every process."""
+  if w_shape[0] > x_shape[1] or w_shape[1] > x_shape[2]:
+    return frozenset(PASSES)
+  if cpu_has_avx512():
+    return frozenset()
+  if max(w_shape[0], w_shape[1]) > AVX2_MAX_KERNEL:
+    return frozenset(PASSES)
+  geometry = (tuple(x_shape), tuple(w_shape), tuple(strides), tuple(map(tuple, padding)))
+  return frozenset(p for p in PASSES if "gemm" in implementation(p, *geometry))
 
 
 def _output_hw(x_shape, w_shape, strides, padding) -> tuple[int, int]:
@@ -221,15 +266,11 @@ def conv2d(x: jax.Array, w: jax.Array, strides: Sequence[int], padding, on_xla: 
   on_xla = frozenset(on_xla)
   if not on_xla <= set(PASSES):
     raise ValueError(f"on_xla must name passes of {PASSES}, not {sorted(on_xla)}")
-  if w.shape[0] > x.shape[1] or w.shape[1] > x.shape[2]:
-    # Debian 12's oneDNN 2.6 (jit:avx2, on an AMD EPYC) segfaults on repeated calls when the kernel
-    # is larger than the input map (weight gradient of a 5x5 conv on 4x4; a 7x7/2 conv on 2x2;
-    # tests/kernels/test_onednn.py): such (tiny) convolutions run every pass on XLA.
-    on_xla = frozenset(PASSES)
   strides = (int(strides[0]), int(strides[1]))
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(x.shape[1:3], w.shape[:2], strides, padding)
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
   if min(_output_hw(x.shape, w.shape, strides, padding)) <= 0:
     raise ValueError(f"convolution of {x.shape} with kernel {w.shape} has no output")
+  on_xla |= unsafe_passes(x.shape, w.shape, strides, padding)
   return _conv(x, w, strides, padding, on_xla)

@@ -198,6 +198,24 @@ ffi::Error BackwardWeights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy, ff
 
 }  // namespace
 
+// Which oneDNN implementation a pass of this geometry would run (e.g. "jit:avx2", "x64:gemm:jit"),
+// without running it: pass 0 forward, 1 backward-data, 2 backward-weights; v = the 15 Geometry
+// fields in order. Returns 0, or -1 when oneDNN has no implementation (the message in `out`).
+extern "C" int ClassicCnnsConvImplementation(int pass, const int64_t* v, char* out, int out_len) {
+  Geometry g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14]};
+  std::string impl;
+  int status = 0;
+  try {
+    impl = pass == 0 ? ForwardPd(g).impl_info_str()
+                     : pass == 1 ? BackwardDataPd(g).impl_info_str() : BackwardWeightsPd(g).impl_info_str();
+  } catch (const dnnl::error& e) {
+    impl = e.what();
+    status = -1;
+  }
+  std::snprintf(out, out_len, "%s", impl.c_str());
+  return status;
+}
+
 #define CLASSIC_CNNS_CONV_BINDING                                                                  \
   ffi::Ffi::Bind()                                                                                 \
       .Arg<ffi::Buffer<ffi::F32>>()                                                                \

@@ -277,3 +277,49 @@ def test_kernel_larger_than_input_does_not_crash():
   r = subprocess.run([sys.executable, "-c", _KERNEL_LARGER_THAN_INPUT], capture_output=True, text=True,
                      cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
   assert r.returncode == 0 and r.stdout.strip().endswith("ok"), (r.returncode, r.stderr[-2000:])
+
+
+
+_LARGE_KERNELS = r'''
+import jax, jax.numpy as jnp, numpy as np
+from classic_cnns.kernels import onednn
+# (batch, side, in, out, kernel, stride, pad): AlexNet's 11x11/4 stem at 112, a 9x9 and an 11x11 on
+# 16 channels (each crashed oneDNN in about half of the processes), a 7x7/2 stem (its input gradient,
+# oneDNN's gemm implementation here, failed in every process).
+for n, side, c, o, k, s, p in ((16, 112, 3, 64, 11, 4, 2), (16, 112, 3, 64, 9, 4, 4), (16, 112, 16, 32, 11, 4, 2),
+                               (16, 112, 3, 64, 7, 2, 3)):
+  x = jax.random.normal(jax.random.PRNGKey(side), (n, side, side, c))
+  w = jax.random.normal(jax.random.PRNGKey(k), (k, k, c, o)) * 0.1
+  pad = ((p, p),) * 2
+  loss = lambda conv: jax.jit(jax.value_and_grad(lambda x, w: (conv(x, w) ** 2).sum(), argnums=(0, 1)))
+  f = loss(lambda x, w: onednn.conv2d(x, w, (s, s), pad))
+  for i in range(3):
+    got = jax.block_until_ready(f(x * (i + 1), w))
+  want = loss(lambda x, w: onednn._xla_conv(x, w, (s, s), pad))(x * 3, w)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(b).max()))
+print("ok")
+'''
+
+
+@needs_onednn
+def test_unsafe_passes():
+  same = lambda k: ((k // 2, k // 2), (k // 2, k // 2))
+  assert onednn.unsafe_passes((8, 4, 4, 16), (5, 5, 16, 16), (1, 1), same(5)) == set(onednn.PASSES)  # kernel > map
+  assert onednn.unsafe_passes((8, 32, 32, 16), (3, 3, 16, 16), (1, 1), same(3)) == set()
+  large = onednn.unsafe_passes((8, 112, 112, 3), (11, 11, 3, 64), (4, 4), same(11))
+  assert large == (set() if onednn.cpu_has_avx512() else set(onednn.PASSES))
+  stem = onednn.unsafe_passes((8, 112, 112, 3), (7, 7, 3, 64), (2, 2), same(7))
+  gemm = {p for p in onednn.PASSES if "gemm" in onednn.implementation(p, (8, 112, 112, 3), (7, 7, 3, 64), (2, 2), same(7))}
+  assert stem == (set() if onednn.cpu_has_avx512() else gemm)
+
+
+@needs_onednn
+def test_large_kernels_do_not_crash():
+  """Debian 12's oneDNN 2.6 (AVX2, AMD EPYC) crashed on convs with a kernel side above 7 (about half
+  of the processes; `--model=alexnet --input=112` crashed the benchmark) and on its gemm-based passes:
+  without AVX-512 those run on XLA (onednn.unsafe_passes). In a subprocess, so a crash is a failed
+  test, not a lost worker."""
+  r = subprocess.run([sys.executable, "-c", _LARGE_KERNELS], capture_output=True, text=True,
+                     cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+  assert r.returncode == 0 and r.stdout.strip().endswith("ok"), (r.returncode, r.stderr[-2000:])
