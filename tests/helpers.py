@@ -14,20 +14,20 @@ def with_devices(n: int) -> dict[str, str]:
   return {**os.environ, "XLA_FLAGS": flags}
 
 
+def load_config_module(filename: str):
+  """The module of configs/<filename> (a paper setup: get_config(arg) and its docstring)."""
+  path = os.path.join(REPO, "configs", filename)
+  spec = importlib.util.spec_from_file_location(f"_config_{filename[:-3]}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
 def lenet_config(**overrides):
   """configs/lenet5_mnist.py (the main job) with dotted overrides ("optimizer.lr": 0.1), validated."""
   import jax
   from classic_cnns.config import validate_config
-  path = os.path.join(REPO, "configs", "lenet5_mnist.py")
-  spec = importlib.util.spec_from_file_location("lenet5_mnist", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
-  for key, value in overrides.items():
-    node = config
-    *path_parts, leaf = key.split(".")
-    for part in path_parts:
-      node = node[part]
-    node[leaf] = value
+  config = load_config_module("lenet5_mnist.py").get_config()
+  config.update_from_flattened_dict(overrides)
   validate_config(config, jax.device_count())
   return config

@@ -21,11 +21,7 @@ def test_base_config_is_valid():
 ])
 def test_bad_values_rejected(key, value, match):
   c = base_config()
-  section, _, leaf = key.rpartition(".")
-  node = c
-  for part in filter(None, section.split(".")):
-    node = node[part]
-  node[leaf] = value
+  c.update_from_flattened_dict({key: value})
   if key == "data.streaming.crop":
     c.data.streaming.augment = "resize_crop"
   with pytest.raises(ConfigError, match=match):

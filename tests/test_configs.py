@@ -2,7 +2,6 @@
 with the expected parameter count (abstractly, jax.eval_shape: nothing is compiled), and starts its
 docstring with the command that runs it. Plus one tiny end-to-end run of the ResNet CIFAR config."""
 import glob
-import importlib.util
 import math
 import os
 import subprocess
@@ -15,6 +14,7 @@ import pytest
 from classic_cnns.config import ConfigError, validate_config
 from classic_cnns.models import registry
 from classic_cnns.train import build_model
+from tests.helpers import load_config_module
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO, "configs", "*.py")))
@@ -29,18 +29,12 @@ EXPECTED_PARAMS = {
 }
 
 
-def load_module(filename: str):
-  path = os.path.join(REPO, "configs", filename)
-  spec = importlib.util.spec_from_file_location(f"_config_{filename[:-3]}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def cases():
   out = []
   for f in CONFIG_FILES:
-    args = getattr(load_module(f), "ARGS", ())
+    args = getattr(load_config_module(f), "ARGS", ())
     out += [(f, None)] + [(f, a) for a in args]
   return out
 
@@ -57,7 +51,7 @@ def test_the_paper_configs_exist():
 
 @pytest.mark.parametrize("filename", CONFIG_FILES)
 def test_docstring_starts_with_the_command_and_lists_the_arguments(filename):
-  module = load_module(filename)
+  module = load_config_module(filename)
   doc = module.__doc__ or ""
   assert doc.startswith(f"python -m classic_cnns.main --config=configs/{filename}"), doc[:200]
   assert "--workdir=" in doc.splitlines()[0]
@@ -70,7 +64,7 @@ def test_docstring_starts_with_the_command_and_lists_the_arguments(filename):
 
 @pytest.mark.parametrize("filename,arg", CASES, ids=[f"{f}:{a}" if a else f for f, a in CASES])
 def test_config_validates_and_builds_the_expected_model(filename, arg):
-  module = load_module(filename)
+  module = load_config_module(filename)
   config = module.get_config(arg) if arg is not None else module.get_config()
   validate_config(config, 1)
   info = registry.model_info(config.model.name)
@@ -86,41 +80,41 @@ def test_config_validates_and_builds_the_expected_model(filename, arg):
     assert config.data.streaming.crop == info.input_size, (filename, arg)
 
 
-@pytest.mark.parametrize("filename", [f for f in CONFIG_FILES if hasattr(load_module(f), "ARGS")])
+@pytest.mark.parametrize("filename", [f for f in CONFIG_FILES if hasattr(load_config_module(f), "ARGS")])
 def test_unknown_argument_is_rejected(filename):
   with pytest.raises(ValueError, match="configs/"):
-    load_module(filename).get_config("no_such_variant")
+    load_config_module(filename).get_config("no_such_variant")
 
 
 def test_recipes_follow_the_papers():
-  rc = load_module("resnet_cifar.py")
+  rc = load_config_module("resnet_cifar.py")
   c20, c110 = rc.get_config("20"), rc.get_config("110")
   assert (c20.batch_size, c20.num_steps, tuple(c20.schedule.boundaries)) == (128, 64_000, (32_000, 48_000))
   assert c20.data.val_size == 5000 and c20.data.augment.crop_padding == 4 and c20.data.augment.flip
   assert c20.schedule.warmup == 0 and c110.schedule.warmup == 400 and c110.schedule.unit == "step"
   assert c110.optimizer.lr * c110.schedule.warmup_init == pytest.approx(0.01)
   assert rc.get_config("plain56").model.name == "plain56"
-  dn = load_module("densenet_cifar.py")
+  dn = load_config_module("densenet_cifar.py")
   aug, noaug = dn.get_config("bc100_12"), dn.get_config("bc100_12,noaug")
   assert (aug.model.dropout, aug.data.augment.flip) == (0.0, True)
   assert (noaug.model.dropout, noaug.data.augment.flip, noaug.data.augment.crop_padding) == (0.2, False, 0)
   assert aug.optimizer.name == "nesterov" and aug.batch_size == 64 and tuple(aug.schedule.boundaries) == (150, 225)
-  gn = load_module("groupnorm_imagenet.py").get_config("gn")
+  gn = load_config_module("groupnorm_imagenet.py").get_config("gn")
   assert (gn.model.norm, gn.bn.stats, gn.optimizer.decay_mask, gn.model.zero_init_last_norm) == \
       ("group", "per_device", "all", True)
-  v3 = load_module("inception_v3_imagenet.py").get_config()
+  v3 = load_config_module("inception_v3_imagenet.py").get_config()
   assert v3.loss.label_smoothing == 0.1 and v3.optimizer.name == "rmsprop" and v3.optimizer.eps == 1.0
 
 
 def test_groupnorm_bn_per_device_batch_stats():
   """`:bn` builds BatchNorm whose statistics are per device slice (bn.stats=per_device)."""
-  config = load_module("groupnorm_imagenet.py").get_config("bn")
+  config = load_config_module("groupnorm_imagenet.py").get_config("bn")
   model = build_model(config, 8)
   assert model.norm.kind == "batch" and model.norm.virtual_batch_size == 256 // 8
 
 
 def test_bad_config_value_is_a_config_error():
-  config = load_module("resnet_cifar.py").get_config("20")
+  config = load_config_module("resnet_cifar.py").get_config("20")
   config.schedule.boundaries = ()
   with pytest.raises(ConfigError):
     validate_config(config, 1)

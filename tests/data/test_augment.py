@@ -162,12 +162,7 @@ def _ds(h=20, w=24, c=3, n=64):
 
 def _data(**kw):
   c = base_config()
-  for k, v in kw.items():
-    node = c.data
-    *path, leaf = k.split(".")
-    for p in path:
-      node = node[p]
-    node[leaf] = v
+  c.data.update_from_flattened_dict(kw)
   return c.data
 
 

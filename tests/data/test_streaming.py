@@ -85,12 +85,7 @@ def _train_config(root, **overrides):
   c.model.name, c.model.num_classes, c.model.act = "lenet5", 2, "relu"
   c.data.source, c.data.path = "folder", str(root)
   c.batch_size, c.num_steps, c.log_every_steps, c.eval_batch_size = 4, 8, 4, 4
-  for k, v in overrides.items():
-    node = c
-    *path, leaf = k.split(".")
-    for part in path:
-      node = node[part]
-    node[leaf] = v
+  c.update_from_flattened_dict(overrides)
   validate_config(c, 1)
   return c
 
