@@ -3,6 +3,7 @@ backend switch routes exactly the convolutions it supports, and an unusable oneD
 
 Skipped where oneDNN cannot be built (no g++ / libdnnl-dev), except under CLASSIC_CNNS_REQUIRE_ONEDNN=1
 (.ci/run installs it and sets that), where its absence fails."""
+import json
 import os
 import subprocess
 import sys
@@ -250,56 +251,43 @@ def test_cli_explicit_onednn_that_cannot_work_is_one_line(tmp_path):
   assert errors == [errors[0]] and errors[0].startswith("error: config.conv_backend=onednn: cannot build"), out.stderr
 
 
-_KERNEL_LARGER_THAN_INPUT = r'''
+# Repeated fwd + both gradients of each conv geometry through onednn.conv2d, against XLA's, in a
+# subprocess (argv: JSON [geometries, calls, absolute atol, atol relative to max |XLA's|]), so that a
+# crash in oneDNN is a failed test, not a lost worker. Geometry: (batch, side, in, out, kernel, stride, pad).
+_CONV_CALLS = r'''
+import json, sys
 import jax, jax.numpy as jnp, numpy as np
 from classic_cnns.kernels import onednn
-# (map side, kernel, stride): kernels larger than the map, both strides, both kernel sizes the zoo has.
-for side, k, s in ((4, 5, 1), (4, 5, 2), (2, 7, 1), (6, 7, 2)):
-  x = jax.random.normal(jax.random.PRNGKey(side), (32, side, side, 8))
-  w = jax.random.normal(jax.random.PRNGKey(k), (k, k, 8, 8)) * 0.1
-  pad = ((k // 2, k // 2),) * 2
-  loss = lambda conv: jax.jit(jax.value_and_grad(lambda x, w: (conv(x, w) ** 2).sum(), argnums=(0, 1)))
-  f = loss(lambda x, w: onednn.conv2d(x, w, (s, s), pad))
-  for i in range(4):  # the crash came on a repeated call
-    got = jax.block_until_ready(f(x * (i + 1), w))
-  want = loss(lambda x, w: onednn._xla_conv(x, w, (s, s), pad))(x * 4, w)
-  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
-print("ok")
-'''
-
-
-@needs_onednn
-def test_kernel_larger_than_input_does_not_crash():
-  """oneDNN 2.6 (jit:avx2) segfaulted on repeated calls of e.g. a 5x5 conv's weight gradient on a 4x4
-  map (the VGG-13 5x5 smoke experiment on an AMD EPYC): such convs run on XLA. In a subprocess, so a
-  crash is a failed test, not a lost worker."""
-  r = subprocess.run([sys.executable, "-c", _KERNEL_LARGER_THAN_INPUT], capture_output=True, text=True,
-                     cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-  assert r.returncode == 0 and r.stdout.strip().endswith("ok"), (r.returncode, r.stderr[-2000:])
-
-
-
-_LARGE_KERNELS = r'''
-import jax, jax.numpy as jnp, numpy as np
-from classic_cnns.kernels import onednn
-# (batch, side, in, out, kernel, stride, pad): AlexNet's 11x11/4 stem at 112, a 9x9 and an 11x11 on
-# 16 channels (each crashed oneDNN in about half of the processes), a 7x7/2 stem (its input gradient,
-# oneDNN's gemm implementation here, failed in every process).
-for n, side, c, o, k, s, p in ((16, 112, 3, 64, 11, 4, 2), (16, 112, 3, 64, 9, 4, 4), (16, 112, 16, 32, 11, 4, 2),
-                               (16, 112, 3, 64, 7, 2, 3)):
+geometries, calls, atol, atol_rel = json.loads(sys.argv[1])
+for n, side, c, o, k, s, p in geometries:
   x = jax.random.normal(jax.random.PRNGKey(side), (n, side, side, c))
   w = jax.random.normal(jax.random.PRNGKey(k), (k, k, c, o)) * 0.1
   pad = ((p, p),) * 2
   loss = lambda conv: jax.jit(jax.value_and_grad(lambda x, w: (conv(x, w) ** 2).sum(), argnums=(0, 1)))
   f = loss(lambda x, w: onednn.conv2d(x, w, (s, s), pad))
-  for i in range(3):
+  for i in range(calls):  # the crashes came on repeated calls
     got = jax.block_until_ready(f(x * (i + 1), w))
-  want = loss(lambda x, w: onednn._xla_conv(x, w, (s, s), pad))(x * 3, w)
+  want = loss(lambda x, w: onednn._xla_conv(x, w, (s, s), pad))(x * calls, w)
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.abs(b).max()))
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=atol + atol_rel * float(np.abs(b).max()))
 print("ok")
 '''
+
+
+def _conv_calls_survive(geometries, calls, atol=0.0, atol_rel=0.0):
+  r = subprocess.run([sys.executable, "-c", _CONV_CALLS, json.dumps([geometries, calls, atol, atol_rel])],
+                     capture_output=True, text=True,
+                     cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+  assert r.returncode == 0 and r.stdout.strip().endswith("ok"), (r.returncode, r.stderr[-2000:])
+
+
+@needs_onednn
+def test_kernel_larger_than_input_does_not_crash():
+  """oneDNN 2.6 (jit:avx2) segfaulted on repeated calls of e.g. a 5x5 conv's weight gradient on a 4x4
+  map (the VGG-13 5x5 smoke experiment on an AMD EPYC): such convs run on XLA."""
+  # kernels larger than the map, both strides, both kernel sizes the zoo has
+  _conv_calls_survive([(32, side, 8, 8, k, s, k // 2) for side, k, s in ((4, 5, 1), (4, 5, 2), (2, 7, 1), (6, 7, 2))],
+                      calls=4, atol=1e-4)
 
 
 @needs_onednn
@@ -318,8 +306,9 @@ def test_unsafe_passes():
 def test_large_kernels_do_not_crash():
   """Debian 12's oneDNN 2.6 (AVX2, AMD EPYC) crashed on convs with a kernel side above 7 (about half
   of the processes; `--model=alexnet --input=112` crashed the benchmark) and on its gemm-based passes:
-  without AVX-512 those run on XLA (onednn.unsafe_passes). In a subprocess, so a crash is a failed
-  test, not a lost worker."""
-  r = subprocess.run([sys.executable, "-c", _LARGE_KERNELS], capture_output=True, text=True,
-                     cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-  assert r.returncode == 0 and r.stdout.strip().endswith("ok"), (r.returncode, r.stderr[-2000:])
+  without AVX-512 those run on XLA (onednn.unsafe_passes)."""
+  # AlexNet's 11x11/4 stem at 112, a 9x9 and an 11x11 on 16 channels (each crashed oneDNN in about half
+  # of the processes), a 7x7/2 stem (its input gradient, oneDNN's gemm implementation here, failed in
+  # every process).
+  _conv_calls_survive([(16, 112, 3, 64, 11, 4, 2), (16, 112, 3, 64, 9, 4, 4), (16, 112, 16, 32, 11, 4, 2),
+                       (16, 112, 3, 64, 7, 2, 3)], calls=3, atol_rel=1e-4)
