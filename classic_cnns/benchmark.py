@@ -41,9 +41,9 @@ import sys
 import time
 from typing import Any
 
-from classic_cnns import cli  # sets the default CPU XLA flags before jax is imported
+from absl import flags
 
-from absl import flags  # noqa: E402
+from classic_cnns import cli
 
 _MODEL = cli.define_once(flags.DEFINE_string, "model", None, "Registered model name (see `python -m classic_cnns.summary --all`).")
 _ALL = cli.define_once(flags.DEFINE_bool, "all", False, "Benchmark one representative per family at small inputs (ALL_SETTINGS).")
@@ -63,9 +63,10 @@ _MATMUL_REPEATS = flags.DEFINE_integer("matmul_repeats", 5, "Timed roofline matm
 _MODEL_OPTION = flags.DEFINE_multi_string(
     "model_option", [], "KEY=VALUE passed to the model like --config.model.KEY=VALUE (repeatable), e.g. "
     "--model_option=scan_blocks=True; VALUE is a Python literal or a bare string.")
-_CONV_BACKEND = flags.DEFINE_enum("conv_backend", "auto", ["auto", "xla", "onednn", "mixed", "measured"],
-                                  "config.conv_backend: convolutions on XLA, oneDNN, or per pass the faster "
-                                  "(measured), or oneDNN except wide convs on AVX2 CPUs (mixed; auto: mixed on 1 CPU device).")
+_KERNELS = cli.define_once(flags.DEFINE_enum, "kernels", "auto", ["auto", "portable", "cpu"],
+                           "config.kernels: the models' primitive ops (classic_cnns/backends; auto: cpu on a CPU-only run).")
+_CPU_CONVS = cli.define_once(flags.DEFINE_enum, "cpu_convs", "auto", ["auto", "onednn", "mixed", "measured", "xla"],
+                             "config.cpu_convs: the CPU backend's convolutions.")
 _JSON = flags.DEFINE_string("json", None, "Write the numbers (and the environment) to this JSON file.")
 
 # --all: (model, input side, batch). Small inputs keep the whole run within ~10 minutes on 2 CPU
@@ -86,7 +87,7 @@ ALL_SETTINGS: tuple[tuple[str, int, int], ...] = (
 # --all defaults unless --steps / --repeats / --warmup / --matmul_repeats are given.
 ALL_STEPS, ALL_REPEATS, ALL_WARMUP, ALL_MATMUL_REPEATS = 3, 3, 1, 3
 
-RESULT_KEYS = ("model", "input", "pad_to", "augment", "batch", "dtype", "conv_backend", "steps", "repeats", "params",
+RESULT_KEYS = ("model", "input", "pad_to", "augment", "batch", "dtype", "kernels", "steps", "repeats", "params",
                "train_img_per_s", "eval_img_per_s", "train_step_ms", "train_cpu_cores", "init_s", "train_lower_s",
                "train_compile_s",
                "eval_lower_s", "eval_compile_s", "train_gflop_per_step", "train_gflops",
@@ -141,12 +142,13 @@ def _flops(compiled) -> float | None:
 
 
 def _unrolled_train_flops(model, config, prep, schedule, dtype, input_shape, batch) -> float | None:
-  """FLOPs of the trainer's step for `model` from its lowered (unoptimised) HLO, with XLA's
-  convolutions (cost analysis cannot see into oneDNN's custom calls): nothing compiles."""
+  """FLOPs of the trainer's step for `model` from its lowered (unoptimised) HLO, with the portable
+  kernels (cost analysis cannot see into oneDNN's custom calls): nothing compiles."""
   import jax
   import jax.numpy as jnp
   from classic_cnns import optim, train
-  from classic_cnns.models import layers
+  from classic_cnns.models.layers import PORTABLE
+  model = model.clone(kernels=PORTABLE)
 
   def init():
     variables = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
@@ -154,9 +156,8 @@ def _unrolled_train_flops(model, config, prep, schedule, dtype, input_shape, bat
     return train.TrainState.create(apply_fn=model.apply, params=variables["params"],
                                    tx=optim.make_optimizer(config, schedule, variables["params"]),
                                    batch_stats=variables.get("batch_stats", {}), rng=jax.random.PRNGKey(0))
-  state = layers.abstract_eval(init)
-  with layers.conv_backend("xla"):
-    return _flops(jax.jit(train.make_train_step(model, config, prep, schedule, dtype)).lower(state, batch))
+  state = jax.eval_shape(init)
+  return _flops(jax.jit(train.make_train_step(model, config, prep, schedule, dtype)).lower(state, batch))
 
 
 def _device_peak_mb() -> float | None:
@@ -170,16 +171,16 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
                     augment: str = "cifar", dtype: str = "float32", steps: int = 20, repeats: int = 5,
                     warmup: int = 2, matmul_size: int = 4096, matmul_repeats: int = 5,
                     compile_only: bool = False, model_options: dict[str, Any] | None = None,
-                    conv_backend: str = "auto") -> dict[str, Any]:
+                    kernels: str = "auto", cpu_convs: str = "auto") -> dict[str, Any]:
   """Times the trainer's train and eval steps for `name` on synthetic on-device data; `model_options`
-  are extra model fields (config.model.KEY); `conv_backend` is config.conv_backend."""
+  are extra model fields (config.model.KEY); `kernels` / `cpu_convs` are config.kernels / cpu_convs."""
   import jax
   import jax.numpy as jnp
   import numpy as np
   from classic_cnns import optim, parallel, train
   from classic_cnns.config import ConfigError, base_config, validate_config
   from classic_cnns.data import augment as aug
-  from classic_cnns.models import layers, registry
+  from classic_cnns.models import registry
 
   registry.list_models()
   if name not in registry._REGISTRY:  # pylint: disable=protected-access
@@ -195,7 +196,8 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   config.batch_size = batch
   config.eval_batch_size = batch
   config.dtype = dtype
-  config.conv_backend = conv_backend
+  config.kernels = kernels
+  config.cpu_convs = cpu_convs
   config.data.pad_to = pad_to
   config.data.augment.flip = augment in ("flip", "cifar")
   config.data.augment.crop_padding = 4 if augment == "cifar" else 0
@@ -208,19 +210,22 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   side = max(input_size, pad_to)
   input_shape = (side, side, info.in_channels)
   try:
-    model = train.build_model(config, n_dev)  # also selects the conv backend
-  except ValueError as e:  # an option the model does not have; conv_backend=onednn impossible here
+    backend = train.select_backend(config)
+    model = train.build_model(config, n_dev)
+  except ValueError as e:  # an option the model does not have; a backend that cannot run here
     raise BenchmarkError(str(e)) from None
   try:  # the model's geometry is checked abstractly before anything compiles
-    abstract = layers.abstract_eval(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+    abstract = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
                                                  jnp.zeros((1,) + input_shape), train=False))["params"]
   except (ValueError, TypeError, ZeroDivisionError) as e:
     raise BenchmarkError(f"model {name!r} cannot take input {input_shape} (use a larger --input or --pad_to): "
                          f"{' '.join(str(e).split())[:200]}") from None
+  backend = backend.prepare(lambda k: train.build_model(config, n_dev, k), (batch,) + input_shape)
+  model = model.clone(kernels=backend.kernels)
   schedule = optim.make_schedule(config, 100, 1000)
   t_init = time.perf_counter()
   state = train.create_train_state(model, optim.make_optimizer(config, schedule, abstract), input_shape,
-                                   config.seed, mesh)
+                                   config.seed, mesh, backend)
   jax.block_until_ready(state)
   init_s = time.perf_counter() - t_init
   n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
@@ -252,11 +257,11 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   t4 = time.perf_counter()
   flops = _flops(train_step)
   scanned = {k: False for k in ("scan_blocks", "scan_layers") if getattr(model, k, False)}
-  if scanned or layers.get_conv_backend() != "xla":
+  if scanned or backend.name != "portable":
     # XLA's cost analysis counts a loop body once, so a scanned model's count would be far too low:
     # count the same step of the unrolled model (lowered only, not compiled; same network). For
     # DenseNet's scan_layers these are the network's FLOPs, not the padded ones the loop executes.
-    # It sees no FLOPs inside oneDNN's custom calls either: count the step with XLA's convolutions.
+    # It sees no FLOPs inside oneDNN's custom calls either: count the step with the portable kernels.
     flops = _unrolled_train_flops(model.clone(**scanned), config, prep, schedule, jnp_dtype,
                                   input_shape, train_batch)
   mem = train_step.memory_analysis()
@@ -264,7 +269,7 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
 
   label = name + "".join(f" {k}={v}" for k, v in (model_options or {}).items())
   row = {"model": label, "input": input_size, "pad_to": pad_to, "augment": augment, "batch": batch,
-         "dtype": dtype, "conv_backend": layers.get_conv_backend(), "steps": 0 if compile_only else steps, "repeats": 0 if compile_only else repeats,
+         "dtype": dtype, "kernels": backend.kernels.name, "steps": 0 if compile_only else steps, "repeats": 0 if compile_only else repeats,
          "params": n_params, "init_s": init_s, "train_lower_s": t1 - t0, "train_compile_s": t2 - t1,
          "eval_lower_s": t3 - t2, "eval_compile_s": t4 - t3,
          "train_gflop_per_step": flops / 1e9 if flops else None, "xla_temp_mb": xla_temp_mb}
@@ -328,7 +333,7 @@ def _fmt(v: Any, digits: int = 1) -> str:
   return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-COLUMNS = (("model", "model", 0), ("input", "input", 0), ("batch", "batch", 0), ("convs", "conv_backend", 0),
+COLUMNS = (("model", "model", 0), ("input", "input", 0), ("batch", "batch", 0), ("kernels", "kernels", 0),
            ("train img/s", "train_img_per_s", 1),
            ("eval img/s", "eval_img_per_s", 1), ("step ms", "train_step_ms", 1),
            ("cores used", "train_cpu_cores", 2),
@@ -400,6 +405,7 @@ def main(argv: list[str]) -> None:
   from absl import logging
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # no INFO lines (e.g. "no TPU backend") on stderr
+  cli.set_xla_flags(_KERNELS.value)  # before JAX starts its backends
   import jax
   # Compile times are measured here: never load a compiled program from a persistent cache.
   jax.config.update("jax_enable_compilation_cache", False)
@@ -410,7 +416,7 @@ def main(argv: list[str]) -> None:
     given = lambda flag, default: flags.FLAGS[flag.name].value if flags.FLAGS[flag.name].present else default
     steps, repeats = given(_STEPS, ALL_STEPS), given(_REPEATS, ALL_REPEATS)
     common = [f"--compile_only={_COMPILE_ONLY.value}", f"--augment={_AUGMENT.value}", f"--dtype={_DTYPE.value}",
-              f"--conv_backend={_CONV_BACKEND.value}",
+              f"--kernels={_KERNELS.value}", f"--cpu_convs={_CPU_CONVS.value}",
               f"--warmup={given(_WARMUP, ALL_WARMUP)}", f"--matmul_size={_MATMUL.value}", f"--matmul_repeats={given(_MATMUL_REPEATS, ALL_MATMUL_REPEATS)}"]
     rows = _run_all(steps, repeats, common)
     failed = len(ALL_SETTINGS) - len(rows)
@@ -421,7 +427,7 @@ def main(argv: list[str]) -> None:
                               repeats=_REPEATS.value, warmup=_WARMUP.value, matmul_size=_MATMUL.value,
                               matmul_repeats=_MATMUL_REPEATS.value, compile_only=_COMPILE_ONLY.value,
                               model_options=parse_model_options(_MODEL_OPTION.value),
-                              conv_backend=_CONV_BACKEND.value)]
+                              kernels=_KERNELS.value, cpu_convs=_CPU_CONVS.value)]
     except BenchmarkError as e:
       cli.fail(str(e))
     failed = 0

@@ -18,16 +18,16 @@ import os
 import statistics
 import time
 
-from classic_cnns import cli  # sets the CPU XLA flags before jax is imported
+from absl import flags
 
-from absl import flags  # noqa: E402
+from classic_cnns import cli
 
-_CIFAR = flags.DEFINE_string("cifar_folder", "/tmp/cifar10_jpeg", "Extracted CIFAR-10 image folder (train/<class>/).")
-_JPEG_CACHE = flags.DEFINE_string("jpeg_cache", "/tmp/classic_cnns_jpeg256", "Where the upscaled JPEG folder goes.")
-_N_IMAGES = flags.DEFINE_integer("images", 10_000, "CIFAR images to load for the in-memory pipelines.")
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed repeats (median reported).")
-_STEPS = flags.DEFINE_integer("steps", 20, "Batches per timed repeat.")
-_JSON = flags.DEFINE_string("json", None, "Write the numbers here.")
+_CIFAR = cli.define_once(flags.DEFINE_string, "cifar_folder", "/tmp/cifar10_jpeg", "Extracted CIFAR-10 image folder (train/<class>/).")
+_JPEG_CACHE = cli.define_once(flags.DEFINE_string, "jpeg_cache", "/tmp/classic_cnns_jpeg256", "Where the upscaled JPEG folder goes.")
+_N_IMAGES = cli.define_once(flags.DEFINE_integer, "images", 10_000, "CIFAR images to load for the in-memory pipelines.")
+_REPEATS = cli.define_once(flags.DEFINE_integer, "repeats", 5, "Timed repeats (median reported).")
+_STEPS = cli.define_once(flags.DEFINE_integer, "steps", 20, "Batches per timed repeat.")
+_JSON = cli.define_once(flags.DEFINE_string, "json", None, "Write the numbers here.")
 
 
 def _median_rate(fn, images_per_call: int, repeats: int) -> float:
@@ -44,6 +44,7 @@ def main(argv):
   del argv
   from absl import logging
   logging.set_verbosity(logging.WARNING)
+  cli.set_xla_flags("auto")  # before JAX starts its backends
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -114,14 +115,15 @@ def main(argv):
 
   # --- 3. data-wait share of a ResNet-20 step ----------------------------------------------
   c = base_config()
-  c.model = {"name": "resnet20", "num_classes": 10, "norm": "batch"}
+  c.model.name, c.model.num_classes, c.model.norm = "resnet20", 10, "batch"
   c.batch_size = batch
-  model = train.build_model(c, jax.device_count())
+  backend = train.select_backend(c)
+  model = train.build_model(c, jax.device_count(), backend.kernels)
   from classic_cnns import optim
-  from classic_cnns.models import layers
   sched = optim.make_schedule(c, 100, 1000)
-  abstract = layers.abstract_eval(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False))
-  state = train.create_train_state(model, optim.make_optimizer(c, sched, abstract["params"]), (32, 32, 3), 0, mesh)
+  abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False))
+  state = train.create_train_state(model, optim.make_optimizer(c, sched, abstract["params"]), (32, 32, 3), 0, mesh,
+                                   backend)
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
   step = jax.jit(train.make_train_step(model, c, prep, sched, jnp.float32), donate_argnums=0,
                  in_shardings=(rep, data), out_shardings=(rep, rep))

@@ -8,26 +8,23 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import sys
 
-# XLA:CPU: keep convolutions on XLA's Eigen path instead of YNNPACK, 1.5-4x faster per conv on
-# this machine class (../shared/reference/cpu_baseline.md). Only when the user set no XLA_FLAGS.
-CPU_XLA_FLAGS = "--xla_cpu_experimental_ynn_fusion_type="
-if "XLA_FLAGS" not in os.environ and os.environ.get("CLASSIC_CNNS_DEFAULT_XLA_FLAGS", "1") == "1":
-  os.environ["XLA_FLAGS"] = CPU_XLA_FLAGS
-
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 
-def cpu_model() -> str:
-  """The CPU's model name (/proc/cpuinfo's "model name", else platform.processor()), for reports."""
-  model = platform.processor() or ""
-  try:
-    with open("/proc/cpuinfo") as f:
-      return next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), model)
-  except OSError:
-    return model
+def set_xla_flags(kernels: str) -> str:
+  """Called by each CLI's main() before JAX starts its backends: sets the XLA flags the backend of
+  config.kernels wants (`backends.default_xla_flags`) when the user set no XLA_FLAGS (and
+  CLASSIC_CNNS_DEFAULT_XLA_FLAGS is not 0), prints the XLA_FLAGS in effect, and returns them."""
+  from classic_cnns import backends
+  wanted = backends.default_xla_flags(kernels)
+  if wanted and "XLA_FLAGS" not in os.environ and os.environ.get("CLASSIC_CNNS_DEFAULT_XLA_FLAGS", "1") == "1":
+    os.environ["XLA_FLAGS"] = wanted
+  flags_now = os.environ.get("XLA_FLAGS", "")
+  if flags_now:
+    print(f"XLA_FLAGS={flags_now}", flush=True)
+  return flags_now
 
 
 def fail(message: str, status: int = 2) -> None:

@@ -14,20 +14,27 @@ from __future__ import annotations
 
 import ml_collections
 
+from classic_cnns.errors import ConfigError
+
 OPTIMIZERS = ("sgd", "nesterov", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "step", "multistep", "cosine")
 SOURCES = ("embedded", "npz", "tfds", "folder")
 BN_STATS = ("global", "per_device", "ghost")
-CONV_BACKENDS = ("auto", "xla", "onednn", "mixed", "measured")
+KERNELS = ("auto", "portable", "cpu")
+CPU_CONVS = ("auto", "onednn", "mixed", "measured", "xla")
 
 
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
 
-  # Model: `name` picks the registered architecture; every other field is passed to it
-  # (`norm` + `norm_groups` become a NormSpec, `attn` + `attn_reduction` an AttnSpec).
+  # Model: `name` picks the registered architecture; every other field is passed to it. The norm is
+  # the model's own (its paper's kind and hyperparameters, e.g. Inception-v3's BatchNorm epsilon
+  # 1e-3); `norm` (kind), `norm_groups`, `norm_epsilon`, `norm_momentum` (running-average decay)
+  # override it explicitly (None = the model's). `attn` + `attn_reduction` become an AttnSpec.
   c.model = ml_collections.ConfigDict({"name": "lenet5", "num_classes": 10})
+  c.model.norm_epsilon = ml_collections.config_dict.placeholder(float)
+  c.model.norm_momentum = ml_collections.config_dict.placeholder(float)
 
   c.data = ml_collections.ConfigDict()
   c.data.source = "embedded"  # embedded | npz | tfds | folder
@@ -90,13 +97,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.batch_size = 128  # global batch per optimizer step, split over all devices
   c.accum_steps = 1  # gradient accumulation: the batch is processed in this many micro-batches
   c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params, optimizer state, BN stats stay float32)
-  # Convolutions: xla (lax.conv_general_dilated) | onednn (float32 convs and their gradients through
-  # oneDNN on the CPU, classic_cnns/kernels/onednn.py; 1-device CPU runs only) | mixed (as onednn, but
-  # on a CPU without AVX-512 non-1x1 convs with >= 128 in/out channels on XLA, faster there) | measured (as
-  # onednn, but each conv pass on oneDNN or XLA, whichever was timed faster here, kernels/autotune.py)
-  # | auto (mixed on a 1-device CPU run where oneDNN can be built, else xla; the startup line says
-  # which and why).
-  c.conv_backend = "auto"
+  # Kernels, the implementation of the models' primitive ops (classic_cnns/backends): portable
+  # (plain Flax / lax, every platform) | cpu (the XLA:CPU backend: oneDNN convolutions, custom
+  # gradients, batched init; CPU-only runs; one line and exit 2 where it cannot run) | auto (cpu on a
+  # CPU-only run, portable on GPU/TPU). The startup line says which is active and why.
+  c.kernels = "auto"
+  # The CPU backend's convolutions: auto (mixed on one device where oneDNN builds, else xla) | onednn
+  # (every float32 conv) | mixed (oneDNN, but wide spatial convs on XLA without AVX-512) | measured
+  # (each conv pass on whichever library a pre-pass timed faster here) | xla.
+  c.cpu_convs = "auto"
   # Persistent XLA compilation cache: a rerun, a resumed run or another run of the same step loads
   # the compiled program instead of waiting for XLA again (train.use_compilation_cache). auto =
   # $JAX_COMPILATION_CACHE_DIR if set, else ~/.cache/classic_cnns/xla (CLASSIC_CNNS_CACHE moves it);
@@ -141,10 +150,6 @@ def base_config() -> ml_collections.ConfigDict:
   c.checkpoint_every_steps = 1000
   c.keep_checkpoints = 3
   return c
-
-
-class ConfigError(ValueError):
-  """A config value that cannot work; the message is one line meant for the user."""
 
 
 def _choice(value: str, options: tuple[str, ...], key: str) -> None:
@@ -214,7 +219,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   _choice(config.schedule.unit, ("epoch", "step"), "schedule.unit")
   _check_data(config.data)
   _choice(config.bn.stats, BN_STATS, "bn.stats")
-  _choice(config.conv_backend, CONV_BACKENDS, "conv_backend")
+  _choice(config.kernels, KERNELS, "kernels")
+  _choice(config.cpu_convs, CPU_CONVS, "cpu_convs")
   if config.data.source in ("npz", "folder") and not config.data.path:
     raise ConfigError(f"config.data.source={config.data.source!r} needs config.data.path")
   for key in ("batch_size", "eval_batch_size", "log_every_steps", "keep_checkpoints",

@@ -69,18 +69,18 @@ def restore(config, workdir: str, input_shape: tuple[int, int, int], mesh=None):
   import jax
   from classic_cnns import checkpoint, optim, parallel, train
   from classic_cnns.config import ConfigError
-  from classic_cnns.models import layers
   ckdir = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(ckdir) or not any(d.isdigit() for d in os.listdir(ckdir)):
     raise checkpoint.CheckpointError(f"no checkpoint in {ckdir}; train first with python -m classic_cnns.main "
                                      f"--config=... --workdir={workdir}")
   train.check_workdir_model(workdir, config)
   mesh = mesh or parallel.make_mesh()
+  backend = train.select_backend(config)
   try:
-    model = train.build_model(config, jax.device_count())
-    params = layers.abstract_eval(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+    model = train.build_model(config, jax.device_count(), backend.kernels)
+    params = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
                                                jax.numpy.zeros((1,) + tuple(input_shape)), train=False))["params"]
-  except ConfigError:  # config.conv_backend that cannot work here: its own message
+  except ConfigError:
     raise
   except (ValueError, TypeError) as e:
     raise ConfigError(f"config.model {config.model.name!r} cannot be built for input {tuple(input_shape)}: "
@@ -178,7 +178,6 @@ def run_protocol(config, workdir: str, protocol: str, scales: list[int] | None =
   from classic_cnns import parallel, train
   from classic_cnns.config import ConfigError
   from classic_cnns.data import augment, sources, streaming
-  from classic_cnns.models import layers
 
   if protocol not in PROTOCOLS:
     raise ConfigError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
@@ -231,8 +230,8 @@ def run_protocol(config, workdir: str, protocol: str, scales: list[int] | None =
       info, view_shape = {"scales": scales}, augment.resized_hw(h, w, min(scales)) + (image_shape[-1],)
       step = make_dense_step(model, prep, scales, dtype)
     variables = {"params": state.params, "batch_stats": state.batch_stats}
-    layers.abstract_eval(lambda: model.apply(variables, jnp.zeros((1,) + tuple(view_shape)), train=False,
-                                             **({"dense": True} if protocol == "dense" else {})))
+    jax.eval_shape(lambda: model.apply(variables, jnp.zeros((1,) + tuple(view_shape)), train=False,
+                                       **({"dense": True} if protocol == "dense" else {})))
   except ValueError as e:
     raise ConfigError(f"--protocol={protocol} on {config.model.name!r} ({image_shape[0]}x{image_shape[1]} images): "
                       f"{' '.join(str(e).split())[:300]}") from None
@@ -267,6 +266,7 @@ def main(argv: list[str]) -> None:
     scales = [int(q) for q in _FLAGS["scales"].value]
   except ValueError:
     cli.fail(f"--scales must be integers, got {','.join(_FLAGS['scales'].value)}")
+  cli.set_xla_flags(config.kernels)  # before JAX starts its backends
   import jax
   from classic_cnns import train
   from classic_cnns.config import validate_config

@@ -36,16 +36,17 @@ def main(argv: list[str]) -> None:
   from absl import logging
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-  import jax
-  from classic_cnns import parallel, train
-  parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  from classic_cnns.config import validate_config
   try:
     config = _CONFIG.value
     config.model  # config_flags defers a file's load error to the first access
   except (OSError, ImportError, SyntaxError, AttributeError) as e:  # config file missing or broken
     cli.fail(f"cannot load --config={flags.FLAGS['config'].serialize().split('=', 1)[-1]}: "
              f"{' '.join(str(e).split())[:300]}")
+  cli.set_xla_flags(config.kernels)  # before JAX starts its backends
+  import jax
+  from classic_cnns import parallel, train
+  from classic_cnns.config import validate_config
+  parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   with cli.user_errors():
     validate_config(config, jax.device_count())
     result = train.train_and_evaluate(config, _WORKDIR.value)

@@ -168,14 +168,11 @@ def inference_cost(model, variables, input_shape: tuple[int, int, int, int],
 
   The MACs are counted on the traced jaxpr (every conv and matrix product, the papers' and
   torchvision's convention: padded taps included); the FLOPs come from XLA's cost analysis of the
-  lowered -- not compiled -- computation. Counted with XLA's convolutions whatever the process's
-  conv backend (oneDNN's are custom calls, opaque to both counts)."""
+  lowered -- not compiled -- computation, of the model with its portable kernels."""
   import jax
   import jax.numpy as jnp
-  from classic_cnns.models import layers as model_layers
   x = jax.ShapeDtypeStruct(input_shape, jnp.float32)
-  with model_layers.conv_backend("xla"):
-    traced = jax.jit(lambda v, x: model.apply(v, x, train=False)).trace(variables, x)
+  traced = jax.jit(lambda v, x: model.apply(v, x, train=False)).trace(variables, x)
   macs = _jaxpr_macs(traced.jaxpr.jaxpr)
   if not flops:
     return macs, None

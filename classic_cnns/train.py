@@ -23,15 +23,12 @@ import numpy as np
 import optax
 from flax.training import train_state
 
-from classic_cnns import checkpoint, optim, parallel
-from classic_cnns.batched_init import batch_random_bits
+from classic_cnns import backends, checkpoint, machine, optim, parallel
 from classic_cnns.config import ConfigError
 from classic_cnns.data import augment, pipeline, sources
-from classic_cnns.kernels import onednn
 from classic_cnns.metrics import MetricsWriter, Progress, format_duration
-from classic_cnns.models import create_model
-from classic_cnns.models import layers
-from classic_cnns.models.layers import AttnSpec, NormSpec
+from classic_cnns.models import create_model, registry
+from classic_cnns.models.layers import PORTABLE, AttnSpec, Kernels
 
 
 class TrainingDivergedError(RuntimeError):
@@ -48,50 +45,29 @@ def bn_virtual_batch_size(config: ml_collections.ConfigDict, num_devices: int) -
   return None
 
 
-def select_conv_backend(config: ml_collections.ConfigDict, num_devices: int) -> tuple[str, str]:
-  """config.conv_backend -> (backend, why), and sets it for the steps this process traces next
-  (layers.set_conv_backend). `auto` takes `mixed` on a 1-device CPU run when oneDNN's kernels build
-  here: oneDNN for every float32 conv, except those with a kernel larger than 1x1 and >= 128 input
-  and output channels on a CPU without AVX-512, where XLA's are faster (BENCHMARKS.md, AMD EPYC section). `measured` (opt-in) runs each
-  conv pass on oneDNN or XLA, whichever kernels/autotune.py timed faster. An explicit
-  `onednn`/`mixed`/`measured` that cannot work is a ConfigError (one line), never a silent fallback."""
-  want = config.get("conv_backend", "auto")
-  platform = jax.default_backend()
-  needs_onednn = ("onednn", "mixed", "measured")
-  if want == "xla":
-    name, why = "xla", "config.conv_backend=xla"
-  elif platform != "cpu" or num_devices != 1:
-    if want in needs_onednn:
-      raise ConfigError(f"config.conv_backend={want} runs on one CPU device; this run has {num_devices} "
-                        f"{platform} device(s) (use auto or xla)")
-    name, why = "xla", f"auto: {num_devices} {platform} device(s)"
-  else:
-    ok, reason = onednn.available()
-    if not ok and want in needs_onednn:
-      raise ConfigError(f"config.conv_backend={want}: {reason}")
-    if not ok:
-      name, why = "xla", f"auto: oneDNN unavailable, {reason}"
-    elif want == "measured":  # per conv shape and pass, the library measured faster here (kernels/autotune.py)
-      name, why = "measured", "measured: float32 convs on oneDNN or XLA, per pass as timed on this machine"
-    elif want == "onednn" or onednn.cpu_has_avx512():
-      name, why = ("onednn" if want == "onednn" else "mixed"), f"{want}: float32 convs on oneDNN"
-    else:
-      name, why = "mixed", (f"{want}: float32 convs on oneDNN, those with a kernel > 1x1 and >= "
-                            f"{layers.MIXED_XLA_MIN_CHANNELS} input and output channels on XLA (no AVX-512 here)")
-  layers.set_conv_backend(name)
-  return name, why
-
-
-def build_model(config: ml_collections.ConfigDict, num_devices: int = 1) -> nn.Module:
-  """config.model -> module; `norm`/`norm_groups` and `attn`/`attn_reduction` become specs. Also
-  selects the process's convolution backend from config.conv_backend (select_conv_backend)."""
-  select_conv_backend(config, num_devices)
-  kw = dict(config.model.to_dict())
+def build_model(config: ml_collections.ConfigDict, num_devices: int = 1, kernels: Kernels = PORTABLE) -> nn.Module:
+  """config.model -> module, computing with `kernels` (the backend's, `backends.select`). The norm is
+  the model's own (`registry.model_norm`: its paper defaults, e.g. Inception-v3's BatchNorm epsilon
+  1e-3) with the config's explicit values on top: `norm` (kind), `norm_groups`, `norm_epsilon`,
+  `norm_momentum`, and the BatchNorm statistics scope of config.bn.stats. `attn` + `attn_reduction`
+  become an AttnSpec. bn.stats other than global on a model without BatchNorm is a ConfigError."""
+  kw = {k: v for k, v in config.model.to_dict().items() if v is not None}
   name = kw.pop("name")
-  groups = kw.pop("norm_groups", 32)
-  if "norm" in kw:
-    kw["norm"] = NormSpec(kw["norm"], groups=groups,
-                          virtual_batch_size=bn_virtual_batch_size(config, num_devices))
+  norm_fields = {"groups": kw.pop("norm_groups", None), "epsilon": kw.pop("norm_epsilon", None),
+                 "momentum": kw.pop("norm_momentum", None)}
+  kind = kw.pop("norm", None)
+  spec = registry.model_norm(name, kind, **norm_fields)
+  explicit = [key for key, v in (("norm", kind), *((f"norm_{k}", v) for k, v in norm_fields.items())) if v is not None]
+  if spec is None and explicit:
+    raise ConfigError(f"model {name!r} has no norm layers; remove config.model.{explicit[0]}")
+  if config.bn.stats != "global":
+    if spec is None or spec.kind != "batch":
+      what = "no norm layers" if spec is None else f"norm {spec.kind!r}"
+      raise ConfigError(f"config.bn.stats={config.bn.stats} applies to BatchNorm, but model {name!r} has "
+                        f"{what}; use config.bn.stats=global")
+    spec = dataclasses.replace(spec, virtual_batch_size=bn_virtual_batch_size(config, num_devices))
+  if spec is not None:
+    kw["norm"] = spec
   reduction = kw.pop("attn_reduction", 16)
   if kw.get("attn"):
     kw["attn"] = AttnSpec(kw["attn"], reduction=reduction)
@@ -99,7 +75,16 @@ def build_model(config: ml_collections.ConfigDict, num_devices: int = 1) -> nn.M
     kw["attn"] = None
   if config.dtype != "float32":  # mixed precision: compute dtype; params, optimizer, BN stats stay float32
     kw["dtype"] = jnp.dtype(config.dtype)
-  return create_model(name, **kw)
+  return create_model(name, kernels=kernels, **kw)
+
+
+def select_backend(config: ml_collections.ConfigDict) -> backends.Backend:
+  """config.kernels / config.cpu_convs -> this run's backend (`classic_cnns.backends`); ConfigError
+  (one line) where it cannot run here."""
+  try:
+    return backends.select(config.kernels, config.cpu_convs)
+  except backends.BackendError as e:
+    raise ConfigError(str(e)) from None
 
 
 # ----------------------------------------------------------------------------- state
@@ -108,14 +93,12 @@ class TrainState(train_state.TrainState):
   rng: jax.Array  # base key; each step uses fold_in(rng, step)
 
 
-# XLA options for compiling the parameter initialisation only (the train step keeps the defaults:
-# level 1 made it no faster to compile and no faster to run, benchmarks/torch_comparison.md section 4).
-INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
-
-
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...],
-                       seed: int, mesh) -> TrainState:
-  """Initialises replicated parameters and optimizer state on the mesh (jit, out_shardings)."""
+                       seed: int, mesh, backend: backends.Backend | None = None) -> TrainState:
+  """Initialises replicated parameters and optimizer state on the mesh (jit, out_shardings), compiled
+  as `backend` compiles initialisations. The parameters depend on the seed only, not the backend:
+  the initialisation is traced with the portable kernels."""
+  model = model.clone(kernels=PORTABLE)
 
   def init():
     key = jax.random.PRNGKey(seed)
@@ -125,23 +108,8 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, input
     return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
                              batch_stats=variables.get("batch_stats", {}), rng=state_key)
 
-  # The forward pass is dead code here; what XLA compiles is the parameters' sampling. Drawn one by
-  # one that is ~13 kernels per parameter (threefry loops); `batch_random_bits` draws the same bits
-  # in one call per size bucket (DenseNet-BC-100's init compile 12.4 -> 5.7 s on 2 AMD cores,
-  # benchmarks/batched_init_compile.py). Backend level 1
-  # compiles the rest 2-5x faster than LLVM's -O2 with bit-identical parameters (level 0 changes
-  # the sampler's last bit); benchmarks/torch_comparison.md, section 4. Traced with XLA's
-  # convolutions, so that the `measured` backend does not time this batch-1 pass's convs.
-  with layers.conv_backend("xla"):
-    abstract = jax.eval_shape(init)
-    shardings = jax.tree.map(lambda _: parallel.replicated(mesh), abstract)
-    return compile_init(batch_random_bits(init), out_shardings=shardings)()
-
-
-def compile_init(init_fn, *args: Any, out_shardings: Any = None):
-  """`jax.jit(init_fn)` lowered for `args` and compiled with INIT_COMPILER_OPTIONS (call it with `args`)."""
-  lowered = jax.jit(init_fn, out_shardings=out_shardings).lower(*args)
-  return lowered.compile(compiler_options=INIT_COMPILER_OPTIONS)
+  shardings = jax.tree.map(lambda _: parallel.replicated(mesh), jax.eval_shape(init))
+  return (backend or backends.PORTABLE_BACKEND).compile_init(init, shardings)()
 
 
 # ----------------------------------------------------------------------------- steps
@@ -164,13 +132,10 @@ def split_aux(out) -> tuple[jax.Array, tuple[jax.Array, ...]]:
 
 
 def all_finite(tree: Any) -> jax.Array:
-  """True iff every element of every leaf is finite. One check over the concatenated leaves: a
-  check per leaf made XLA compile an is-finite and a reduce kernel per parameter (DenseNet-264:
-  ~3,200 of the step's ~8,000 kernels, half its compile time; BENCHMARKS.md "First-step wait")."""
-  leaves = jax.tree.leaves(tree)
-  if not leaves:
-    return jnp.array(True)
-  return jnp.all(jnp.isfinite(jnp.concatenate([jnp.ravel(x) for x in leaves])))
+  """True iff every element of every floating leaf is finite: one reduction per leaf of `x * 0`
+  (0 where finite, NaN where not), so nothing is copied or concatenated and nothing overflows."""
+  sums = [jnp.sum(x * 0) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.isfinite(sum(sums)) if sums else jnp.array(True)
 
 
 def make_train_step(model: nn.Module, config: ml_collections.ConfigDict, prep: augment.Preprocess,
@@ -221,8 +186,9 @@ def make_train_step(model: nn.Module, config: ml_collections.ConfigDict, prep: a
       loss, data_loss = losses.mean(), data_losses.mean()
       logits = logits.swapaxes(0, 1).reshape((labels.shape[0],) + logits.shape[2:])
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-    ok = jnp.isfinite(loss) & all_finite(grads)
+    ok = jnp.isfinite(loss)
     if config.skip_nonfinite_steps:  # keep the previous state; the step counter (data order) advances
+      ok = ok & all_finite(grads)  # a finite loss can still have non-finite gradients
       kept = state.replace(step=new_state.step)
       new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, kept)
     metrics = {"loss": data_loss, "total_loss": loss,
@@ -230,7 +196,7 @@ def make_train_step(model: nn.Module, config: ml_collections.ConfigDict, prep: a
                "top5": topk_correct(logits, labels, 5).mean(),
                "lr": schedule(state.step),
                "skipped": 1.0 - ok.astype(jnp.float32),
-               "finite": jnp.isfinite(loss) & all_finite(new_state.params)}
+               "finite": jnp.isfinite(loss)}
     return new_state, metrics
 
   return train_step
@@ -304,6 +270,9 @@ def _summarise(step_metrics: list[dict[str, np.ndarray]]) -> tuple[dict[str, flo
   return values, skipped, all(bool(m["finite"]) for m in step_metrics)
 
 
+params_all_finite = jax.jit(all_finite)  # the parameters, checked where the loop logs
+
+
 def check_workdir_model(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError if the run in `workdir` (its config.json, if any) is of another model or
   parameter layout than `config`, whose checkpoints would not fit."""
@@ -352,7 +321,7 @@ def use_compilation_cache(setting: str) -> str | None:
     jax.config.update("jax_enable_compilation_cache", False)
     return None
   if setting == "auto":
-    path = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(onednn.cache_root(), "xla")
+    path = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(machine.cache_root(), "xla")
     if "JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ:
       jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_MAX_BYTES)
   else:
@@ -387,20 +356,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   dtype = jnp.dtype(config.dtype)
   h, w, c = ds.image_shape
   input_shape = prep.eval_shape(ds.image_shape)  # after pad_to / crops
+  backend = select_backend(config)
   try:  # model options are checked abstractly (no compilation) before anything runs
     model = build_model(config, n_dev)
-    abstract_params = layers.abstract_eval(lambda: model.init(
+    abstract_params = jax.eval_shape(lambda: model.init(
         {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
         jnp.zeros((1,) + input_shape), train=False))["params"]
-  except ConfigError:  # config.conv_backend that cannot work here: its own message
+  except ConfigError:
     raise
   except (ValueError, TypeError, ZeroDivisionError) as e:
     raise ConfigError(f"config.model {config.model.name!r} cannot be built for input {input_shape}: "
                       f"{' '.join(str(e).split())[:300]}") from None
-  conv_backend, conv_why = select_conv_backend(config, n_dev)
+  # The backend's kernels, prepared for this step's batch (the CPU `measured` policy times its convs).
+  backend = backend.prepare(lambda kernels: build_model(config, n_dev, kernels),
+                            (config.batch_size // config.accum_steps,) + input_shape)
+  model = model.clone(kernels=backend.kernels)
   schedule = optim.make_schedule(config, spe, total_steps)
   tx = optim.make_optimizer(config, schedule, abstract_params)
-  state = create_train_state(model, tx, input_shape, config.seed, mesh)
+  state = create_train_state(model, tx, input_shape, config.seed, mesh, backend)
   n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
 
   ckpt = checkpoint.Checkpointer(workdir, config.checkpoint_every_steps, config.keep_checkpoints)
@@ -417,7 +390,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   say = print if jax.process_index() == 0 else (lambda *a, **k: None)
   say(f"model {config.model.name}: {n_params:,} params | data {ds.name}: {len(ds.train)} train, "
       f"{len(ds.val) if ds.val is not None else 0} val, {len(ds.test) if ds.test is not None else 0} test, image {ds.image_shape} -> {input_shape} | "
-      f"{n_dev} device(s) {jax.devices()[0].platform}, batch {config.batch_size}, convs {conv_backend} ({conv_why}) | "
+      f"{n_dev} device(s) {jax.devices()[0].platform}, batch {config.batch_size}, {backend.describe()} | "
       f"{total_steps} steps ({total_steps / spe:.1f} epochs of {spe})", flush=True)
   if start_step:
     say(f"resuming from checkpoint at step {start_step} (epoch {start_step / spe:.2f})", flush=True)
@@ -440,7 +413,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
       pending.append(metrics)
       done = step + 1
       if done % config.log_every_steps == 0 or done == total_steps:
-        values, skipped, params_finite = _summarise(jax.device_get(pending))
+        values, skipped, losses_finite = _summarise(jax.device_get(pending))
+        params_finite = losses_finite and bool(params_all_finite(state.params))
         pending = []
         if skipped:
           say(f"warning: skipped {skipped} update(s) with NaN/Inf loss or gradients in steps "

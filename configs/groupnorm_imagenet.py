@@ -10,7 +10,7 @@ All four have the same parameter count (25,557,032).
 Recipe (Sec. 5.1):
   model       the norm replaces every BN of ResNet-50; gamma = 0 for the last norm of each residual
               block (model.zero_init_last_norm, after Goyal et al. 2017), gamma = 1 elsewhere.
-  BN stats    "BN is performed per GPU" (bn.stats="per_device"): 8 GPUs x 32 images, so on 8
+  BN stats    "BN is performed per GPU" (:bn sets bn.stats="per_device"): 8 GPUs x 32 images, so on 8
               devices each BN sees 32 images. On fewer devices keep the paper's 32 images per
               statistic with --config.bn.stats=ghost --config.bn.ghost_batch_size=32; the batch-size
               study (Fig. 1/Table 2: 32/16/8/4/2 images per GPU) sets ghost_batch_size=N with
@@ -56,7 +56,8 @@ def get_config(arg: str | None = None):
   # function, stacked parameters): ResNet-152 waits 28 s instead of 80 s for its first step (2 CPU cores).
   c.model.scan_blocks = False
 
-  c.bn.stats = "per_device"  # Sec. 5.1: BN statistics per GPU
+  if c.model.norm == "batch":  # Sec. 5.1: BN statistics per GPU (GN/LN/IN have no batch statistics)
+    c.bn.stats = "per_device"
 
   c.data.source = "tfds"
   c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring

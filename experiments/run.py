@@ -37,18 +37,16 @@ import sys
 import time
 from typing import Any
 
-from classic_cnns import cli  # sets the CPU XLA flags before jax is imported
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import ml_collections  # noqa: E402
-import numpy as np  # noqa: E402
-
-from classic_cnns import train  # noqa: E402
-from classic_cnns.config import ConfigError, base_config, validate_config  # noqa: E402
-from classic_cnns.data import sources  # noqa: E402
-from experiments.definitions import EXPERIMENTS  # noqa: E402
-from experiments.spec import SCALES, Check, Experiment, Plan, Variant  # noqa: E402
+from classic_cnns import cli, machine, train
+from classic_cnns.config import ConfigError, base_config, validate_config
+from classic_cnns.data import sources
+from experiments.definitions import EXPERIMENTS
+from experiments.spec import SCALES, Check, Experiment, Plan, Variant
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(REPO, "experiments", "runs")
@@ -296,7 +294,7 @@ def evaluate_check(check: Check, rows: dict[str, dict[str, Any]]) -> dict[str, A
 
 # ----------------------------------------------------------------------------- report
 def machine_description() -> dict[str, Any]:
-  cpu = cli.cpu_model()
+  cpu = machine.cpu_model()
   devices = jax.devices()
   import flax
   return {"host_cpu": cpu, "host_cores": os.cpu_count(), "platform": devices[0].platform,
@@ -547,6 +545,7 @@ def main(argv: list[str] | None = None) -> None:
   command = shlex.join(["python", "-m", "experiments.run"] + (argv if argv is not None else sys.argv[1:]))
   from absl import logging
   logging.set_verbosity(logging.WARNING)
+  cli.set_xla_flags(base_config().kernels)  # before JAX starts its backends
   with cli.user_errors():
     run_experiment(args.name, args.scale, args.dataset, args.seeds, args.out, args.publish, args.report_only,
                    [s for s in args.only.split(",") if s] or None, command, args.note)

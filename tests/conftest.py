@@ -23,9 +23,12 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 # 13 -> 23 s); the whole suite ~4 min shorter. What the tests check (shapes, counts, gradients,
 # thresholds, equality of two runs) holds at any level; bits can differ between levels in the last
 # place, so a test comparing bits compiles both sides alike (test_batched_init: as the trainer does).
-# Added to the project's default flags (classic_cnns.cli); test subprocesses inherit XLA_FLAGS.
-from classic_cnns import cli  # noqa: E402,F401  (sets the default XLA_FLAGS when the user set none)
+# Added to the CPU backend's flags, which the CLIs would set (when the user set none); test
+# subprocesses inherit XLA_FLAGS. Importing classic_cnns itself never touches the environment.
+from classic_cnns.backends import cpu as _cpu_backend  # noqa: E402
 
+if "XLA_FLAGS" not in os.environ:
+  os.environ["XLA_FLAGS"] = _cpu_backend.XLA_FLAGS
 _OPT_LEVEL = os.environ.get("CLASSIC_CNNS_TEST_XLA_OPT_LEVEL", "0")
 if _OPT_LEVEL and "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_backend_optimization_level={_OPT_LEVEL}".strip()
@@ -40,16 +43,6 @@ def shared_datasets():
   if not os.path.isdir(SHARED):
     pytest.skip("../shared/datasets is not present")
   return SHARED
-
-
-@pytest.fixture(autouse=True)
-def _xla_conv_backend_between_tests():
-  """The conv backend is process state (the trainer sets it from config.conv_backend): every test
-  starts from the default (XLA) whatever the test before it ran."""
-  from classic_cnns.models import layers
-  layers.set_conv_backend("xla")
-  yield
-  layers.set_conv_backend("xla")
 
 
 def pytest_unconfigure(config):

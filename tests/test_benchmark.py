@@ -63,9 +63,9 @@ def test_model_and_all_are_exclusive():
 
 def test_format_table():
   row = dict.fromkeys(benchmark.RESULT_KEYS)
-  row.update(model="lenet5", input=28, pad_to=32, batch=128, conv_backend="onednn", train_img_per_s=1234.5)
+  row.update(model="lenet5", input=28, pad_to=32, batch=128, kernels="cpu:onednn", train_img_per_s=1234.5)
   table = benchmark.format_table([row])
-  assert "| lenet5 | 28->32 | 128 | onednn | 1,234.5 |" in table
+  assert "| lenet5 | 28->32 | 128 | cpu:onednn | 1,234.5 |" in table
 
 
 def test_model_options_parse_and_reject_what_the_model_lacks():

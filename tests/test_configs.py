@@ -101,7 +101,8 @@ def test_recipes_follow_the_papers():
   assert aug.optimizer.name == "nesterov" and aug.batch_size == 64 and tuple(aug.schedule.boundaries) == (150, 225)
   gn = load_config_module("groupnorm_imagenet.py").get_config("gn")
   assert (gn.model.norm, gn.bn.stats, gn.optimizer.decay_mask, gn.model.zero_init_last_norm) == \
-      ("group", "per_device", "all", True)
+      ("group", "global", "all", True)
+  assert load_config_module("groupnorm_imagenet.py").get_config("bn").bn.stats == "per_device"
   v3 = load_config_module("inception_v3_imagenet.py").get_config()
   assert v3.loss.label_smoothing == 0.1 and v3.optimizer.name == "rmsprop" and v3.optimizer.eps == 1.0
 
@@ -130,3 +131,55 @@ def test_resnet_cifar_cli_smoke_on_embedded_mnist(tmp_path):
   assert p.returncode == 0, p.stderr[-2000:]
   assert "model resnet20: 269,434 params" in p.stdout  # 1 input channel: 269,722 - 3*3*2*16
   assert "step 3/3" in p.stdout and "final test accuracy" in p.stdout
+
+
+@pytest.mark.parametrize("filename,arg", CASES, ids=[f"{f}:{a}" if a else f for f, a in CASES])
+def test_trainer_builds_the_norm_create_model_builds(filename, arg):
+  """The trainer's model has the norm `create_model` gives the same name (the model's paper defaults:
+  Inception-v3 / GoogLeNet-BN eps 1e-3, ...), except what the config sets explicitly."""
+  import dataclasses
+  from classic_cnns.models import create_model
+  from classic_cnns.models.layers import NormSpec
+  module = load_config_module(filename)
+  config = module.get_config(arg) if arg is not None else module.get_config()
+  trained = build_model(config, 8)
+  plain = create_model(config.model.name)
+  if not any(f.name == "norm" for f in dataclasses.fields(plain)):
+    return
+  expected = registry.model_norm(config.model.name)
+  m = config.model
+  explicit = {"kind": m.get("norm"), "groups": m.get("norm_groups"), "epsilon": m.get("norm_epsilon"),
+              "momentum": m.get("norm_momentum")}
+  expected = dataclasses.replace(expected, **{k: v for k, v in explicit.items() if v is not None})
+  got = trained.norm
+  assert isinstance(got, NormSpec)
+  assert dataclasses.replace(got, virtual_batch_size=None) == expected, (filename, arg)
+
+
+def test_inception_v3_config_keeps_the_papers_batchnorm_epsilon():
+  config = load_config_module("inception_v3_imagenet.py").get_config()
+  assert build_model(config, 1).norm.epsilon == 1e-3
+  config.model.norm_epsilon = 1e-5  # an explicit config value overrides it
+  assert build_model(config, 1).norm.epsilon == 1e-5
+
+
+@pytest.mark.parametrize("name", ["vgg16_bn", "nin_cifar_bn", "googlenet_bn"])
+def test_bn_stats_reaches_models_whose_config_sets_no_norm(name):
+  from classic_cnns.config import base_config
+  config = base_config()
+  config.model.name, config.batch_size = name, 64
+  config.bn.stats, config.bn.ghost_batch_size = "ghost", 16
+  assert build_model(config, 1).norm.virtual_batch_size == 16
+  config.bn.stats = "per_device"
+  spec = build_model(config, 8).norm
+  assert spec.kind == "batch" and spec.virtual_batch_size == 8
+
+
+@pytest.mark.parametrize("name", ["vgg16", "lenet5", "nin_cifar"])
+def test_bn_stats_on_a_model_without_batchnorm_is_a_config_error(name):
+  from classic_cnns.config import base_config
+  config = base_config()
+  config.model.name = name
+  config.bn.stats, config.bn.ghost_batch_size = "ghost", 16
+  with pytest.raises(ConfigError, match=f"bn.stats=ghost applies to BatchNorm, but model '{name}'"):
+    build_model(config, 1)

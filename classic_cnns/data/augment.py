@@ -420,7 +420,7 @@ def preprocess_config(data, ds, save_to: str | None = None) -> Preprocess:
   known TFDS dataset with `data.stats="auto"` (or any source with "metadata"), else from the
   training split. With `save_to` (the workdir), process 0 writes the result to
   `save_to/preprocess.npz` so that `classic_cnns.predict` needs no training data."""
-  from classic_cnns.config import ConfigError
+  from classic_cnns.errors import ConfigError
   from classic_cnns.data import metadata
 
   a = data.augment
@@ -500,7 +500,7 @@ def preprocess_config(data, ds, save_to: str | None = None) -> Preprocess:
 
 def check_shapes(prep: Preprocess, image_shape: tuple[int, ...]) -> None:
   """ConfigError unless the crops fit the images and training and evaluation shapes agree."""
-  from classic_cnns.config import ConfigError
+  from classic_cnns.errors import ConfigError
   h, w, _ = padded_shape(image_shape, prep.pad_to)
   short = min(h, w)
   if prep.crop == "resize" and prep.crop_size > prep.resize:

@@ -15,39 +15,10 @@ import os
 
 import numpy as np
 
+from classic_cnns.data import common
+from classic_cnns.data.common import IMAGE_EXTENSIONS, Dataset, DatasetError, Split  # noqa: F401
+
 EMBEDDED_PATH = os.path.join(os.path.dirname(__file__), "mnist_sample.npz")
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
-
-
-class DatasetError(RuntimeError):
-  """The data cannot be loaded; the message is one line meant for the user."""
-
-
-@dataclasses.dataclass
-class Split:
-  images: np.ndarray  # [N, H, W, C] uint8
-  labels: np.ndarray  # [N] int32
-
-  def __len__(self) -> int:
-    return len(self.labels)
-
-
-@dataclasses.dataclass
-class Dataset:
-  name: str
-  train: Split
-  test: Split | None  # None: a train-only folder; evaluate on the held-out validation split
-  num_classes: int
-  class_names: list[str]
-  val: Split | None = None
-
-  @property
-  def image_shape(self) -> tuple[int, int, int]:
-    if hasattr(self.train, "image_shape"):  # streamed: streaming.FileSplit, tfds_stream.TfdsSplit
-      return tuple(self.train.image_shape)
-    return tuple(self.train.images.shape[1:])
-
-
 def _as_split(x: np.ndarray, y: np.ndarray, what: str) -> Split:
   x, y = np.asarray(x), np.asarray(y)
   if x.ndim == 3:
@@ -79,23 +50,6 @@ def load_embedded() -> Dataset:
   return load_npz(EMBEDDED_PATH, name="mnist_sample")
 
 
-def _offline_message(name: str, where: str, why: str) -> str:
-  return (f"TFDS dataset {name!r} is not prepared under {where!r} and cannot be downloaded ({why}); "
-          f"use local data instead: --config.data.source=npz --config.data.path=FILE.npz, "
-          f"--config.data.source=folder --config.data.path=DIR, or --config.data.data_dir=DIR holding "
-          f"a prepared copy")
-
-
-def _download_host_reachable(timeout: float = 5.0) -> bool:
-  """TFDS retries a failing download for minutes; one quick connection attempt answers first."""
-  import socket
-  try:
-    socket.create_connection(("storage.googleapis.com", 443), timeout=timeout).close()
-    return True
-  except OSError:
-    return False
-
-
 def load_tfds(name: str, data_dir: str = "", download: bool = True) -> Dataset:
   """Loads a whole TFDS dataset into memory through tf.data (small datasets: MNIST/CIFAR size).
   A dataset not yet prepared under `data_dir` is downloaded when `download` and online."""
@@ -114,14 +68,14 @@ def load_tfds(name: str, data_dir: str = "", download: bool = True) -> Dataset:
   prepared = builder.is_prepared() if hasattr(builder, "is_prepared") else False
   if not prepared:
     if not download:
-      raise DatasetError(_offline_message(name, builder.data_dir, "config.data.download is False"))
-    if not _download_host_reachable():
-      raise DatasetError(_offline_message(name, builder.data_dir, "no network connection"))
+      raise DatasetError(common.offline_message(name, builder.data_dir, "config.data.download is False"))
+    if not common.download_host_reachable():
+      raise DatasetError(common.offline_message(name, builder.data_dir, "no network connection"))
   try:
     builder.download_and_prepare()
   except Exception as e:
     why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:120]}" if str(e).strip() else type(e).__name__
-    raise DatasetError(_offline_message(name, builder.data_dir, why)) from None
+    raise DatasetError(common.offline_message(name, builder.data_dir, why)) from None
   splits = {}
   for split, alternatives in (("train", ("train",)), ("test", ("test", "validation"))):
     ds, err = None, None

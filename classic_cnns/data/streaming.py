@@ -33,7 +33,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from classic_cnns import parallel
-from classic_cnns.data.sources import IMAGE_EXTENSIONS, DatasetError
+from classic_cnns.data.common import IMAGE_EXTENSIONS, DatasetError
+from classic_cnns.data.tf_ops import MODES, _decode, _resize_shorter, _tf, eval_transform, train_transform  # noqa: F401
 
 
 @dataclasses.dataclass
@@ -47,7 +48,6 @@ class FileSplit:
     return len(self.labels)
 
 
-MODES = ("inception", "resize_crop", "scale_jitter", "canvas")
 
 
 def is_streamed(split) -> bool:
@@ -64,7 +64,7 @@ def streamed_shape(streaming_config, channels: int = 3) -> tuple[int, int, int]:
 def load_streaming_folder(root: str, val_size: int, seed: int, shape: tuple[int, int, int]):
   """Dataset of FileSplits from root/train (+ root/val or root/test, or `val_size` held out);
   `shape` is what the host produces (`streamed_shape`)."""
-  from classic_cnns.data.sources import Dataset
+  from classic_cnns.data.common import Dataset
   files, labels, classes = list_image_folder(root, "train")
   shape = tuple(shape)
   test = None
@@ -126,54 +126,6 @@ def list_image_folder(root: str, split: str, classes: list[str] | None = None):
   if not files:
     raise DatasetError(f"no images (*.jpg, *.jpeg, *.png) under {d}/<class>/")
   return np.array(files), np.array(labels, np.int32), classes
-
-
-def _tf():
-  import tensorflow as tf
-  tf.config.set_visible_devices([], "GPU")  # TF must never take accelerator memory
-  return tf
-
-
-def _decode(tf, path, channels):
-  return tf.io.decode_image(tf.io.read_file(path), channels=channels, expand_animations=False)
-
-
-def _resize_shorter(tf, img, size):
-  h, w = tf.shape(img)[0], tf.shape(img)[1]
-  scale = tf.cast(size, tf.float32) / tf.cast(tf.minimum(h, w), tf.float32)
-  new = tf.cast(tf.round(tf.cast(tf.stack([h, w]), tf.float32) * scale), tf.int32)
-  return tf.image.resize(img, tf.maximum(new, size), antialias=True)
-
-
-def train_transform(tf, img, seed, mode: str, resize: int, crop: int, scale_range=(256, 512)):
-  """uint8 HWC -> uint8 crop x crop x C (canvas: resize x resize), stateless random ops keyed by
-  `seed` (int32[2])."""
-  if mode == "canvas":
-    return eval_transform(tf, img, resize, resize)
-  seeds = tf.random.experimental.stateless_split(seed, 3)
-  if mode == "scale_jitter":
-    side = tf.random.stateless_uniform([], seeds[2], scale_range[0], scale_range[1] + 1, dtype=tf.int32)
-    img = _resize_shorter(tf, img, side)
-    img = tf.image.stateless_random_crop(img, (crop, crop, tf.shape(img)[2]), seed=seeds[0])
-  elif mode == "inception":
-    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(img), tf.zeros([0, 0, 4], tf.float32), seed=seeds[0], area_range=(0.08, 1.0),
-        aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10, use_image_if_no_bounding_boxes=True)
-    img = tf.image.resize(tf.slice(img, begin, size), (crop, crop), antialias=True)
-  elif mode == "resize_crop":
-    img = _resize_shorter(tf, img, resize)
-    img = tf.image.stateless_random_crop(img, (crop, crop, tf.shape(img)[2]), seed=seeds[0])
-  else:
-    raise ValueError(f"unknown streaming augmentation {mode!r}; choose one of {', '.join(MODES)}")
-  img = tf.image.stateless_random_flip_left_right(img, seed=seeds[1])
-  return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
-
-
-def eval_transform(tf, img, resize: int, crop: int):
-  img = _resize_shorter(tf, img, resize)
-  h, w = tf.shape(img)[0], tf.shape(img)[1]
-  img = tf.image.crop_to_bounding_box(img, (h - crop) // 2, (w - crop) // 2, crop, crop)
-  return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
 
 
 class StreamingTrainBatches:

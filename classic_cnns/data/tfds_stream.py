@@ -37,9 +37,9 @@ import numpy as np
 from jax.sharding import Mesh
 
 from classic_cnns import parallel
-from classic_cnns.data import metadata, sources
-from classic_cnns.data.sources import DatasetError
-from classic_cnns.data.streaming import MODES, _tf, eval_transform, train_transform
+from classic_cnns.data import common, metadata
+from classic_cnns.data.common import DatasetError
+from classic_cnns.data.tf_ops import MODES, _tf, eval_transform, train_transform
 
 
 @dataclasses.dataclass
@@ -85,9 +85,9 @@ def _prepare(builder, name: str, download: bool) -> None:
   if builder.is_prepared():
     return
   if not download:
-    raise DatasetError(sources._offline_message(name, builder.data_dir, "config.data.download is False") + suffix)
-  if not manual and not sources._download_host_reachable():  # manual data is prepared offline
-    raise DatasetError(sources._offline_message(name, builder.data_dir, "no network connection"))
+    raise DatasetError(common.offline_message(name, builder.data_dir, "config.data.download is False") + suffix)
+  if not manual and not common.download_host_reachable():  # manual data is prepared offline
+    raise DatasetError(common.offline_message(name, builder.data_dir, "no network connection"))
   try:
     builder.download_and_prepare()
   except Exception as e:  # pylint: disable=broad-except
@@ -95,7 +95,7 @@ def _prepare(builder, name: str, download: bool) -> None:
     why = f"{type(e).__name__}: {first}" if first else type(e).__name__
     if manual and isinstance(e, AssertionError):  # TFDS: "Manual directory ... does not exist or is empty"
       why = "manual download missing"
-    raise DatasetError(sources._offline_message(name, builder.data_dir, why) + suffix) from None
+    raise DatasetError(common.offline_message(name, builder.data_dir, why) + suffix) from None
 
 
 def _split_names(builder) -> list[str]:
@@ -120,7 +120,7 @@ def _num_examples(builder, split: str) -> int:
 
 
 def load_streaming_tfds(name: str, data_dir: str | None, download: bool, val_size: int, seed: int,
-                        image_shape: tuple[int, int, int]) -> sources.Dataset:
+                        image_shape: tuple[int, int, int]) -> common.Dataset:
   """`Dataset` of TfdsSplits: train (less `val_size` held-out examples), test = "test" or else
   "validation", val = the held-out block of train (None when `val_size` <= 0)."""
   builder = _builder(name, data_dir)
@@ -156,7 +156,7 @@ def load_streaming_tfds(name: str, data_dir: str | None, download: bool, val_siz
     class_names, num_classes = list(label.names), int(label.num_classes)
   except Exception as e:  # pylint: disable=broad-except
     raise DatasetError(f"TFDS dataset {name!r} has no ClassLabel feature 'label': {e}") from None
-  return sources.Dataset(name, train, test, num_classes, class_names, val)
+  return common.Dataset(name, train, test, num_classes, class_names, val)
 
 
 def _options(threads: int):

@@ -34,33 +34,10 @@ from typing import Any, Callable
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from classic_cnns.models import layers
-from classic_cnns.models.layers import Conv, LocalResponseNorm, activation
+from classic_cnns.models.layers import LocalResponseNorm, activation
 from classic_cnns.models.registry import register_model
-
-
-def _adaptive_matrix(n: int, out: int) -> np.ndarray:
-  """[out, n] averaging matrix of PyTorch's adaptive pooling bins
-  [floor(i*n/out), ceil((i+1)*n/out))."""
-  m = np.zeros((out, n), np.float32)
-  for i in range(out):
-    lo, hi = (i * n) // out, -((-(i + 1) * n) // out)
-    m[i, lo:hi] = 1.0 / (hi - lo)
-  return m
-
-
-def adaptive_avg_pool(x: jax.Array, out: int) -> jax.Array:
-  """PyTorch's AdaptiveAvgPool2d(out) on NHWC, as two small averaging matmuls (identity when the
-  map is already out x out)."""
-  h, w = x.shape[1:3]
-  if (h, w) == (out, out):
-    return x
-  if h < 1 or w < 1:
-    raise ValueError(f"input too small: the feature map before the {out}x{out} pooling is {h}x{w}")
-  mh, mw = (jnp.asarray(_adaptive_matrix(n, out), x.dtype) for n in (h, w))
-  return jnp.einsum("ih,bhwc,jw->bijc", mh, x, mw)
 
 
 def _torch_bias_init(fan_in: int) -> Callable:
@@ -89,6 +66,7 @@ class AlexNet(nn.Module):
   adaptive_pool: bool = False  # torchvision: AdaptiveAvgPool2d(6) before the classifier
   init_scheme: str = "paper"  # "paper" (Sec. 5) or "torch" (PyTorch defaults, as torchvision)
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   def _inits(self, fan_in: int, bias_one: bool) -> dict:
     if self.init_scheme == "paper":
@@ -101,16 +79,16 @@ class AlexNet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     f = activation(self.act)
-    pool = ((lambda y: layers.max_pool(y, (3, 3), (2, 2))) if self.overlap_pool
-            else (lambda y: layers.max_pool(y, (2, 2), (2, 2))))
+    window = (3, 3) if self.overlap_pool else (2, 2)
+    pool = lambda y: layers.max_pool(y, window, (2, 2), kernels=self.kernels)
     # (kernel, stride, padding, LRN after, pool after, bias 1 in the paper init)
     spec = ((11, 4, self.conv1_padding, True, True, False), (5, 1, 2, True, True, True),
             (3, 1, 1, False, False, False), (3, 1, 1, False, False, True),
             (3, 1, 1, False, True, True))
     for i, ((k, s, p, lrn_after, pool_after, bias_one), c, g) in enumerate(zip(spec, self.widths, self.groups)):
       fan_in = k * k * x.shape[-1] // g
-      x = Conv(c, (k, k), (s, s), padding=((p, p), (p, p)), feature_group_count=g,
-                  dtype=self.dtype, name=f"conv{i + 1}", **self._inits(fan_in, bias_one))(x)
+      x = self.kernels.Conv(c, (k, k), (s, s), padding=((p, p), (p, p)), feature_group_count=g,
+                            dtype=self.dtype, name=f"conv{i + 1}", **self._inits(fan_in, bias_one))(x)
       x = f(x)
       if self.lrn and lrn_after:
         x = LocalResponseNorm(name=f"lrn{i + 1}")(x)  # Sec. 3.3: after the ReLU
@@ -119,7 +97,7 @@ class AlexNet(nn.Module):
         x = pool(x)
       self.sow("intermediates", f"layer{i + 1}", x)  # conv i+1 (+ LRN, pool) output
     if self.adaptive_pool:
-      x = adaptive_avg_pool(x, 6)
+      x = layers.adaptive_avg_pool(x, 6)
     x = x.reshape((x.shape[0], -1))
     drop = lambda y: nn.Dropout(self.dropout)(y, deterministic=not train) if self.dropout > 0 else y
     for i in range(2):  # the two hidden FC layers

@@ -36,7 +36,10 @@ Options (all default to the paper):
                     run over the full width, on average up to ~1.8x the layer's real input
                     (DenseNet-BC-100 trains at 0.67x the speed on CPU). BatchNorm only; dropout
                     masks come from another random stream; initial values are drawn per block (same
-                    distributions as the unrolled net, other values).
+                    distributions as the unrolled net, other values). Its convs use
+                    `kernels.loop_conv`.
+  kernels           the primitive ops every conv, pool and norm computes with (`layers.Kernels`;
+                    default `layers.PORTABLE`); handed to every submodule, no effect on parameters.
 Initialisation: He normal for convs (Sec. 4.2 cites He et al. 2015; fan-out as the authors'
 fb.resnet.torch-based code; torchvision uses fan-in), norm scale 1 / bias 0, FC bias 0.
 Convs carry no bias (every conv output feeds a norm), as torchvision and the authors' code; the
@@ -65,18 +68,20 @@ class DenseLayer(nn.Module):
   dropout: float = 0.0
   norm: str | NormSpec = "batch"
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   @nn.compact
   def __call__(self, feats: Sequence[jax.Array], train: bool) -> jax.Array:
     bias = layers.conv_bias(self.norm)
-    conv = lambda n, k, name: layers.Conv(n, (k, k), padding=layers.pad_same(k), use_bias=bias,
-                                      kernel_init=layers.he_normal, dtype=self.dtype, name=name)
+    conv = lambda n, k, name: self.kernels.Conv(n, (k, k), padding=layers.pad_same(k), use_bias=bias,
+                                                kernel_init=layers.he_normal, dtype=self.dtype, name=name)
+    norm = lambda name: layers.make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name=name)
     drop = lambda y: nn.Dropout(self.dropout)(y, deterministic=not train) if self.dropout else y
     x = jnp.concatenate(feats, axis=-1) if len(feats) > 1 else feats[0]
-    x = nn.relu(layers.make_norm(self.norm, dtype=self.dtype, name="norm1")(x, train))
+    x = nn.relu(norm("norm1")(x, train))
     if self.bottleneck:
       x = drop(conv(self.bn_size * self.growth_rate, 1, "conv1")(x))
-      x = nn.relu(layers.make_norm(self.norm, dtype=self.dtype, name="norm2")(x, train))
+      x = nn.relu(norm("norm2")(x, train))
     return drop(conv(self.growth_rate, 3, "conv2")(x))
 
 
@@ -188,12 +193,13 @@ class Transition(nn.Module):
   dropout: float = 0.0
   norm: str | NormSpec = "batch"
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = nn.relu(layers.make_norm(self.norm, dtype=self.dtype, name="norm")(x, train))
-    x = layers.Conv(self.features, (1, 1), use_bias=layers.conv_bias(self.norm), kernel_init=layers.he_normal,
-                dtype=self.dtype, name="conv")(x)
+    x = nn.relu(layers.make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name="norm")(x, train))
+    x = self.kernels.Conv(self.features, (1, 1), use_bias=layers.conv_bias(self.norm), kernel_init=layers.he_normal,
+                          dtype=self.dtype, name="conv")(x)
     if self.dropout:
       x = nn.Dropout(self.dropout)(x, deterministic=not train)
     return nn.avg_pool(x, (2, 2), (2, 2))
@@ -214,6 +220,7 @@ class DenseNet(nn.Module):
   norm: str | NormSpec = "batch"
   num_classes: int = 1000
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   def scanned_block(self, x: jax.Array, block: int, n_layers: int, train: bool) -> jax.Array:
     """Dense block `block` (1-based) as one lax.scan over its output buffer (see `scan_layers`)."""
@@ -248,11 +255,13 @@ class DenseNet(nn.Module):
 
     def norm_relu(h, p):
       y, stats = layers.batch_norm(h, p[0], p[1], p[2], p[3], train=train,
-                                   virtual_batch_size=spec.virtual_batch_size, epsilon=spec.epsilon)
+                                   virtual_batch_size=spec.virtual_batch_size, epsilon=spec.epsilon,
+                                   kernels=self.kernels)
       return nn.relu(y.astype(dtype)), stats
 
     def conv(h, kernel):
-      return layers.conv_for_loops(h, kernel.astype(dtype), (1, 1), layers.pad_same(kernel.shape[0]))
+      return self.kernels.loop_conv(h, kernel.astype(dtype), (1, 1), layers.pad_same(kernel.shape[0]),
+                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
     def drop(h, key):
       keep = jax.random.bernoulli(key, 1.0 - rate, h.shape)
@@ -293,13 +302,13 @@ class DenseNet(nn.Module):
     c = self.stem_channels or 2 * self.growth_rate
     bias = layers.conv_bias(self.norm)
     if self.stem == "imagenet":  # Table 1: 7x7 conv, stride 2 -> 3x3 max pool, stride 2
-      x = layers.Conv(c, (7, 7), (2, 2), padding=layers.pad_same(7), use_bias=bias, kernel_init=layers.he_normal,
-                  dtype=self.dtype, name="stem_conv")(x)
-      x = nn.relu(layers.make_norm(self.norm, dtype=self.dtype, name="stem_norm")(x, train))
-      x = layers.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+      x = self.kernels.Conv(c, (7, 7), (2, 2), padding=layers.pad_same(7), use_bias=bias,
+                            kernel_init=layers.he_normal, dtype=self.dtype, name="stem_conv")(x)
+      x = nn.relu(layers.make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name="stem_norm")(x, train))
+      x = layers.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)), kernels=self.kernels)
     else:  # Sec. 3: one 3x3 conv on the input; the first dense layer's norm follows
-      x = layers.Conv(c, (3, 3), padding=layers.pad_same(3), use_bias=bias, kernel_init=layers.he_normal,
-                  dtype=self.dtype, name="stem_conv")(x)
+      x = self.kernels.Conv(c, (3, 3), padding=layers.pad_same(3), use_bias=bias, kernel_init=layers.he_normal,
+                            dtype=self.dtype, name="stem_conv")(x)
     # static_argnums counts `self` as 0: `train` (argument 2) stays a Python bool.
     layer_cls = nn.remat(DenseLayer, static_argnums=(2,)) if self.memory_efficient else DenseLayer
     for i, n_layers in enumerate(self.block_config):
@@ -308,13 +317,14 @@ class DenseNet(nn.Module):
       else:
         feats = [x]
         for j in range(n_layers):
-          feats.append(layer_cls(self.growth_rate, self.bottleneck, self.bn_size, self.dropout, self.norm,
-                                 self.dtype, name=f"block{i + 1}_layer{j + 1}")(tuple(feats), train))
+          feats.append(layer_cls(self.growth_rate, bottleneck=self.bottleneck, bn_size=self.bn_size,
+                                 dropout=self.dropout, norm=self.norm, dtype=self.dtype, kernels=self.kernels,
+                                 name=f"block{i + 1}_layer{j + 1}")(tuple(feats), train))
         x = jnp.concatenate(feats, axis=-1)  # c + n_layers * k channels
       if i + 1 < len(self.block_config):
-        x = Transition(int(self.compression * x.shape[-1]), self.dropout, self.norm, self.dtype,
-                       name=f"transition{i + 1}")(x, train)
-    x = nn.relu(layers.make_norm(self.norm, dtype=self.dtype, name="final_norm")(x, train))
+        x = Transition(int(self.compression * x.shape[-1]), dropout=self.dropout, norm=self.norm,
+                       dtype=self.dtype, kernels=self.kernels, name=f"transition{i + 1}")(x, train)
+    x = nn.relu(layers.make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name="final_norm")(x, train))
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x)
 

@@ -12,8 +12,9 @@ Variants (registered below):
   googlenet_bn_aux  the same with both aux heads: 13,004,888.
 
 Named options (every deviation from the paper is one of these fields):
-  norm            "none" = paper (conv biases); "batch" etc. via `layers.make_norm`; the string
-                  "batch" means BatchNorm with eps 1e-3 as torchvision.
+  norm            "none" = paper (conv biases); "batch" etc. via `layers.make_norm`. A kind string
+                  takes the other hyperparameters from `GoogLeNet.NORM_DEFAULTS` (BatchNorm eps
+                  1e-3, torchvision's BasicConv2d); a `NormSpec` is used as given.
   lrn             LRN as in the reference Caffe model (bvlc_googlenet): size 5, beta 0.75, k 1,
                   alpha 1e-4 / 5 (Caffe divides alpha by the size; the paper gives no values).
   branch5_kernel  5 = paper, 3 = torchvision.
@@ -25,16 +26,16 @@ Named options (every deviation from the paper is one of these fields):
                   adaptive 4x4 average pool (different windows, works at any input size).
   init_std        None = He normal (fan-out) convs (the paper gives no init); a float = normal
                   weights with that std for convs and FCs (torchvision: 0.01).
+  kernels         the primitive ops every conv, pool and norm computes with (`layers.Kernels`;
+                  default `layers.PORTABLE`); handed to every submodule, no effect on parameters.
 Max-pools use PyTorch/Caffe ceil mode, so 224 -> 112 -> 56 -> 28 -> 14 -> 7 as in Table 1.
 Aux losses are weighted 0.3 by the trainer (Sec. 5); the final 7x7 average pool is a global mean.
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
 
 from classic_cnns.models import layers
@@ -42,34 +43,7 @@ from classic_cnns.models.layers import ConvNormAct, LocalResponseNorm, NormSpec,
 from classic_cnns.models.registry import register_model
 
 
-# --------------------------------------------------------------------------- shared helpers
-def tv_norm(norm: str | NormSpec) -> str | NormSpec:
-  """The string "batch" -> BatchNorm with eps 1e-3 (torchvision's BasicConv2d in GoogLeNet and
-  Inception v3); other values pass through unchanged."""
-  return NormSpec("batch", epsilon=1e-3) if norm == "batch" else norm
-
-
-def max_pool(x: jax.Array, kernel: int, stride: int, pad: int = 0, ceil_mode: bool = True) -> jax.Array:
-  """PyTorch max-pool (`ceil_mode` as torchvision GoogLeNet / Caffe): out = ceil((n + 2p - k) / s)
-  + 1, dropping a last window that would start in the right padding; padding is -inf."""
-  pads = []
-  for n in x.shape[1:3]:
-    span = n + 2 * pad - kernel
-    out = (math.ceil(span / stride) if ceil_mode else span // stride) + 1
-    if ceil_mode and (out - 1) * stride >= n + pad:
-      out -= 1
-    pads.append((pad, pad + max((out - 1) * stride + kernel - (n + 2 * pad), 0)))
-  return layers.max_pool(x, (kernel, kernel), (stride, stride), padding=tuple(pads))
-
-
-def adaptive_avg_pool(x: jax.Array, out: int) -> jax.Array:
-  """PyTorch AdaptiveAvgPool2d(out): window i spans [floor(i n / out), ceil((i + 1) n / out))."""
-  h, w = x.shape[1:3]
-  span = lambda n: [(i * n // out, -(-(i + 1) * n // out)) for i in range(out)]
-  return jnp.stack([jnp.stack([jnp.mean(x[:, r0:r1, c0:c1], axis=(1, 2)) for c0, c1 in span(w)], 1)
-                    for r0, r1 in span(h)], 1)
-
-
+# --------------------------------------------------------------------------- helpers
 def dense_init(init_std: float | None) -> Callable:
   return nn.initializers.lecun_normal() if init_std is None else nn.initializers.normal(init_std)
 
@@ -87,15 +61,16 @@ class InceptionBlock(nn.Module):
   norm: str | NormSpec = "none"
   kernel_init: Callable = he_normal
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   @nn.compact
   def __call__(self, x, train: bool):
     cna = lambda f, k, name: ConvNormAct(f, k, norm=self.norm, kernel_init=self.kernel_init,
-                                         dtype=self.dtype, name=name)
+                                         dtype=self.dtype, kernels=self.kernels, name=name)
     b1 = cna(self.c1, 1, "b1")(x, train)
     b2 = cna(self.c3, 3, "b2_3x3")(cna(self.c3r, 1, "b2_reduce")(x, train), train)
     b3 = cna(self.c5, self.branch5_kernel, "b3_5x5")(cna(self.c5r, 1, "b3_reduce")(x, train), train)
-    b4 = cna(self.proj, 1, "b4_proj")(max_pool(x, 3, 1, pad=1), train)
+    b4 = cna(self.proj, 1, "b4_proj")(layers.max_pool_ceil(x, 3, 1, pad=1, kernels=self.kernels), train)
     return jnp.concatenate([b1, b2, b3, b4], axis=-1)
 
 
@@ -108,16 +83,18 @@ class AuxHead(nn.Module):
   kernel_init: Callable = he_normal
   fc_init: Callable = nn.initializers.lecun_normal()
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   @nn.compact
   def __call__(self, x, train: bool):
     if self.pool == "paper":
       x = nn.avg_pool(x, (5, 5), (3, 3), padding="VALID")
     elif self.pool == "adaptive":
-      x = adaptive_avg_pool(x, 4)
+      x = layers.adaptive_avg_pool(x, 4)
     else:
       raise ValueError(f"unknown aux_pool {self.pool!r}; choose paper or adaptive")
-    x = ConvNormAct(128, 1, norm=self.norm, kernel_init=self.kernel_init, dtype=self.dtype, name="conv")(x, train)
+    x = ConvNormAct(128, 1, norm=self.norm, kernel_init=self.kernel_init, dtype=self.dtype, kernels=self.kernels,
+                    name="conv")(x, train)
     x = x.reshape((x.shape[0], -1))
     x = nn.relu(nn.Dense(1024, kernel_init=self.fc_init, dtype=self.dtype, name="fc1")(x))
     x = nn.Dropout(self.dropout)(x, deterministic=not train)
@@ -138,6 +115,7 @@ class GoogLeNet(nn.Module):
   """The Table 1 network. `table` lists the Inception blocks and pools (default: the paper's Table 1);
   a shorter table is a deviation meant for smoke tests (experiments/definitions.py), where it keeps
   the compile short. Aux heads follow the blocks named in AUX_AFTER (4a, 4d)."""
+  NORM_DEFAULTS: ClassVar[NormSpec] = NormSpec("batch", epsilon=1e-3)  # torchvision BasicConv2d
   num_classes: int = 1000
   table: Sequence[Any] = GOOGLENET_TABLE
   norm: str | NormSpec = "none"
@@ -150,34 +128,38 @@ class GoogLeNet(nn.Module):
   aux_dropout: float = 0.7
   init_std: float | None = None
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    norm = tv_norm(self.norm)
+    norm = layers.resolve_norm(self.norm, self.NORM_DEFAULTS)
     kinit = he_normal if self.init_std is None else nn.initializers.normal(self.init_std)
-    cna = lambda f, k, s, name: ConvNormAct(f, k, s, norm=norm, kernel_init=kinit, dtype=self.dtype, name=name)
+    cna = lambda f, k, s, name: ConvNormAct(f, k, s, norm=norm, kernel_init=kinit, dtype=self.dtype,
+                                            kernels=self.kernels, name=name)
+    pool = lambda y, k, s: layers.max_pool_ceil(y, k, s, kernels=self.kernels)  # ceil mode
     lrn = lambda y: LocalResponseNorm(size=5, alpha=1e-4 / 5, beta=0.75, k=1.0)(y) if self.lrn else y
     x = cna(64, 7, 2, "conv1")(x, train)                   # 112x112x64
-    x = lrn(max_pool(x, 3, 2))                              # 56x56x64
+    x = lrn(pool(x, 3, 2))                                  # 56x56x64
     x = cna(64, 1, 1, "conv2_reduce")(x, train)
     x = lrn(cna(192, 3, 1, "conv2")(x, train))             # 56x56x192
-    x = max_pool(x, 3, 2)                                   # 28x28x192
+    x = pool(x, 3, 2)                                       # 28x28x192
     # Aux heads run in training; at init they are built too so eval-mode init has their params.
     run_aux = self.aux_logits and (train or self.is_initializing())
     aux = []
     for spec in self.table:
       if spec == "pool":
-        x = max_pool(x, 3, 2)                               # 14x14x480
+        x = pool(x, 3, 2)                                   # 14x14x480
         continue
       if spec == "pool4":
-        x = max_pool(x, self.pool4_kernel, 2)               # 7x7x832
+        x = pool(x, self.pool4_kernel, 2)                   # 7x7x832
         continue
       name, *widths = spec
       x = InceptionBlock(*widths, branch5_kernel=self.branch5_kernel, norm=norm, kernel_init=kinit,
-                         dtype=self.dtype, name=f"inception{name}")(x, train)
+                         dtype=self.dtype, kernels=self.kernels, name=f"inception{name}")(x, train)
       if run_aux and name in AUX_AFTER:
-        aux.append(AuxHead(self.num_classes, self.aux_pool, self.aux_dropout, norm, kinit,
-                           dense_init(self.init_std), self.dtype, name=f"aux{len(aux) + 1}")(x, train))
+        aux.append(AuxHead(self.num_classes, pool=self.aux_pool, dropout=self.aux_dropout, norm=norm,
+                           kernel_init=kinit, fc_init=dense_init(self.init_std), dtype=self.dtype,
+                           kernels=self.kernels, name=f"aux{len(aux) + 1}")(x, train))
     x = jnp.mean(x, axis=(1, 2))                            # 7x7/1 average pool (global)
     x = nn.Dropout(self.dropout)(x, deterministic=not train)
     logits = nn.Dense(self.num_classes, kernel_init=dense_init(self.init_std), dtype=self.dtype, name="fc")(x)

@@ -8,27 +8,33 @@ The filter columns of Fig. 5 are followed literally, as in the released Caffe BN
 pool projections of 4c and 4d are 128, so they output 608 channels and 4e 1056, although the
 table's output column says 576 / 1024 (TF-slim's inception_v2 uses 96 there instead).
 Named options: `conv_bias` (None = no bias before BN; True = the Caffe release, whose convs
-also carry biases), `dropout`, `norm`. Init: He normal (the paper gives none). Other deviation:
-TF-slim makes the 7x7 stem conv depthwise-separable (multiplier 8); here it is a full conv.
+also carry biases), `dropout`, `norm` ("batch": BatchNorm eps 1e-5). Init: He normal (the paper
+gives none). Other deviation: TF-slim makes the 7x7 stem conv depthwise-separable (multiplier 8);
+here it is a full conv.
 
 Inception v3 (Szegedy et al. 2016, "Rethinking the Inception Architecture"), torchvision layout
 (299x299 input): a 5-conv stem; 3x Inception-A (35x35, the 5x5 factorised branch as in
 torchvision); grid reduction B (parallel stride-2 conv and max-pool branches, Sec. 5, Fig. 10);
 4x Inception-C with 1x7 + 7x1 factorisation (Sec. 3.2, Fig. 6); grid reduction D; 2x
 Inception-E with expanded filter banks (Fig. 7); global pool, dropout 0.5, FC. Convs have no
-bias, BN eps 1e-3 (the string norm "batch"). The auxiliary head after Mixed_6e has BN in its
+bias; a norm kind string takes the other hyperparameters from `InceptionV3.NORM_DEFAULTS`
+(BatchNorm eps 1e-3, torchvision's BasicConv2d). The auxiliary head after Mixed_6e has BN in its
 convs ("BN-auxiliary", Sec. 7) and runs only in training; label smoothing (Sec. 7) is done by the
 trainer (config), not here. Init as torchvision: normal(std 0.1) for convs and the FC, 0.01 for the
 aux 5x5 conv, 0.001 for the aux FC (torchvision truncates at +-2, i.e. 20-2000 std: a no-op).
+
+Both nets take `kernels`, the primitive ops every conv, pool and norm computes with
+(`layers.Kernels`; default `layers.PORTABLE`), handed to every submodule; no effect on parameters.
+Max-pools follow PyTorch (`layers.max_pool_ceil`): ceil mode in v2 as Caffe, floor mode in v3.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from classic_cnns.models.googlenet import max_pool, tv_norm
+from classic_cnns.models import layers
 from classic_cnns.models.layers import ConvNormAct, NormSpec, he_normal
 from classic_cnns.models.registry import register_model
 
@@ -41,15 +47,20 @@ def _avg3(x):
 
 
 class _Convs(nn.Module):
-  """Base: `self.conv(features, kernel, name, strides, padding)` builds a ConvNormAct."""
+  """Base: `self.conv(features, kernel, name, strides, padding)` builds a ConvNormAct,
+  `self.max_pool(x, kernel, stride, pad, ceil_mode)` is PyTorch's max-pool."""
   norm: str | NormSpec = "batch"
   conv_bias: bool | None = None
   kernel_init: Callable = he_normal
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   def conv(self, f, k, name, s=1, padding=None, init=None):
     return ConvNormAct(f, k, s, padding=padding, norm=self.norm, use_bias=self.conv_bias,
-                       kernel_init=init or self.kernel_init, dtype=self.dtype, name=name)
+                       kernel_init=init or self.kernel_init, dtype=self.dtype, kernels=self.kernels, name=name)
+
+  def max_pool(self, x, k, s, pad=0, ceil_mode=True):
+    return layers.max_pool_ceil(x, k, s, pad, ceil_mode, kernels=self.kernels)
 
 
 # --------------------------------------------------------------------------- Inception v2
@@ -65,7 +76,7 @@ class BNInceptionBlock(_Convs):
     out.append(self.conv(c3, 3, "b2_3x3", s)(self.conv(c3r, 1, "b2_reduce")(x, train), train))
     y = self.conv(d3, 3, "b3_3x3a")(self.conv(d3r, 1, "b3_reduce")(x, train), train)
     out.append(self.conv(d3, 3, "b3_3x3b", s)(y, train))
-    y = _avg3(x) if pool == "avg" else max_pool(x, 3, s, pad=1 if s == 1 else 0)  # ceil mode as Caffe
+    y = _avg3(x) if pool == "avg" else self.max_pool(x, 3, s, pad=1 if s == 1 else 0)  # ceil mode as Caffe
     out.append(self.conv(proj, 1, "b4_proj")(y, train) if proj else y)
     return jnp.concatenate(out, axis=-1)
 
@@ -88,12 +99,13 @@ class InceptionV2(_Convs):
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = self.conv(64, 7, "conv1", 2)(x, train)              # 112x112x64
-    x = max_pool(x, 3, 2)                                    # 56x56x64
+    x = self.max_pool(x, 3, 2)                               # 56x56x64
     x = self.conv(64, 1, "conv2_reduce")(x, train)
-    x = max_pool(self.conv(192, 3, "conv2")(x, train), 3, 2)  # 28x28x192
+    x = self.max_pool(self.conv(192, 3, "conv2")(x, train), 3, 2)  # 28x28x192
     for name, *widths in BN_INCEPTION_TABLE:                 # -> 14x14 after 3c, 7x7 after 4e
       x = BNInceptionBlock(norm=self.norm, conv_bias=self.conv_bias, kernel_init=self.kernel_init,
-                           dtype=self.dtype, widths=tuple(widths), name=f"inception{name}")(x, train)
+                           dtype=self.dtype, kernels=self.kernels, widths=tuple(widths),
+                           name=f"inception{name}")(x, train)
     x = nn.Dropout(self.dropout)(jnp.mean(x, axis=(1, 2)), deterministic=not train)
     return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
 
@@ -121,7 +133,7 @@ class InceptionB(_Convs):
     b3 = self.conv(384, 3, "b3x3", 2, VALID)(x, train)
     bd = self.conv(96, 3, "b3x3dbl_2")(self.conv(64, 1, "b3x3dbl_1")(x, train), train)
     bd = self.conv(96, 3, "b3x3dbl_3", 2, VALID)(bd, train)
-    return jnp.concatenate([b3, bd, max_pool(x, 3, 2, ceil_mode=False)], axis=-1)
+    return jnp.concatenate([b3, bd, self.max_pool(x, 3, 2, ceil_mode=False)], axis=-1)
 
 
 class InceptionC(_Convs):
@@ -150,7 +162,7 @@ class InceptionD(_Convs):
     b7 = self.conv(192, 1, "b7x7x3_1")(x, train)
     b7 = self.conv(192, (7, 1), "b7x7x3_3")(self.conv(192, (1, 7), "b7x7x3_2")(b7, train), train)
     b7 = self.conv(192, 3, "b7x7x3_4", 2, VALID)(b7, train)
-    return jnp.concatenate([b3, b7, max_pool(x, 3, 2, ceil_mode=False)], axis=-1)
+    return jnp.concatenate([b3, b7, self.max_pool(x, 3, 2, ceil_mode=False)], axis=-1)
 
 
 class InceptionE(_Convs):
@@ -183,25 +195,28 @@ class InceptionAux(_Convs):
 
 
 class InceptionV3(nn.Module):
+  NORM_DEFAULTS: ClassVar[NormSpec] = NormSpec("batch", epsilon=1e-3)  # torchvision BasicConv2d
   num_classes: int = 1000
   aux_logits: bool = True
   norm: str | NormSpec = "batch"
   dropout: float = 0.5
   init_std: float = 0.1
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    kw = dict(norm=tv_norm(self.norm), kernel_init=nn.initializers.normal(self.init_std), dtype=self.dtype)
-    conv = lambda f, k, name, padding=VALID: ConvNormAct(
-        f, k, padding=padding, norm=kw["norm"], kernel_init=kw["kernel_init"], dtype=self.dtype, name=name)
-    x = ConvNormAct(32, 3, 2, padding=VALID, name="Conv2d_1a_3x3", **kw)(x, train)  # 149x149x32
+    kw = dict(norm=layers.resolve_norm(self.norm, self.NORM_DEFAULTS),
+              kernel_init=nn.initializers.normal(self.init_std), dtype=self.dtype, kernels=self.kernels)
+    conv = lambda f, k, name, s=1, padding=VALID: ConvNormAct(f, k, s, padding=padding, name=name, **kw)
+    pool = lambda y: layers.max_pool_ceil(y, 3, 2, ceil_mode=False, kernels=self.kernels)
+    x = conv(32, 3, "Conv2d_1a_3x3", 2)(x, train)                             # 149x149x32
     x = conv(32, 3, "Conv2d_2a_3x3")(x, train)                               # 147x147x32
     x = conv(64, 3, "Conv2d_2b_3x3", padding=None)(x, train)                 # 147x147x64
-    x = max_pool(x, 3, 2, ceil_mode=False)                                   # 73x73x64
+    x = pool(x)                                                              # 73x73x64
     x = conv(80, 1, "Conv2d_3b_1x1")(x, train)
     x = conv(192, 3, "Conv2d_4a_3x3")(x, train)                              # 71x71x192
-    x = max_pool(x, 3, 2, ceil_mode=False)                                   # 35x35x192
+    x = pool(x)                                                              # 35x35x192
     for name, pf in (("Mixed_5b", 32), ("Mixed_5c", 64), ("Mixed_5d", 64)):  # 35x35x256/288/288
       x = InceptionA(pool_features=pf, name=name, **kw)(x, train)
     x = InceptionB(name="Mixed_6a", **kw)(x, train)                          # 17x17x768

@@ -22,7 +22,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
-from classic_cnns.models.layers import Conv, activation
+from classic_cnns.models import layers
+from classic_cnns.models.layers import activation
 from classic_cnns.models.registry import register_model
 
 
@@ -31,15 +32,17 @@ class LeNet5(nn.Module):
   num_classes: int = 10
   act: str = "sigmoid"
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     f = activation(self.act)
-    x = f(Conv(6, (5, 5), padding="VALID", dtype=self.dtype, name="c1")(x))      # 28x28x6
+    conv = lambda n, name: self.kernels.Conv(n, (5, 5), padding="VALID", dtype=self.dtype, name=name)
+    x = f(conv(6, "c1")(x))                                                            # 28x28x6
     x = nn.avg_pool(x, (2, 2), (2, 2))                                                 # 14x14x6
-    x = f(Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="c3")(x))     # 10x10x16
+    x = f(conv(16, "c3")(x))                                                           # 10x10x16
     x = nn.avg_pool(x, (2, 2), (2, 2))                                                 # 5x5x16
-    x = f(Conv(120, (5, 5), padding="VALID", dtype=self.dtype, name="c5")(x))    # 1x1x120
+    x = f(conv(120, "c5")(x))                                                          # 1x1x120
     x = x.reshape((x.shape[0], -1))
     x = f(nn.Dense(84, dtype=self.dtype, name="f6")(x))
     return nn.Dense(self.num_classes, dtype=self.dtype, name="output")(x)
@@ -105,6 +108,7 @@ class Subsampling(nn.Module):
 class SparseC3(nn.Module):
   """C3: 16 5x5 maps, each over the subset of S2 maps given by Table I (1,516 params)."""
   table: tuple = C3_TABLE
+  kernels: layers.Kernels = layers.PORTABLE
 
   @nn.compact
   def __call__(self, x):
@@ -114,22 +118,24 @@ class SparseC3(nn.Module):
     bias = self.param("bias", nn.initializers.zeros, (n_out,))
     ins, outs = np.array(pairs).T
     kernel = jnp.zeros((5, 5, n_in, n_out), packed.dtype).at[:, :, ins, outs].set(packed)
-    return Conv(n_out, (5, 5), padding="VALID", use_bias=False).apply(
-        {"params": {"kernel": kernel}}, x) + bias
+    x, kernel = nn.dtypes.promote_dtype(x, kernel, dtype=None)
+    y = self.kernels.conv(x, kernel, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y + bias
 
 
 class LeNet5LeCun(nn.Module):
   """The 1998 LeNet-5: C1 - S2 - C3 (sparse) - S4 - C5 - F6 - RBF output."""
   num_classes: int = 10
   act: str = "scaled_tanh"
+  kernels: layers.Kernels = layers.PORTABLE
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     f = activation(self.act)
-    conv = lambda n, name: Conv(n, (5, 5), padding="VALID", kernel_init=_lecun_uniform, name=name)
+    conv = lambda n, name: self.kernels.Conv(n, (5, 5), padding="VALID", kernel_init=_lecun_uniform, name=name)
     x = f(conv(6, "c1")(x))
     x = f(Subsampling(name="s2")(x))
-    x = f(SparseC3(name="c3")(x))
+    x = f(SparseC3(kernels=self.kernels, name="c3")(x))
     x = f(Subsampling(name="s4")(x))
     x = f(conv(120, "c5")(x)).reshape((x.shape[0], -1))
     x = f(nn.Dense(84, kernel_init=_lecun_uniform, name="f6")(x))

@@ -40,7 +40,7 @@ import flax.linen as nn
 import jax
 
 from classic_cnns.models import layers
-from classic_cnns.models.layers import Conv, NormSpec, activation, conv_bias, he_normal, make_norm
+from classic_cnns.models.layers import NormSpec, activation, conv_bias, he_normal, make_norm
 from classic_cnns.models.registry import register_model
 
 # (kernel, stride, padding, widths); width None = num_classes.
@@ -49,7 +49,8 @@ IMAGENET = ((11, 4, 0, (96, 96, 96)), (5, 1, 2, (256, 256, 256)), (3, 1, 1, (384
             (3, 1, 1, (1024, 1024, None)))
 
 
-def caffe_pool(x: jax.Array, kind: str, window: int = 3, stride: int = 2) -> jax.Array:
+def caffe_pool(x: jax.Array, kind: str, window: int = 3, stride: int = 2,
+               kernels: layers.Kernels = layers.PORTABLE) -> jax.Array:
   """Caffe pooling (no padding): output ceil((H - k) / s) + 1; the overhanging window is clipped
   (max ignores it, average divides by the in-image count)."""
   pads = []
@@ -57,7 +58,7 @@ def caffe_pool(x: jax.Array, kind: str, window: int = 3, stride: int = 2) -> jax
     out = math.ceil((n - window) / stride) + 1
     pads.append((0, max((out - 1) * stride + window - n, 0)))
   if kind == "max":
-    return layers.max_pool(x, (window, window), (stride, stride), padding=pads)
+    return layers.max_pool(x, (window, window), (stride, stride), padding=pads, kernels=kernels)
   if kind == "avg":
     return nn.avg_pool(x, (window, window), (stride, stride), padding=pads, count_include_pad=False)
   raise ValueError(f"unknown pool {kind!r}")
@@ -75,6 +76,7 @@ class MLPConv(nn.Module):
   act: str = "relu"
   init_std: float | None = None
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -83,10 +85,11 @@ class MLPConv(nn.Module):
       k, s, p = (self.kernel, self.stride, self.padding) if i == 0 else (1, 1, 0)
       last = i == len(self.widths) - 1
       normed = self.norm_last or not last
-      x = Conv(c, (k, k), (s, s), padding=((p, p), (p, p)), kernel_init=init,
-                  use_bias=conv_bias(self.norm) if normed else True, dtype=self.dtype, name=f"conv{i}")(x)
+      x = self.kernels.Conv(c, (k, k), (s, s), padding=((p, p), (p, p)), kernel_init=init,
+                            use_bias=conv_bias(self.norm) if normed else True, dtype=self.dtype,
+                            name=f"conv{i}")(x)
       if normed:
-        x = make_norm(self.norm, dtype=self.dtype, name=f"norm{i}")(x, train)
+        x = make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name=f"norm{i}")(x, train)
       if self.act_last or not last:
         x = activation(self.act)(x)
     return x
@@ -106,6 +109,7 @@ class NiN(nn.Module):
   act: str = "relu"
   init_std: float | None = None
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
@@ -117,9 +121,10 @@ class NiN(nn.Module):
       last = i == len(self.blocks) - 1
       widths = tuple(self.num_classes if w is None else w for w in widths)
       x = MLPConv(widths, k, s, p, norm=self.norm, norm_last=not last, act_last=self.final_relu or not last,
-                  act=self.act, init_std=self.init_std, dtype=self.dtype, name=f"mlpconv{i + 1}")(x, train)
+                  act=self.act, init_std=self.init_std, dtype=self.dtype, kernels=self.kernels,
+                  name=f"mlpconv{i + 1}")(x, train)
       if not last:
-        x = caffe_pool(x, self.pools[i])
+        x = caffe_pool(x, self.pools[i], kernels=self.kernels)
       self.sow("intermediates", f"block{i + 1}", x)
       if i in self.dropout_after and self.dropout > 0:
         x = nn.Dropout(self.dropout)(x, deterministic=not train)

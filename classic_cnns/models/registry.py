@@ -23,6 +23,8 @@ from typing import Any, Callable
 
 import flax.linen as nn
 
+from classic_cnns.models.layers import NormSpec, resolve_norm
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelInfo:
@@ -85,3 +87,15 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     return info.builder(**overrides)
   except TypeError as e:  # an unknown keyword, reported in one line
     raise ValueError(f"model {name!r} does not accept these options {sorted(overrides)}: {e}") from None
+
+
+def model_norm(name: str, norm: str | NormSpec | None = None, **overrides: Any) -> NormSpec | None:
+  """The norm `create_model(name, norm=...)` builds, as one `NormSpec`: the model's own default (its
+  `norm` field on top of the family's paper `NORM_DEFAULTS`, e.g. Inception-v3's BatchNorm epsilon
+  1e-3), or the kind / spec `norm`, then the non-None `overrides` (groups, virtual_batch_size,
+  momentum, epsilon). None for a model without a `norm` field."""
+  model = create_model(name)
+  if "norm" not in {f.name for f in dataclasses.fields(model)}:
+    return None
+  defaults = getattr(type(model), "NORM_DEFAULTS", NormSpec())
+  return resolve_norm(model.norm if norm is None else norm, defaults, **overrides)

@@ -23,7 +23,9 @@ the SAME block classes. Global average pool + FC in both. Options (paper default
               parameter count and function, but XLA compiles one block per stage instead of n, so
               deep nets compile in seconds (ResNet-152, ResNet-1202; BENCHMARKS.md "First-step
               wait"). Not a paper option: a compile-time choice; checkpoints of the two layouts
-              differ (`stack_blocks` converts).
+              differ (`stack_blocks` converts). Convs inside the scan use `kernels.loop_conv`.
+  kernels     the primitive ops every conv, pool and norm computes with (`layers.Kernels`; default
+              `layers.PORTABLE`); handed to every submodule, no effect on parameters.
 Init as torchvision: convs He normal fan-out (He et al. 2015), norms scale 1 / bias 0, FC as
 PyTorch's nn.Linear default (uniform +-1/sqrt(fan_in) for weight and bias).
 Option-A zero channels are appended after the identity channels (the paper does not say where).
@@ -39,7 +41,7 @@ import jax
 import jax.numpy as jnp
 
 from classic_cnns.models import layers
-from classic_cnns.models.layers import AttnSpec, ConvNormAct, NormSpec, conv_for_loops, make_attention
+from classic_cnns.models.layers import AttnSpec, ConvNormAct, NormSpec, make_attention
 from classic_cnns.models.registry import register_model
 
 SHORTCUTS = ("A", "B", "C")
@@ -52,14 +54,15 @@ class Shortcut(nn.Module):
   strides: int
   project: bool
   norm: str | NormSpec = "batch"
-  conv: Callable | None = None
+  conv: Callable | None = None  # the conv primitive (None = kernels.conv)
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   @nn.compact
   def __call__(self, x, train: bool):
     if self.project:
       return ConvNormAct(self.features, 1, self.strides, norm=self.norm, act="identity",
-                         conv=self.conv, dtype=self.dtype, name="proj")(x, train)
+                         conv=self.conv, dtype=self.dtype, kernels=self.kernels, name="proj")(x, train)
     x = x[:, ::self.strides, ::self.strides, :]
     extra = self.features - x.shape[-1]
     return jnp.pad(x, ((0, 0),) * 3 + ((0, extra),)) if extra else x
@@ -75,8 +78,9 @@ class _Block(nn.Module):
   zero_init_last_norm: bool = False
   norm: str | NormSpec = "batch"
   attn: str | AttnSpec | None = None
-  conv: Callable | None = None  # layers.conv_for_loops inside a scan (ResNet.scan_blocks)
+  conv: Callable | None = None  # the conv primitive (None = kernels.conv; kernels.loop_conv in a scan)
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   def branch(self, x, train: bool):
     raise NotImplementedError
@@ -84,18 +88,20 @@ class _Block(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     y = self.branch(x, train)
-    attn = make_attention(self.attn, norm=self.norm, dtype=self.dtype, name="attn")
+    attn = make_attention(self.attn, norm=self.norm, dtype=self.dtype, kernels=self.kernels, name="attn")
     if attn is not None:
       y = attn(y, train)
     if self.residual:
       change = self.strides != 1 or x.shape[-1] != self.features
       project = self.shortcut == "C" or (self.shortcut == "B" and change)
-      y = y + Shortcut(self.features, self.strides, project, self.norm, self.conv, self.dtype, name="shortcut")(x, train)
+      y = y + Shortcut(self.features, self.strides, project, norm=self.norm, conv=self.conv, dtype=self.dtype,
+                       kernels=self.kernels, name="shortcut")(x, train)
     return nn.relu(y)
 
   def cna(self, features: int, kernel: int, strides: int, name: str, last: bool = False):
     return ConvNormAct(features, kernel, strides, norm=self.norm, act="identity" if last else "relu",
-                       zero_init_norm=last and self.zero_init_last_norm, conv=self.conv, dtype=self.dtype, name=name)
+                       zero_init_norm=last and self.zero_init_last_norm, conv=self.conv, dtype=self.dtype,
+                       kernels=self.kernels, name=name)
 
 
 class BasicBlock(_Block):
@@ -130,19 +136,21 @@ def _torch_linear_bias(fan_in: int):
 class _ScanStep(nn.Module):
   """One block as an `nn.scan` body: (carry x, broadcast train) -> (x, nothing)."""
   block: type
-  block_kwargs: tuple  # the block's fields as sorted (name, value) pairs (hashable)
+  block_kwargs: tuple  # the block's other fields as sorted (name, value) pairs (hashable)
+  kernels: layers.Kernels = layers.PORTABLE
 
   @nn.compact
   def __call__(self, x, train: bool):
-    return self.block(**dict(self.block_kwargs), name="block")(x, train), None
+    return self.block(**dict(self.block_kwargs), kernels=self.kernels, name="block")(x, train), None
 
 
-def scanned_blocks(block: type, length: int, name: str, **block_kwargs) -> nn.Module:
+def scanned_blocks(block: type, length: int, name: str, kernels: layers.Kernels = layers.PORTABLE,
+                   **block_kwargs) -> nn.Module:
   """`length` identical blocks in sequence as one scan; params/batch_stats stacked on axis 0, each
   block its own init key."""
   scan = nn.scan(_ScanStep, variable_axes={"params": 0, "batch_stats": 0},
                  split_rngs={"params": True, "dropout": True}, in_axes=nn.broadcast, length=length)
-  return scan(block, tuple(sorted(block_kwargs.items())), name=name)
+  return scan(block, tuple(sorted(block_kwargs.items())), kernels, name=name)
 
 
 def stack_blocks(variables: dict, stage_sizes: Sequence[int]) -> dict:
@@ -174,6 +182,7 @@ class ResNet(nn.Module):
   num_classes: int = 1000
   scan_blocks: bool = False
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -184,10 +193,12 @@ class ResNet(nn.Module):
     if self.block not in BLOCKS:
       raise ValueError(f"unknown block {self.block!r}; choose one of {', '.join(BLOCKS)}")
     if self.stem == "imagenet":  # Table 1 conv1 + pool
-      x = ConvNormAct(self.widths[0], 7, 2, norm=self.norm, dtype=self.dtype, name="stem")(x, train)
-      x = layers.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+      x = ConvNormAct(self.widths[0], 7, 2, norm=self.norm, dtype=self.dtype, kernels=self.kernels,
+                      name="stem")(x, train)
+      x = layers.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)), kernels=self.kernels)
     elif self.stem == "cifar":  # Sec. 4.2: "the first layer is 3x3 convolutions"
-      x = ConvNormAct(self.widths[0], 3, 1, norm=self.norm, dtype=self.dtype, name="stem")(x, train)
+      x = ConvNormAct(self.widths[0], 3, 1, norm=self.norm, dtype=self.dtype, kernels=self.kernels,
+                      name="stem")(x, train)
     else:
       raise ValueError(f"unknown stem {self.stem!r}; choose imagenet or cifar")
     block = BLOCKS[self.block]
@@ -195,13 +206,14 @@ class ResNet(nn.Module):
                   zero_init_last_norm=self.zero_init_last_norm, norm=self.norm, attn=self.attn, dtype=self.dtype)
     for i, (n, w) in enumerate(zip(self.stage_sizes, self.widths)):
       # The first block of a stage changes the shape (stride 2 / wider); the n - 1 after it do not.
-      x = block(w * block.expansion, strides=2 if i > 0 else 1, **fields, name=f"layer{i + 1}_0")(x, train)
+      x = block(w * block.expansion, strides=2 if i > 0 else 1, **fields, kernels=self.kernels,
+                name=f"layer{i + 1}_0")(x, train)
       if self.scan_blocks and n > 2:
-        x, _ = scanned_blocks(block, n - 1, f"layer{i + 1}_rest", features=w * block.expansion,
-                              conv=conv_for_loops, **fields)(x, train)
+        x, _ = scanned_blocks(block, n - 1, f"layer{i + 1}_rest", kernels=self.kernels,
+                              features=w * block.expansion, conv=self.kernels.loop_conv, **fields)(x, train)
       else:
         for j in range(1, n):
-          x = block(w * block.expansion, **fields, name=f"layer{i + 1}_{j}")(x, train)
+          x = block(w * block.expansion, **fields, kernels=self.kernels, name=f"layer{i + 1}_{j}")(x, train)
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, dtype=self.dtype, name="fc",
                     kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),

@@ -38,8 +38,7 @@ import jax
 import jax.numpy as jnp
 
 from classic_cnns.models import layers
-from classic_cnns.models.alexnet import adaptive_avg_pool
-from classic_cnns.models.layers import Conv, LocalResponseNorm, NormSpec, he_normal, make_norm
+from classic_cnns.models.layers import LocalResponseNorm, NormSpec, he_normal, make_norm
 from classic_cnns.models.registry import register_model
 
 # Kernel sizes per stage (Table 1); the channel widths come from `widths`.
@@ -64,6 +63,7 @@ class FCConv(nn.Module):
   features: int
   window: int = 1
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   @nn.compact
   def __call__(self, x: jax.Array, dense: bool) -> jax.Array:
@@ -73,7 +73,7 @@ class FCConv(nn.Module):
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     if dense:
       k = kernel.reshape(self.window, self.window, cin, self.features)
-      y = jax.lax.conv_general_dilated(x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      y = self.kernels.conv(x, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     else:
       y = x @ kernel
     return y + bias
@@ -91,31 +91,33 @@ class VGG(nn.Module):
   lrn: bool = False  # A-LRN: LRN after the first conv layer
   dense: bool = False
   dtype: Any = None
+  kernels: layers.Kernels = layers.PORTABLE
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, dense: bool | None = None) -> jax.Array:
     dense = self.dense if dense is None else dense
     n = 0
-    for s, (kernels, c) in enumerate(zip(self.stages, self.widths)):
-      for k in kernels:
+    for s, (sizes, c) in enumerate(zip(self.stages, self.widths)):
+      for k in sizes:
         n += 1
-        x = Conv(c, (k, k), padding=((k // 2, k // 2),) * 2, use_bias=self.conv_bias,
-                    kernel_init=he_normal, dtype=self.dtype, name=f"conv{n}")(x)
-        x = make_norm(self.norm, dtype=self.dtype, name=f"norm{n}")(x, train)
+        x = self.kernels.Conv(c, (k, k), padding=((k // 2, k // 2),) * 2, use_bias=self.conv_bias,
+                              kernel_init=he_normal, dtype=self.dtype, name=f"conv{n}")(x)
+        x = make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name=f"norm{n}")(x, train)
         x = nn.relu(x)
         if self.lrn and n == 1:
           x = LocalResponseNorm(name="lrn")(x)
-      x = layers.max_pool(x, (2, 2), (2, 2))
+      x = layers.max_pool(x, (2, 2), (2, 2), kernels=self.kernels)
       self.sow("intermediates", f"stage{s + 1}", x)
     if dense:
       if min(x.shape[1:3]) < 7:
         raise ValueError(f"dense evaluation needs an input >= 224 (stage-5 map {x.shape[1:3]} < 7x7)")
     else:
-      x = adaptive_avg_pool(x, 7).reshape((x.shape[0], -1))
+      x = layers.adaptive_avg_pool(x, 7).reshape((x.shape[0], -1))
     for i in range(2):
-      x = FCConv(self.fc_features, window=7 if i == 0 else 1, dtype=self.dtype, name=f"fc{i + 1}")(x, dense)
+      x = FCConv(self.fc_features, window=7 if i == 0 else 1, dtype=self.dtype, kernels=self.kernels,
+                 name=f"fc{i + 1}")(x, dense)
       x = nn.Dropout(self.dropout)(nn.relu(x), deterministic=not train)
-    x = FCConv(self.num_classes, dtype=self.dtype, name="fc3")(x, dense)
+    x = FCConv(self.num_classes, dtype=self.dtype, kernels=self.kernels, name="fc3")(x, dense)
     if dense:  # class score map -> spatial average (Sec. 3.2)
       self.sow("intermediates", "score_map", x)
       x = jnp.mean(x, axis=(1, 2))

@@ -3,7 +3,7 @@ import os
 import numpy as np
 import pytest
 
-from classic_cnns.data import sources
+from classic_cnns.data import common, sources
 from classic_cnns.data.sources import DatasetError
 
 
@@ -103,7 +103,7 @@ def test_image_folder_without_images(tmp_path):
 
 def test_tfds_source_with_mock_data(monkeypatch):
   tfds = pytest.importorskip("tensorflow_datasets")
-  monkeypatch.setattr(sources, "_download_host_reachable", lambda timeout=5.0: True)
+  monkeypatch.setattr(common, "download_host_reachable", lambda timeout=5.0: True)
   with tfds.testing.mock_data(num_examples=40):
     ds = sources.load_tfds("mnist")
   assert ds.train.images.shape == (40, 28, 28, 1) and ds.train.images.dtype == np.uint8

@@ -5,7 +5,7 @@ pytest.importorskip("tensorflow")
 tfds = pytest.importorskip("tensorflow_datasets")
 
 from classic_cnns import parallel
-from classic_cnns.data import sources, tfds_stream
+from classic_cnns.data import common, sources, tfds_stream
 from classic_cnns.data.sources import DatasetError
 
 SHAPE = (32, 32, 3)
@@ -66,7 +66,7 @@ def test_mock_imagenet2012_val_hold_out():
 
 
 def test_imagenette_mock_needs_network_check(monkeypatch):
-  monkeypatch.setattr(sources, "_download_host_reachable", lambda timeout=5.0: True)
+  monkeypatch.setattr(common, "download_host_reachable", lambda timeout=5.0: True)
   with tfds.testing.mock_data(num_examples=6):
     ds = tfds_stream.load_streaming_tfds("imagenette", None, True, 2, 0, SHAPE)
   assert ds.num_classes == 10 and (len(ds.train), len(ds.val), ds.test.split) == (4, 2, "validation")
@@ -85,7 +85,7 @@ def test_imagenet2012_not_prepared_gives_manual_download_hint(tmp_path):
 
 
 def test_offline_and_unknown_errors(tmp_path, monkeypatch):
-  monkeypatch.setattr(sources, "_download_host_reachable", lambda timeout=5.0: False)
+  monkeypatch.setattr(common, "download_host_reachable", lambda timeout=5.0: False)
   with pytest.raises(DatasetError, match="no network connection"):
     tfds_stream.load_streaming_tfds("imagenette", str(tmp_path), True, 0, 0, SHAPE)
   with pytest.raises(DatasetError, match="unknown TFDS dataset"):

@@ -5,14 +5,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from classic_cnns import train
 from classic_cnns.models import create_model, model_info
 
 
 def init(model, rngs, x, **kwargs):
-  """`model.init(rngs, x, **kwargs)` compiled as the trainer compiles its init (one jit, XLA backend
-  level 1): run eagerly, init would compile every forward op of the model on its own."""
-  return train.compile_init(lambda rngs, x: model.init(rngs, x, **kwargs), rngs, x)(rngs, x)
+  """`model.init(rngs, x, **kwargs)` in one jit: run eagerly, init would compile every forward op of
+  the model on its own."""
+  return jax.jit(lambda rngs, x: model.init(rngs, x, **kwargs))(rngs, x)
 
 
 def all_finite(tree) -> bool:

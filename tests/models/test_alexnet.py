@@ -1,12 +1,15 @@
 """AlexNet family: counts, paper geometry, tiny forward/backward, dropout, init."""
 from __future__ import annotations
 
+import collections
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from classic_cnns.models import create_model, list_models
+from classic_cnns.models import create_model, layers, list_models, model_info
 from tests.models.helpers import (abstract_output, assert_exact_param_count, count_params, abstract_variables,
                                   forward_backward_is_finite, init)
 
@@ -92,7 +95,6 @@ def test_paper_init():
 
 @pytest.mark.parametrize("shape,out", [((5, 9), 3), ((1, 1), 6), ((13, 13), 6), ((12, 12), 6)])
 def test_adaptive_avg_pool_matches_torch_bins(shape, out):
-  from classic_cnns.models.alexnet import adaptive_avg_pool
   x = np.random.RandomState(0).randn(2, *shape, 3).astype(np.float32)
   ref = np.zeros((2, out, out, 3), np.float32)
   for i in range(out):
@@ -100,4 +102,60 @@ def test_adaptive_avg_pool_matches_torch_bins(shape, out):
       h0, h1 = (i * shape[0]) // out, -((-(i + 1) * shape[0]) // out)
       w0, w1 = (j * shape[1]) // out, -((-(j + 1) * shape[1]) // out)
       ref[:, i, j] = x[:, h0:h1, w0:w1].mean(axis=(1, 2))
-  np.testing.assert_allclose(adaptive_avg_pool(jnp.asarray(x), out), ref, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(layers.adaptive_avg_pool(jnp.asarray(x), out), ref, rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- kernels
+def _loss_and_grad_jaxprs(name, size, **kw):
+  """The jaxprs (as text) of a train-mode cross-entropy loss through `create_model(name)` and of its
+  gradient, traced on abstract values (no compile). A custom VJP shows only in the loss's jaxpr
+  (`jax.grad` inlines the rule), a foreign call in both."""
+  info = model_info(name)
+  model = create_model(name, **kw)
+  v = abstract_variables(name, size, **kw)
+  params, rest = v["params"], {k: t for k, t in v.items() if k != "params"}
+  x = jax.ShapeDtypeStruct((2, size, size, info.in_channels), jnp.float32)
+  labels = np.arange(2) % 10
+
+  def loss(params, rest, x):
+    logits, _ = model.apply({"params": params, **rest}, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)},
+                            mutable=["batch_stats"])
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], -1))
+
+  return [str(jax.make_jaxpr(f)(params, rest, x)) for f in (loss, jax.grad(loss))]
+
+
+def _kernel_calls(name, size, **kw):
+  """How often each `Kernels` op is called by one train-mode forward of `create_model(name,
+  kernels=recording)`; also checks that the variables do not depend on the kernels."""
+  calls = collections.Counter()
+
+  def record(op):
+    fn = getattr(layers.PORTABLE, op)
+    def wrapped(*args, **kwargs):
+      calls[op] += 1
+      return fn(*args, **kwargs)
+    return wrapped
+
+  ops = ("conv", "loop_conv", "max_pool", "batch_norm_train", "group_norm")
+  kernels = dataclasses.replace(layers.PORTABLE, name="recording", **{op: record(op) for op in ops})
+  shapes = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype), tree)
+  v = abstract_variables(name, size, **kw)
+  assert shapes(abstract_variables(name, size, kernels=kernels, **kw)) == shapes(v)
+  model = create_model(name, kernels=kernels, **kw)
+  x = jax.ShapeDtypeStruct((2, size, size, model_info(name).in_channels), jnp.float32)
+  calls.clear()
+  jax.eval_shape(lambda v, x: model.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)},
+                                          mutable=["batch_stats"]), v, x)
+  return dict(calls)
+
+
+@pytest.mark.parametrize("name,size", [("alexnet", 224), ("alexnet_paper", 227)])
+def test_train_step_is_plain_autodiff(name, size):
+  for jaxpr in _loss_and_grad_jaxprs(name, size):
+    assert "custom_vjp_call" not in jaxpr and "ffi_call" not in jaxpr
+
+
+@pytest.mark.parametrize("name,size", [("alexnet", 224), ("alexnet_paper", 227)])
+def test_convs_and_pools_use_the_given_kernels(name, size):
+  assert _kernel_calls(name, size) == {"conv": 5, "max_pool": 3}

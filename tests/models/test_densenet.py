@@ -1,14 +1,17 @@
 """DenseNet family: exact counts (Table 1 / Table 2), shapes, train/eval, channel bookkeeping."""
 from __future__ import annotations
 
+import collections
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import traverse_util
 
-from classic_cnns.models import create_model, list_models, model_info
+from classic_cnns.models import create_model, layers, list_models, model_info
 from classic_cnns.models.densenet import DenseNet, pack_layers, unpack_layers
 from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count, count_params,
                                   all_finite, init, leaves_equal)
@@ -256,3 +259,73 @@ def test_scan_layers_dropout_follows_the_rng_in_train_only():
   assert not np.allclose(run(1, True), run(2, True))
   np.testing.assert_array_equal(run(1, True), run(1, True))
   np.testing.assert_array_equal(run(1, False), run(2, False))
+
+
+# --------------------------------------------------------------------------- kernels
+def _grad_jaxpr(model, variables, size):
+  """The jaxpr of the cross-entropy gradient w.r.t. params in train mode (traced, not compiled)."""
+  x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+  params, rest = variables["params"], {k: s for k, s in variables.items() if k != "params"}
+
+  def loss(params, rest, x):
+    logits, _ = model.apply({"params": params, **rest}, x, train=True, mutable=["batch_stats"],
+                            rngs={"dropout": _key(2)})
+    labels = jnp.arange(x.shape[0]) % logits.shape[-1]
+    return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(x.shape[0]), labels])
+  return jax.make_jaxpr(jax.grad(loss))(params, rest, x)
+
+
+def _abstract_init(model, size):
+  return jax.eval_shape(lambda: _init_eager(model, jnp.zeros((2, size, size, 3))))
+
+
+@pytest.mark.parametrize("kw", [{}, {"scan_layers": True}, {"scan_layers": True, "memory_efficient": True},
+                                {"memory_efficient": True, "dropout": 0.2}])
+def test_portable_gradient_is_plain_autodiff(kw):
+  """The default kernels: no custom VJPs, no foreign calls anywhere in the training gradient."""
+  model = create_model("densenet_bc_100_12", **kw)
+  jaxpr = str(_grad_jaxpr(model, _abstract_init(model, 32), 32))
+  assert "custom_vjp_call" not in jaxpr and "ffi_call" not in jaxpr
+
+
+def _recording_kernels():
+  """`layers.PORTABLE` with every op counting its calls (Python calls happen while tracing)."""
+  calls = collections.Counter()
+
+  def record(op, fn):
+    def wrapped(*args, **kwargs):
+      calls[op] += 1
+      return fn(*args, **kwargs)
+    return wrapped
+  ops = ("conv", "loop_conv", "max_pool", "batch_norm_train", "group_norm")
+  return dataclasses.replace(layers.PORTABLE, name="recording",
+                             **{op: record(op, getattr(layers.PORTABLE, op)) for op in ops}), calls
+
+
+SMALL_121 = dict(growth_rate=4, block_config=(2, 3), num_classes=10)  # densenet121's layout, narrow
+
+
+@pytest.mark.parametrize("kw", [{}, {"norm": "group"}, {"memory_efficient": True}])
+def test_every_op_goes_through_the_kernels_field(kw):
+  """Stem conv + max pool, dense layers, transitions, final norm: each op calls `kernels`."""
+  kernels, calls = _recording_kernels()
+  model = create_model("densenet121", **SMALL_121, **kw, kernels=kernels)
+  v = _abstract_init(model, 32)
+  flat = traverse_util.flatten_dict(v["params"])
+  convs = sum(k[-1] == "kernel" and a.ndim == 4 for k, a in flat.items())
+  norms = sum(k[-1] == "scale" for k in flat)
+  calls.clear()  # count one training forward
+  _grad_jaxpr(model, v, 32)
+  norm_op = "group_norm" if kw.get("norm") == "group" else "batch_norm_train"
+  assert calls == {"conv": convs, "max_pool": 1, norm_op: norms}
+
+
+def test_scanned_blocks_use_the_loop_conv():
+  kernels, calls = _recording_kernels()
+  model = create_model("densenet121", **SMALL_121, scan_layers=True, kernels=kernels)
+  v = _abstract_init(model, 32)
+  calls.clear()
+  _grad_jaxpr(model, v, 32)
+  # outside the scans: stem conv + 1 transition conv; stem, transition and final norm
+  assert calls["conv"] == 2 and calls["max_pool"] == 1
+  assert calls["loop_conv"] >= 2 * 2 and calls["batch_norm_train"] >= 3 + 2 * 2  # 2 per scanned layer

@@ -1,13 +1,18 @@
-"""GoogLeNet (Szegedy et al. 2015), paper and torchvision layouts: counts, geometry, aux heads."""
+"""GoogLeNet (Szegedy et al. 2015), paper and torchvision layouts: counts, geometry, aux heads,
+the norm defaults and the `kernels` every op goes through."""
 from __future__ import annotations
+
+import collections
+import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from classic_cnns.models import create_model, list_models, model_info
-from classic_cnns.models.googlenet import adaptive_avg_pool, max_pool
+from classic_cnns.models import create_model, layers, list_models, model_info
+from classic_cnns.models.googlenet import GoogLeNet
+from classic_cnns.models.layers import NormSpec
 from tests.models.helpers import (abstract_output, abstract_variables, all_finite, assert_exact_param_count,
                                   count_params, leaves_equal)
 
@@ -98,6 +103,7 @@ def test_aux_params_exist_after_eval_init_and_match_train_init():
 
 
 def test_max_pool_ceil_mode_matches_pytorch_formula():
+  max_pool = layers.max_pool_ceil
   for n, k, s, pad, out in [(112, 3, 2, 0, 56), (56, 3, 2, 0, 28), (28, 3, 2, 0, 14), (14, 3, 2, 0, 7),
                             (14, 2, 2, 0, 7), (28, 3, 1, 1, 28), (147, 3, 2, 0, 73), (7, 3, 2, 0, 3)]:
     assert max_pool(jnp.zeros((1, n, n, 1)), k, s, pad).shape[1] == out
@@ -108,11 +114,117 @@ def test_max_pool_ceil_mode_matches_pytorch_formula():
 
 def test_adaptive_avg_pool_windows():
   x = jnp.arange(14.0 * 14).reshape(1, 14, 14, 1)
-  y = adaptive_avg_pool(x, 4)
+  y = layers.adaptive_avg_pool(x, 4)
   bounds = [(0, 4), (3, 7), (7, 11), (10, 14)]  # floor(i*14/4), ceil((i+1)*14/4)
   for i, (r0, r1) in enumerate(bounds):
     for j, (c0, c1) in enumerate(bounds):
       assert float(y[0, i, j, 0]) == pytest.approx(float(jnp.mean(x[0, r0:r1, c0:c1])))
+
+
+def _adaptive_avg_pool_by_slices(x, out):
+  """Reference: PyTorch's AdaptiveAvgPool2d as a mean over each window [floor(i n / out),
+  ceil((i + 1) n / out)), in NumPy."""
+  span = lambda n: [(i * n // out, -(-(i + 1) * n // out)) for i in range(out)]
+  return np.stack([np.stack([x[:, r0:r1, c0:c1].mean(axis=(1, 2)) for c0, c1 in span(x.shape[2])], 1)
+                   for r0, r1 in span(x.shape[1])], 1)
+
+
+@pytest.mark.parametrize("hw", [(14, 14), (4, 4), (2, 2), (1, 1), (7, 7), (9, 9), (17, 17), (14, 9)])
+def test_adaptive_avg_pool_matches_window_means(hw):
+  # The aux heads read 4a/4d: 14x14 at 224 (Table 1), 4x4 at 64 (the tests here), 2x2 / 1x1 at
+  # 32 / 16 (smoke sizes); the others are odd sizes and a non-square map.
+  x = np.random.RandomState(0).randn(2, *hw, 3).astype(np.float32)
+  np.testing.assert_allclose(np.asarray(layers.adaptive_avg_pool(jnp.asarray(x), 4)),
+                             _adaptive_avg_pool_by_slices(x, 4), rtol=1e-5, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- norm defaults and kernels
+def recording_kernels():
+  """(`Kernels` that compute as `layers.PORTABLE` and log each call, the log): a Counter of calls
+  per op and the epsilons `batch_norm_train` was given."""
+  log = {"calls": collections.Counter(), "eps": set()}
+  p = layers.PORTABLE
+  def conv(*a, **kw):
+    log["calls"]["conv"] += 1
+    return p.conv(*a, **kw)
+  def max_pool(*a, **kw):
+    log["calls"]["max_pool"] += 1
+    return p.max_pool(*a, **kw)
+  def batch_norm_train(x, scale, bias, epsilon=1e-5):
+    log["calls"]["batch_norm_train"] += 1
+    log["eps"].add(epsilon)
+    return p.batch_norm_train(x, scale, bias, epsilon)
+  return dataclasses.replace(p, name="recording", conv=conv, max_pool=max_pool,
+                             batch_norm_train=batch_norm_train), log
+
+
+def abstract_init(model, size, batch=2):
+  """init's variables as shapes (jax.eval_shape: traced, not compiled), eval-mode init."""
+  x = jnp.zeros((batch, size, size, 3))
+  return jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
+                                           x, train=False))
+
+
+def trace_train_apply(model, variables, size, batch=2):
+  """Traces (no compile) one train-mode apply with mutable batch_stats."""
+  x = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32)
+  return jax.eval_shape(lambda v, x: model.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)},
+                                                 mutable=["batch_stats"]), variables, x)
+
+
+def count_leaves(tree, leaf: str, module: str) -> int:
+  """How many leaves named `leaf` sit directly in a module named `module` (e.g. conv kernels)."""
+  names = lambda path: [str(getattr(k, "key", k)) for k in path]
+  return sum(names(p)[-2:] == [module, leaf] for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0])
+
+
+def loss_and_grad_jaxprs(model, size, batch=2) -> str:
+  """The jaxprs (as text; traced, not compiled) of softmax cross-entropy (+ 0.3 x the aux losses)
+  in train mode with mutable batch_stats, and of its gradient. Both: a custom VJP shows as
+  `custom_vjp_call` only in the loss's jaxpr (grad inlines its fwd / bwd rules), an `ffi_call` in
+  either."""
+  v = abstract_init(model, size, batch)
+  x = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32)
+  ce = lambda logits: jnp.mean(jax.nn.logsumexp(logits, -1) - logits[:, 0])
+  def loss(params, rest, x):
+    out, _ = model.apply({"params": params, **rest}, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)},
+                         mutable=["batch_stats"])
+    return ce(out[0]) + 0.3 * sum(ce(a) for a in out[1]) if isinstance(out, tuple) else ce(out)
+  args = (v["params"], {k: c for k, c in v.items() if k != "params"}, x)
+  return str(jax.make_jaxpr(loss)(*args)) + "\n" + str(jax.make_jaxpr(jax.grad(loss))(*args))
+
+
+def test_norm_defaults_declared_once():
+  # torchvision's BasicConv2d: BatchNorm eps 1e-3; a kind string takes the other fields from there.
+  assert GoogLeNet.NORM_DEFAULTS == NormSpec("batch", epsilon=1e-3)
+  assert "NORM_DEFAULTS" not in {f.name for f in dataclasses.fields(GoogLeNet)}  # a ClassVar, no field
+  assert layers.resolve_norm("batch", GoogLeNet.NORM_DEFAULTS) == NormSpec("batch", epsilon=1e-3)
+  assert layers.resolve_norm(NormSpec("batch"), GoogLeNet.NORM_DEFAULTS) == NormSpec("batch")
+
+
+@pytest.mark.parametrize("name,overrides,eps", [
+    ("googlenet_bn_aux", {}, 1e-3), ("googlenet_bn_aux", {"norm": "batch"}, 1e-3),
+    ("googlenet_bn_aux", {"norm": NormSpec("batch")}, 1e-5), ("googlenet_aux", {}, None)])
+def test_every_conv_pool_and_norm_goes_through_kernels(name, overrides, eps):
+  kernels, log = recording_kernels()
+  model = create_model(name, kernels=kernels, **overrides)
+  variables = abstract_init(model, 224)  # traced only: the paper's aux pool (5x5/3) needs 14x14 at 4a
+  log["calls"].clear()
+  trace_train_apply(model, variables, 224)
+  # One train-mode apply (aux heads included): each conv and BatchNorm once; max-pools: 4 in the
+  # trunk (Table 1) + 1 per Inception block.
+  params = variables["params"]
+  expected = {"conv": count_leaves(params, "kernel", "conv"), "max_pool": 4 + 9,
+              "batch_norm_train": count_leaves(params, "scale", "norm")}
+  assert expected["conv"] == 57 + 2 * 1 and log["calls"] == {k: n for k, n in expected.items() if n}
+  assert log["eps"] == ({eps} if eps else set())
+
+
+def test_gradient_is_plain_autodiff():
+  # Portable kernels: the backward pass is autodiff's own (no custom VJP rule, no foreign call).
+  jaxpr = loss_and_grad_jaxprs(create_model("googlenet_bn_aux"), 64)
+  assert "custom_vjp_call" not in jaxpr and "ffi_call" not in jaxpr
+  assert "conv_general_dilated" in jaxpr
 
 
 # --------------------------------------------------------------------------- real compute

@@ -1,17 +1,20 @@
 """Inception v2 (BN-Inception, Ioffe & Szegedy 2015) and Inception v3 (Szegedy et al. 2016)."""
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from classic_cnns.models import create_model, list_models
-from classic_cnns.models.googlenet import tv_norm
+from classic_cnns.models import create_model, layers, list_models
+from classic_cnns.models.inception import InceptionV2, InceptionV3
 from classic_cnns.models.layers import NormSpec
 from tests.models.helpers import (abstract_output, abstract_variables, all_finite, assert_exact_param_count,
                                   count_params, leaves_equal)
-from tests.models.test_googlenet import synthetic_variables, train_step_fn
+from tests.models.test_googlenet import (abstract_init, count_leaves, loss_and_grad_jaxprs, recording_kernels,
+                                         synthetic_variables, trace_train_apply, train_step_fn)
 
 FAMILY = ["inception_v2", "inception_v3", "inception_v3_noaux"]
 
@@ -83,7 +86,13 @@ def test_inception_v3_geometry_and_factorisation():
   convs = [k for path, _ in jax.tree_util.tree_flatten_with_path(p)[0] for k in [jax.tree_util.keystr(path)]
            if "['conv']" in k]
   assert convs and not any(k.endswith("['bias']") for k in convs)  # no conv biases
-  assert tv_norm("batch") == NormSpec("batch", epsilon=1e-3) and tv_norm("group") == "group"
+
+
+def test_norm_defaults():
+  # v3: torchvision's BasicConv2d, BatchNorm eps 1e-3; BN-Inception: the plain NormSpec (eps 1e-5).
+  assert InceptionV3.NORM_DEFAULTS == NormSpec("batch", epsilon=1e-3)
+  assert "NORM_DEFAULTS" not in {f.name for f in dataclasses.fields(InceptionV3)}  # a ClassVar, no field
+  assert not hasattr(InceptionV2, "NORM_DEFAULTS")
 
 
 def test_aux_params_exist_after_eval_init():
@@ -100,3 +109,44 @@ def test_forward_backward_finite_inception_v3_75px():
   assert np.isfinite(float(loss))
   assert all_finite(grads)
   assert not any(leaves_equal(state["batch_stats"], v["batch_stats"]))
+
+
+@pytest.mark.parametrize("name,size,overrides,eps", [
+    ("inception_v3", 299, {}, 1e-3), ("inception_v3", 299, {"norm": "batch"}, 1e-3),
+    ("inception_v3", 299, {"norm": NormSpec("batch")}, 1e-5), ("inception_v2", 224, {}, 1e-5)])
+def test_every_conv_pool_and_norm_goes_through_kernels(name, size, overrides, eps):
+  kernels, log = recording_kernels()
+  model = create_model(name, kernels=kernels, **overrides)
+  variables = abstract_init(model, size)
+  log["calls"].clear()
+  trace_train_apply(model, variables, size)
+  # One train-mode apply (the v3 aux head included): each conv and BatchNorm once. Max-pools:
+  # v3 2 in the stem + Mixed_6a, 7a; v2 2 in the stem + 3c, 4e, 5b (Fig. 5).
+  params = variables["params"]
+  n_conv = count_leaves(params, "kernel", "conv")
+  assert n_conv == {"inception_v3": 94 + 2, "inception_v2": 69}[name]
+  n_pool = 4 if name == "inception_v3" else 5
+  assert log["calls"] == {"conv": n_conv, "batch_norm_train": n_conv, "max_pool": n_pool}
+  assert log["eps"] == {eps}
+
+
+def test_inception_v3_batchnorm_epsilon_is_1e3_numerically():
+  # Same parameters and batch, train mode: the default model computes exactly as one built with
+  # NormSpec("batch", epsilon=1e-3) and differently from one with eps 1e-5. 75x75 and no aux head
+  # keep the compile short (the aux head needs 299x299).
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 75, 75, 3))
+  models = [create_model("inception_v3_noaux", num_classes=10, **kw)
+            for kw in ({}, {"norm": NormSpec("batch", epsilon=1e-3)}, {"norm": NormSpec("batch")})]
+  v = synthetic_variables(models[0], x)
+  run = jax.jit(lambda v, x: [m.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)},
+                                      mutable=["batch_stats"])[0] for m in models])
+  default, eps3, eps5 = (np.asarray(y) for y in run(v, x))
+  np.testing.assert_array_equal(default, eps3)
+  assert not np.array_equal(default, eps5)
+
+
+def test_gradient_is_plain_autodiff():
+  # Portable kernels: the backward pass is autodiff's own (no custom VJP rule, no foreign call).
+  jaxpr = loss_and_grad_jaxprs(create_model("inception_v3"), 299)
+  assert "custom_vjp_call" not in jaxpr and "ffi_call" not in jaxpr
+  assert "conv_general_dilated" in jaxpr

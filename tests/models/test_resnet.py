@@ -1,14 +1,17 @@
 """ResNet family (He et al. 2016) + SE / CBAM plug-ins: counts, shapes, options, train/eval."""
 from __future__ import annotations
 
+import collections
+import dataclasses
 import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import traverse_util
 
-from classic_cnns.models import create_model, list_models, model_info
+from classic_cnns.models import create_model, layers, list_models, model_info
 from classic_cnns.models.layers import AttnSpec
 from classic_cnns.models.resnet import VARIANTS, Bottleneck, stack_blocks
 from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count, count_params,
@@ -229,3 +232,75 @@ def test_scan_blocks_initialises_each_block_with_its_own_key():
   kernels = init(model, KEY, x, train=False)["params"]["layer3_rest"]["block"]["conv1"]["conv"]["kernel"]
   assert kernels.shape[0] == 2 and not np.allclose(kernels[0], kernels[1])
   assert "layer3_rest" not in v["params"]  # the default stays the paper's one module per block
+
+
+# --------------------------------------------------------------------------- kernels
+def _abstract_init(model, size):
+  return jax.eval_shape(lambda: model.init(KEY, jnp.zeros((2, size, size, 3)), train=False))
+
+
+def _grad_jaxpr(model, variables, size):
+  """The jaxpr of the cross-entropy gradient w.r.t. params in train mode (traced, not compiled)."""
+  x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
+  params, rest = variables["params"], {k: s for k, s in variables.items() if k != "params"}
+
+  def loss(params, rest, x):
+    logits, _ = model.apply({"params": params, **rest}, x, train=True, mutable=["batch_stats"])
+    labels = jnp.arange(x.shape[0]) % logits.shape[-1]
+    return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(x.shape[0]), labels])
+  return jax.make_jaxpr(jax.grad(loss))(params, rest, x)
+
+
+@pytest.mark.parametrize("name,kw", [("resnet20", {}), ("resnet20", {"scan_blocks": True}),
+                                     ("resnet18", {"attn": "cbam", "stage_sizes": (3, 1), "scan_blocks": True})])
+def test_portable_gradient_is_plain_autodiff(name, kw):
+  """The default kernels: no custom VJPs, no foreign calls anywhere in the training gradient."""
+  model = create_model(name, **kw)
+  jaxpr = str(_grad_jaxpr(model, _abstract_init(model, 32), 32))
+  assert "custom_vjp_call" not in jaxpr and "ffi_call" not in jaxpr
+
+
+def _recording_kernels():
+  """`layers.PORTABLE` with every op counting its calls (Python calls happen while tracing)."""
+  calls = collections.Counter()
+
+  def record(op, fn):
+    def wrapped(*args, **kwargs):
+      calls[op] += 1
+      return fn(*args, **kwargs)
+    return wrapped
+  ops = ("conv", "loop_conv", "max_pool", "batch_norm_train", "group_norm")
+  return dataclasses.replace(layers.PORTABLE, name="recording",
+                             **{op: record(op, getattr(layers.PORTABLE, op)) for op in ops}), calls
+
+
+def _n_convs_norms(variables, skip=lambda path: False):
+  """Conv kernels and norms (scale params) in `variables`, outside the paths `skip` selects."""
+  flat = {k: a for k, a in traverse_util.flatten_dict(variables["params"]).items() if not skip(k)}
+  return (sum(k[-1] == "kernel" and a.ndim == 4 for k, a in flat.items()),
+          sum(k[-1] == "scale" for k in flat))
+
+
+@pytest.mark.parametrize("norm", ["batch", "group"])
+def test_every_op_goes_through_the_kernels_field(norm):
+  """Stem, max pool, blocks, projection shortcuts and CBAM: each conv / pool / norm calls `kernels`."""
+  kernels, calls = _recording_kernels()
+  model = create_model("resnet18", stage_sizes=(2, 1), widths=(8, 16), attn="cbam", norm=norm, kernels=kernels)
+  v = _abstract_init(model, 32)
+  convs, norms = _n_convs_norms(v)
+  calls.clear()  # count one training forward
+  _grad_jaxpr(model, v, 32)
+  norm_op = "batch_norm_train" if norm == "batch" else "group_norm"
+  assert calls == {"conv": convs, "max_pool": 1, norm_op: norms}
+
+
+def test_scanned_blocks_use_the_loop_conv():
+  kernels, calls = _recording_kernels()
+  model = create_model("resnet18", stage_sizes=(3, 1), widths=(8, 16), attn="se", scan_blocks=True,
+                       kernels=kernels)
+  v = _abstract_init(model, 32)
+  convs, norms = _n_convs_norms(v, skip=lambda path: path[0].endswith("_rest"))
+  calls.clear()
+  _grad_jaxpr(model, v, 32)
+  assert calls["conv"] == convs and calls["max_pool"] == 1  # the convs outside the scan only
+  assert calls["loop_conv"] >= 2 and calls["batch_norm_train"] >= norms + 2  # + the scanned block's two

@@ -1,5 +1,6 @@
-"""oneDNN convolutions (classic_cnns/kernels/onednn.py): values and gradients equal XLA's, the
-backend switch routes exactly the convolutions it supports, and an unusable oneDNN is one clear line.
+"""oneDNN convolutions (classic_cnns/backends/cpu/onednn.py): values and gradients equal XLA's, the
+CPU kernels' conv policies route exactly the convolutions oneDNN supports, crash-prone passes run on
+XLA, and an unusable oneDNN is one clear line.
 
 Skipped where oneDNN cannot be built (no g++ / libdnnl-dev), except under CLASSIC_CNNS_REQUIRE_ONEDNN=1
 (.ci/run installs it and sets that), where its absence fails."""
@@ -13,13 +14,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from classic_cnns.kernels import onednn
+from classic_cnns.backends import cpu
+from classic_cnns.backends.cpu import onednn, ops
 from classic_cnns.models import layers
 
 OK, WHY = onednn.available()
 if not OK and os.environ.get("CLASSIC_CNNS_REQUIRE_ONEDNN") == "1":
   raise RuntimeError(f"CLASSIC_CNNS_REQUIRE_ONEDNN=1 but oneDNN is unavailable: {WHY}")
 needs_onednn = pytest.mark.skipif(not OK, reason=f"oneDNN unavailable: {WHY}")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -90,75 +93,51 @@ def _custom_calls(fn, *args) -> int:
 
 
 @needs_onednn
-def test_backend_routes_supported_convs_only():
+def test_conv_policies_route_supported_convs_only():
+  """make_conv: oneDNN for float32 2-D ungrouped undilated NHWC convs with a result; XLA otherwise,
+  with the same values; the portable kernels never call oneDNN."""
+  onednn_kernels = cpu.make_kernels("onednn")
   x = jnp.ones((2, 8, 8, 4))
-  plain = layers.Conv(8, (3, 3))
-  grouped = layers.Conv(8, (3, 3), feature_group_count=2)
-  dilated = layers.Conv(8, (3, 3), kernel_dilation=2)
-  for module, expected in ((plain, 1), (grouped, 0), (dilated, 0)):
-    v = module.init(jax.random.PRNGKey(0), x)
-    assert _custom_calls(module.apply, v, x) == 0  # default backend: XLA
-    with layers.conv_backend("onednn"):
-      assert _custom_calls(module.apply, v, x) == expected
-      np.testing.assert_allclose(module.apply(v, x), jax.jit(module.apply)(v, x), rtol=1e-5)
-  conv1d = layers.Conv(8, (3,))  # 1-D: XLA's
+  for kwargs, expected in (({}, 1), ({"feature_group_count": 2}, 0), ({"kernel_dilation": 2}, 0)):
+    portable, ours = layers.PORTABLE.Conv(8, (3, 3), **kwargs), onednn_kernels.Conv(8, (3, 3), **kwargs)
+    v = portable.init(jax.random.PRNGKey(0), x)
+    assert _custom_calls(portable.apply, v, x) == 0
+    assert _custom_calls(ours.apply, v, x) == expected
+    np.testing.assert_allclose(jax.jit(ours.apply)(v, x), jax.jit(portable.apply)(v, x), rtol=1e-5, atol=1e-5)
+  assert _custom_calls(cpu.make_kernels("xla").Conv(8, (3, 3)).apply, v, x) == 0  # policy xla: none
+  conv1d = onednn_kernels.Conv(8, (3,))  # 1-D: XLA's
   x3 = jnp.ones((2, 8, 4))
   v = conv1d.init(jax.random.PRNGKey(0), x3)
-  with layers.conv_backend("onednn"):
-    assert _custom_calls(conv1d.apply, v, x3) == 0 and conv1d.apply(v, x3).shape == (2, 8, 8)
-  empty = layers.Conv(8, (5, 5), padding="VALID")  # 5x5 VALID on 1x1 (Inception-v3's aux head on small inputs)
+  assert _custom_calls(conv1d.apply, v, x3) == 0 and conv1d.apply(v, x3).shape == (2, 8, 8)
+  empty = onednn_kernels.Conv(8, (5, 5), padding="VALID")  # 5x5 VALID on 1x1 (Inception-v3's aux head on small inputs)
   x1 = jnp.ones((2, 1, 1, 4))
   v = empty.init(jax.random.PRNGKey(0), x1)
-  with layers.conv_backend("onednn"):
-    assert _custom_calls(empty.apply, v, x1) == 0 and empty.apply(v, x1).shape == (2, 0, 0, 8)
-  bf16 = layers.Conv(8, (3, 3), dtype=jnp.bfloat16)
+  assert _custom_calls(empty.apply, v, x1) == 0 and empty.apply(v, x1).shape == (2, 0, 0, 8)
+  bf16 = onednn_kernels.Conv(8, (3, 3), dtype=jnp.bfloat16)
   v = bf16.init(jax.random.PRNGKey(0), x)
-  with layers.conv_backend("onednn"):
-    assert _custom_calls(bf16.apply, v, x) == 0  # bfloat16 stays on XLA
-  assert layers.get_conv_backend() == "xla"  # the context restored it
+  assert _custom_calls(bf16.apply, v, x) == 0  # bfloat16 stays on XLA
 
 
 @needs_onednn
-def test_conv_for_loops_uses_onednn_when_selected():
+def test_loop_conv_uses_onednn_when_selected():
+  """Kernels.loop_conv: oneDNN under every policy but xla (whose loop conv has its own VJP)."""
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 5, 3))
   w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 3, 4))
-  f = lambda x, w: layers.conv_for_loops(x, w, (1, 1), ((1, 1), (1, 1)))
-  with layers.conv_backend("onednn"):
-    assert _custom_calls(f, x, w) == 1
+  for policy, calls in (("onednn", 1), ("mixed", 1), ("xla", 0)):
+    conv = cpu.make_kernels(policy).loop_conv
+    f = lambda x, w: conv(x, w, (1, 1), ((1, 1), (1, 1)))
+    assert _custom_calls(f, x, w) == calls, policy
     np.testing.assert_allclose(jax.jit(f)(x, w), _lax(x, w, (1, 1), "SAME"), rtol=1e-5, atol=1e-5)
 
 
-@needs_onednn
-@pytest.mark.parametrize("name,options", [("resnet20", {}), ("resnet20", {"scan_blocks": True}),
-                                          ("densenet_bc_100_12", {"scan_layers": True})])
-def test_whole_model_logits_grads_and_bn_stats_equal_xla(name, options):
-  from classic_cnns.models import create_model
-  if name.startswith("densenet"):  # a small DenseNet: 2 blocks of 2 layers keeps the test quick
-    options = {**options, "block_config": (2, 2)}
-  model = create_model(name, **options)
-  x = jax.random.normal(jax.random.PRNGKey(0), (4, 32, 32, 3))
-  variables = model.init(jax.random.PRNGKey(1), x, train=False)
-
-  def loss(params):
-    logits, new = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
-    return jnp.sum(jax.nn.log_softmax(logits)[:, 0]), (logits, new)
-
-  step = lambda: jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
-  ref = step()
-  with layers.conv_backend("onednn"):
-    assert _custom_calls(lambda p: loss(p)[0], variables["params"]) > 0
-    got = step()
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4), got, ref)
-
-
-def test_unknown_backend_is_a_value_error():
-  with pytest.raises(ValueError, match="unknown conv backend 'cudnn'"):
-    layers.set_conv_backend("cudnn")
+def test_unknown_policy_is_a_value_error():
+  with pytest.raises(ValueError, match="unknown CPU conv policy 'cudnn'"):
+    ops.make_conv("cudnn")
 
 
 def test_no_compiler_gives_one_clear_reason(tmp_path):
   """Without a compiler (or oneDNN), available() says why; requiring it raises with that reason."""
-  code = ("from classic_cnns.kernels import onednn; ok, why = onednn.available(); print(ok); print(why)\n"
+  code = ("from classic_cnns.backends.cpu import onednn; ok, why = onednn.available(); print(ok); print(why)\n"
           "try:\n  onednn.require()\nexcept onednn.OneDnnUnavailable as e:\n  print('raised', e)\n")
   env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "CLASSIC_CNNS_CACHE": str(tmp_path / "cache")}
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
@@ -169,56 +148,22 @@ def test_no_compiler_gives_one_clear_reason(tmp_path):
 
 
 @needs_onednn
-def test_summary_counts_do_not_depend_on_the_backend():
-  """MACs (jaxpr) and XLA FLOPs are counted with XLA's convolutions even when oneDNN is selected."""
-  from classic_cnns import summary
-  from classic_cnns.models import create_model
-  model = create_model("resnet20")
-  variables, _, _ = summary.trace(model, (1, 32, 32, 3))
-  ref = summary.inference_cost(model, variables, (1, 32, 32, 3))
-  with layers.conv_backend("onednn"):
-    assert summary.inference_cost(model, variables, (1, 32, 32, 3)) == ref
-  assert ref[0] > 40e6  # ResNet-20: ~41 MMACs
-
-
-def test_select_conv_backend_rules():
-  """auto: oneDNN only on one CPU device (and only where it builds); an impossible explicit onednn
-  is a ConfigError, never a silent switch."""
-  from classic_cnns import train
-  from classic_cnns.config import ConfigError, base_config
-  config = base_config()
-  assert train.select_conv_backend(config, 2)[0] == "xla"
-  assert layers.get_conv_backend() == "xla"
-  config.conv_backend = "onednn"
-  with pytest.raises(ConfigError, match="runs on one CPU device; this run has 2 cpu"):
-    train.select_conv_backend(config, 2)
-  config.conv_backend = "xla"
-  assert train.select_conv_backend(config, 1) == ("xla", "config.conv_backend=xla")
-  config.conv_backend = "auto"
-  assert train.select_conv_backend(config, 1)[0] == ("mixed" if OK else "xla")
-  assert layers.get_conv_backend() == ("mixed" if OK else "xla")
-  if OK:
-    config.conv_backend = "onednn"
-    assert train.select_conv_backend(config, 1)[0] == "onednn"
-
-
-@needs_onednn
 @pytest.mark.parametrize("avx512", [True, False])
 def test_mixed_backend_puts_wide_convs_on_xla_without_avx512(monkeypatch, avx512):
-  """"mixed" (the CPU default): oneDNN for every conv with an AVX-512 CPU; without it, convs with a
+  """"mixed" (the CPU default policy): oneDNN for every conv with an AVX-512 CPU; without it, convs with a
   kernel > 1x1 and >= MIXED_XLA_MIN_CHANNELS input and output channels are XLA's (no oneDNN custom
   call), 1x1 and narrower ones oneDNN's."""
   monkeypatch.setattr(onednn, "cpu_has_avx512", lambda: avx512)
-  wide = layers.MIXED_XLA_MIN_CHANNELS
+  wide = ops.MIXED_XLA_MIN_CHANNELS
+  conv = ops.make_conv("mixed")
   w_narrow, w_wide, w_wide_1x1 = jnp.ones((3, 3, 64, wide)), jnp.ones((3, 3, wide, wide)), jnp.ones((1, 1, wide, wide))
   w_narrow_out = jnp.ones((3, 3, wide, 32))
 
   def lowered(w):
     x = jnp.ones((2, 6, 6, w.shape[2]))
-    f = lambda x, w: jnp.sum(layers.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=(
-        jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC")))))
-    with layers.conv_backend("mixed"):
-      return jax.jit(jax.grad(f, argnums=(0, 1))).lower(x, w).as_text()
+    f = lambda x, w: jnp.sum(conv(x, w, (1, 1), "SAME", dimension_numbers=(
+        jax.lax.conv_dimension_numbers(x.shape, w.shape, NHWC))))
+    return jax.jit(jax.grad(f, argnums=(0, 1))).lower(x, w).as_text()
 
   assert "custom_call" in lowered(w_narrow)
   assert "custom_call" in lowered(w_wide_1x1)
@@ -229,7 +174,7 @@ def test_mixed_backend_puts_wide_convs_on_xla_without_avx512(monkeypatch, avx512
 def test_unusable_cache_directory_is_a_reason_not_a_crash(tmp_path):
   blocker = tmp_path / "a-file"
   blocker.write_text("not a directory")
-  code = "from classic_cnns.kernels import onednn; ok, why = onednn.available(); print(ok); print(why)"
+  code = "from classic_cnns.backends.cpu import onednn; ok, why = onednn.available(); print(ok); print(why)"
   env = {**os.environ, "CLASSIC_CNNS_CACHE": str(blocker / "cache")}
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
   assert out.returncode == 0, out.stderr
@@ -238,17 +183,17 @@ def test_unusable_cache_directory_is_a_reason_not_a_crash(tmp_path):
 
 
 
-def test_cli_explicit_onednn_that_cannot_work_is_one_line(tmp_path):
-  blocker = tmp_path / "a-file"
-  blocker.write_text("not a directory")
-  env = {**os.environ, "CLASSIC_CNNS_CACHE": str(blocker / "cache")}
-  repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-  out = subprocess.run([sys.executable, "-m", "classic_cnns.main", f"--config={repo}/configs/lenet5_mnist.py",
-                        f"--workdir={tmp_path / 'run'}", "--config.conv_backend=onednn", "--config.num_steps=1"],
-                       env=env, capture_output=True, text=True, timeout=300, cwd=repo)
-  assert out.returncode == 2
+def test_cli_kernels_cpu_that_cannot_work_is_one_line(tmp_path):
+  """--config.kernels=cpu where oneDNN cannot build (no compiler; a fresh cache, so no library built
+  before): one `error:` line, exit 2, before any step."""
+  env = {**os.environ, "CXX": "/nonexistent", "CLASSIC_CNNS_CACHE": str(tmp_path / "cache")}
+  out = subprocess.run([sys.executable, "-m", "classic_cnns.main", f"--config={REPO}/configs/lenet5_mnist.py",
+                        f"--workdir={tmp_path / 'run'}", "--config.kernels=cpu", "--config.num_steps=1"],
+                       env=env, capture_output=True, text=True, timeout=300, cwd=REPO)
+  assert out.returncode == 2, out.stderr[-2000:]
   errors = [l for l in out.stderr.splitlines() if l.startswith("error:")]
-  assert errors == [errors[0]] and errors[0].startswith("error: config.conv_backend=onednn: cannot build"), out.stderr
+  assert len(errors) == 1 and "oneDNN" in errors[0] and "/nonexistent" in errors[0], out.stderr[-2000:]
+  assert "Traceback" not in out.stderr
 
 
 # Repeated fwd + both gradients of each conv geometry through onednn.conv2d, against XLA's, in a
@@ -257,7 +202,7 @@ def test_cli_explicit_onednn_that_cannot_work_is_one_line(tmp_path):
 _CONV_CALLS = r'''
 import json, sys
 import jax, jax.numpy as jnp, numpy as np
-from classic_cnns.kernels import onednn
+from classic_cnns.backends.cpu import onednn
 geometries, calls, atol, atol_rel = json.loads(sys.argv[1])
 for n, side, c, o, k, s, p in geometries:
   x = jax.random.normal(jax.random.PRNGKey(side), (n, side, side, c))
@@ -276,8 +221,7 @@ print("ok")
 
 def _conv_calls_survive(geometries, calls, atol=0.0, atol_rel=0.0):
   r = subprocess.run([sys.executable, "-c", _CONV_CALLS, json.dumps([geometries, calls, atol, atol_rel])],
-                     capture_output=True, text=True,
-                     cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+                     capture_output=True, text=True, cwd=REPO)
   assert r.returncode == 0 and r.stdout.strip().endswith("ok"), (r.returncode, r.stderr[-2000:])
 
 

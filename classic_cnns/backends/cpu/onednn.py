@@ -8,7 +8,7 @@ system's oneDNN (Debian/Ubuntu: `apt-get install g++ libdnnl-dev`), caches the s
 `~/.cache/classic_cnns` (`CLASSIC_CNNS_CACHE`), registers three FFI targets, and exposes
 `conv2d`: an NHWC x HWIO float32 convolution with a `custom_vjp` whose backward pass is oneDNN's
 backward-data and backward-weights convolutions. The values equal `lax.conv_general_dilated` to
-float32 rounding (tests/kernels/test_onednn.py).
+float32 rounding (tests/backends/test_onednn.py).
 
 `available()` says whether the library can be used here and, if not, why. Where the oneDNN headers
 are not in the compiler's default paths, `CLASSIC_CNNS_ONEDNN_ROOT` names the prefix holding
@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from classic_cnns import machine
+
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onednn_conv.cc")
 _TARGETS = {"forward": "ClassicCnnsConvForward", "backward_data": "ClassicCnnsConvBackwardData",
             "backward_weights": "ClassicCnnsConvBackwardWeights"}
@@ -39,19 +41,6 @@ _state: dict[str, object] = {}  # "ok": bool, "reason": str, "library": path
 
 class OneDnnUnavailable(RuntimeError):
   """The oneDNN kernel library cannot be built or loaded here; the message says why (one line)."""
-
-
-def cache_root() -> str:
-  """The project's cache directory: $CLASSIC_CNNS_CACHE, else $XDG_CACHE_HOME/classic_cnns, else
-  ~/.cache/classic_cnns (the oneDNN kernel library, measured conv choices, the XLA cache)."""
-  return os.environ.get("CLASSIC_CNNS_CACHE") or os.path.join(
-      os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "classic_cnns")
-
-
-def _cache_dir() -> str:
-  root = cache_root()
-  os.makedirs(root, exist_ok=True)
-  return root
 
 
 def _compile_command(output: str) -> list[str]:
@@ -73,7 +62,7 @@ def _build() -> str:
   probe = _compile_command("OUT")
   with open(SOURCE, "rb") as f:
     digest = hashlib.sha256(f.read() + " ".join(probe).encode() + jax.__version__.encode()).hexdigest()[:16]
-  path = os.path.join(_cache_dir(), f"onednn_conv-{digest}.so")
+  path = os.path.join(machine.cache_dir(), f"onednn_conv-{digest}.so")
   if os.path.exists(path):
     return path
   fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))  # concurrent builds: last rename wins
@@ -143,7 +132,7 @@ def available() -> tuple[bool, str]:
 def cpu_has_avx512() -> bool:
   """Whether this CPU has AVX-512 ("avx512f" in /proc/cpuinfo): oneDNN then runs its avx512 kernels.
   Without it (e.g. the AMD EPYC hosts of BENCHMARKS.md), Debian's oneDNN 2.6 runs `jit:avx2` and
-  loses convolutions with many channels to XLA (layers' "mixed" backend)."""
+  loses convolutions with many channels to XLA (the "mixed" conv policy, ops.py)."""
   try:
     with open("/proc/cpuinfo") as f:
       return any(line.startswith("flags") and " avx512f" in line for line in f)
@@ -178,12 +167,20 @@ def supports(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=None
 AVX2_MAX_KERNEL = 7
 
 
+def kernel_exceeds_map(x_shape, w_shape) -> bool:
+  """Whether the HWIO kernel is taller or wider than the NHWC input map (e.g. ResNet-18's last 3x3
+  convs on 2x2 maps at 64 px): oneDNN 2.6 crashes on such geometries with implicit padding, so
+  `conv2d` pads the map explicitly first."""
+  return w_shape[0] > x_shape[1] or w_shape[1] > x_shape[2]
+
+
 def unsafe_passes(x_shape, w_shape, strides, padding) -> frozenset[str]:
   """Passes of this NHWC x HWIO geometry that must not run on oneDNN here: they crashed Debian 12's
   oneDNN 2.6 (segfaults or "could not execute a primitive", intermittent, on an AMD EPYC without
-  AVX-512; tests/kernels/test_onednn.py) and run on XLA instead.
+  AVX-512; tests/backends/test_onednn.py) and run on XLA instead.
   - A kernel larger than the input map (the weight gradient of a 5x5 conv on 4x4, a 7x7/2 conv on
-    2x2): every pass.
+    2x2; with implicit padding also on AVX-512): every pass. `conv2d` never gives oneDNN such a
+    geometry: it pads the map explicitly (`kernel_exceeds_map`), so this rule is a last guard.
   - Without AVX-512, a kernel side above 7 (AlexNet's 11x11/4 stem; 8x8 and 9x9 too): every pass.
     Its jit:avx2 weight gradient crashed `python -m classic_cnns.benchmark --model=alexnet
     --input=112`; with that pass on XLA its gemm-based passes still crashed within three steps.
@@ -261,7 +258,7 @@ _conv.defvjp(_conv_fwd, _conv_bwd)
 def conv2d(x: jax.Array, w: jax.Array, strides: Sequence[int], padding, on_xla: Iterable[str] = ()) -> jax.Array:
   """NHWC x HWIO float32 convolution on oneDNN; `padding` is "SAME", "VALID" or ((top, bottom),
   (left, right)). Differentiable (backward-data and backward-weights on oneDNN). The passes named in
-  `on_xla` (of PASSES) run on XLA instead (what `kernels.autotune` measured faster)."""
+  `on_xla` (of PASSES) run on XLA instead (what `autotune` measured faster)."""
   require()
   on_xla = frozenset(on_xla)
   if not on_xla <= set(PASSES):
@@ -272,5 +269,10 @@ def conv2d(x: jax.Array, w: jax.Array, strides: Sequence[int], padding, on_xla: 
   padding = tuple((int(lo), int(hi)) for lo, hi in padding)
   if min(_output_hw(x.shape, w.shape, strides, padding)) <= 0:
     raise ValueError(f"convolution of {x.shape} with kernel {w.shape} has no output")
+  if kernel_exceeds_map(x.shape, w.shape):
+    # oneDNN sees the zero-padded map (no smaller than the kernel, as any conv with an output) and no
+    # padding: a geometry of its ordinary kind. The pad's own gradient crops the input gradient.
+    x = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+    padding = ((0, 0), (0, 0))
   on_xla |= unsafe_passes(x.shape, w.shape, strides, padding)
   return _conv(x, w, strides, padding, on_xla)

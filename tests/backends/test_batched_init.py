@@ -1,5 +1,6 @@
-"""classic_cnns.batched_init: the batched-draw init gives bit-identical variables to `model.init` for
-every kind of initializer the zoo uses, and really batches (one draw per size bucket, keys constant)."""
+"""classic_cnns.backends.cpu.batched_init: the batched-draw init gives bit-identical variables to
+`model.init` for every kind of initializer the zoo uses, and really batches (one draw per size
+bucket, keys constant)."""
 from __future__ import annotations
 
 import jax
@@ -8,8 +9,12 @@ import numpy as np
 import optax
 import pytest
 
-from classic_cnns import parallel, train
-from classic_cnns.batched_init import batch_random_bits
+from jax.extend.core import Literal
+from jax.extend.core.primitives import random_bits_p
+
+from classic_cnns import backends, parallel, train
+from classic_cnns.backends import cpu
+from classic_cnns.backends.cpu.batched_init import batch_random_bits
 from classic_cnns.models import create_model, model_info
 
 # One model per initializer kind: he_normal (variance scaling, normal), PyTorch-style uniform weights
@@ -42,7 +47,7 @@ def _init_fn(name, side, overrides):
 @pytest.mark.parametrize("name,side,overrides", CASES, ids=[f"{n}-{'-'.join(o) or 'default'}" for n, _, o in CASES])
 def test_same_variables_as_model_init(name, side, overrides):
   init = _init_fn(name, side, overrides)
-  opts = train.INIT_COMPILER_OPTIONS
+  opts = cpu.INIT_COMPILER_OPTIONS  # both sides compiled alike: equal bits, not just equal maths
   batched = jax.jit(batch_random_bits(init)).lower().compile(compiler_options=opts)()
   plain = jax.jit(init).lower().compile(compiler_options=opts)()
   assert jax.tree.structure(batched) == jax.tree.structure(plain)
@@ -50,14 +55,30 @@ def test_same_variables_as_model_init(name, side, overrides):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path[0]))
 
 
+def _ancestors(jaxpr, eqns) -> list:
+  """The equations of `jaxpr` that the first inputs (the keys) of `eqns` depend on."""
+  needed = {eqn.invars[0] for eqn in eqns} - set(jaxpr.constvars) - set(jaxpr.invars)
+  found = []
+  for eqn in reversed(jaxpr.eqns):
+    if any(v in needed for v in eqn.outvars):
+      found.append(eqn)
+      needed.update(v for v in eqn.invars if not isinstance(v, Literal))
+  return found
+
+
 def test_draws_are_batched_and_keys_are_constants():
-  """Compiled, the plain init has a threefry loop per draw and per key derivation; the batched one a
-  loop per size bucket only (the keys, from a constant seed, are constants)."""
+  """Traced (not compiled): the batched init draws once per power-of-two size bucket, at the top level,
+  from keys that are constants (computed while tracing, from the constant seed). Its variables equal
+  the plain init's bit for bit: test_same_variables_as_model_init[densenet40_k12-default]."""
   init = _init_fn("densenet40_k12", 32, {})
-  loops = lambda f: jax.jit(f).lower().compile(compiler_options=train.INIT_COMPILER_OPTIONS).as_text().count(" while(")
-  plain, batched = loops(init), loops(batch_random_bits(init))
-  assert plain == 80, plain  # DenseNet-40: 40 weight draws (39 convs + classifier), each with its key's fold_in
-  assert batched <= 10, batched  # one per power-of-two bucket of kernel sizes (8 here)
+  closed = jax.make_jaxpr(batch_random_bits(init))()
+  draws = [eqn for eqn in closed.jaxpr.eqns if eqn.primitive is random_bits_p]
+  # DenseNet-40: 40 weight draws (39 convs + classifier) in 8 buckets of kernel sizes
+  assert 1 < len(draws) <= 10, len(draws)
+  # The keys: constants stacked, not fold_in chains (the plain init has one per parameter).
+  assert {eqn.primitive.name for eqn in _ancestors(closed.jaxpr, draws)} <= {"stack", "concatenate", "broadcast_in_dim",
+                                                                          "reshape", "convert_element_type"}
+  assert any(eqn.primitive.name == "random_fold_in" for eqn in jax.make_jaxpr(init)().jaxpr.eqns)
 
 
 def test_traced_keys_still_batch_and_match():
@@ -71,13 +92,17 @@ def test_traced_keys_still_batch_and_match():
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_trainer_state_holds_model_init_parameters():
-  model = create_model("resnet20")
-  state = train.create_train_state(model, optax.sgd(0.1, 0.9), (32, 32, 3), 5, parallel.make_mesh())
-  params_key = jax.random.split(jax.random.PRNGKey(5), 3)[0]
-  dropout_key = jax.random.split(jax.random.PRNGKey(5), 3)[1]
+@pytest.mark.parametrize("backend", ["portable", "cpu"])
+def test_trainer_state_holds_model_init_parameters(backend):
+  """create_train_state: the parameters of `model.init` with the seed's params key, compiled as the
+  backend compiles its init (portable: one jit; cpu: batched draws at XLA level 1)."""
+  backend = backends.PORTABLE_BACKEND if backend == "portable" else backends.Backend("cpu", "test", cpu.make_kernels("xla"), "xla")
+  model = create_model("resnet20", kernels=backend.kernels)
+  state = train.create_train_state(model, optax.sgd(0.1, 0.9), (32, 32, 3), 5, parallel.make_mesh(), backend)
+  params_key, dropout_key, _ = jax.random.split(jax.random.PRNGKey(5), 3)
   # Compiled as the trainer compiles its init (same XLA options: equal bits, not just equal maths).
-  expected = train.compile_init(lambda: model.init({"params": params_key, "dropout": dropout_key},
-                                                   jnp.zeros((1, 32, 32, 3)), train=False))()
+  plain = create_model("resnet20")
+  expected = backend.compile_init(lambda: plain.init({"params": params_key, "dropout": dropout_key},
+                                                     jnp.zeros((1, 32, 32, 3)), train=False), None)()
   for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(expected["params"])):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
