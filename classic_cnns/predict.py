@@ -92,7 +92,7 @@ def predict(workdir: str, paths: list[str], top: int = 5) -> list[list[tuple[str
   from classic_cnns import train
   from classic_cnns.evaluate import restore
   config, classes = load_run(workdir)
-  cli.set_xla_flags(config.get("kernels", "auto"))  # before JAX starts its backends
+  cli.set_xla_flags(config.get("kernels", "auto"), echo=False)  # before JAX starts its backends
   train.use_compilation_cache(config.compilation_cache_dir)  # the run's own setting
   saved = os.path.join(workdir, "preprocess.npz")
   if os.path.isfile(saved):

@@ -75,16 +75,25 @@ def build_model(config: ml_collections.ConfigDict, num_devices: int = 1, kernels
     kw["attn"] = None
   if config.dtype != "float32":  # mixed precision: compute dtype; params, optimizer, BN stats stay float32
     kw["dtype"] = jnp.dtype(config.dtype)
-  return create_model(name, kernels=kernels, **kw)
+  if kernels is not PORTABLE or registry.has_field(name, "kernels"):
+    kw["kernels"] = kernels
+  return create_model(name, **kw)
 
 
 def select_backend(config: ml_collections.ConfigDict) -> backends.Backend:
   """config.kernels / config.cpu_convs -> this run's backend (`classic_cnns.backends`); ConfigError
   (one line) where it cannot run here."""
   try:
-    return backends.select(config.kernels, config.cpu_convs)
+    backend = backends.select(config.kernels, config.cpu_convs)
   except backends.BackendError as e:
     raise ConfigError(str(e)) from None
+  name = config.model.name
+  if backend.name != "portable" and not registry.has_field(name, "kernels"):  # a model of one's own
+    if config.kernels != "auto":
+      raise ConfigError(f"model {name!r} has no `kernels` field, so config.kernels={config.kernels} cannot "
+                        f"reach it; use --config.kernels=portable")
+    return backends.Backend("portable", f"auto: model {name!r} has no kernels field")
+  return backend
 
 
 # ----------------------------------------------------------------------------- state
@@ -98,7 +107,8 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, input
   """Initialises replicated parameters and optimizer state on the mesh (jit, out_shardings), compiled
   as `backend` compiles initialisations. The parameters depend on the seed only, not the backend:
   the initialisation is traced with the portable kernels."""
-  model = model.clone(kernels=PORTABLE)
+  if "kernels" in {f.name for f in dataclasses.fields(model)}:
+    model = model.clone(kernels=PORTABLE)
 
   def init():
     key = jax.random.PRNGKey(seed)

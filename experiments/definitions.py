@@ -82,7 +82,7 @@ def resnet_degradation(scale: str) -> Plan:
             f"images (paper: the 10k test images); per-channel normalisation (paper: per-pixel mean).")
     return Plan(base, variants, note, checks=_degradation_checks(20, 56))
   base = {**CIFAR_AUG, **sgd_recipe(64_000, 0.1, 128, milestones=(0.5, 0.75), log_every=100, evals=32,
-                                    checkpoint_every=2000), "data.val_size": 5000}
+                                    checkpoint_every=2000)}
   variants = [v for d in (20, 32, 44, 56) for v in pair(d)]
   warm = {"schedule.warmup": 400.0, "schedule.warmup_init": 0.1}  # Sec. 4.2: lr 0.01 for ~400 its (linear ramp here)
   variants += pair(110, warm)
@@ -123,7 +123,8 @@ _add(Experiment(
     "ones (the degradation problem); deeper RESIDUAL nets have lower error. Compare final training "
     "error of plain-56 vs plain-20 and ResNet-56 vs ResNet-20.",
     resnet_degradation, CIFAR_DATASETS, summary="x", x_label="depth (layers)",
-    paper_note="Table 6 gives test errors of the ResNets only (plain nets: curves in Fig. 6)."))
+    paper_note="Table 6 gives test errors of the ResNets only (plain nets: curves in Fig. 6).",
+    figure="He et al. 2016, Fig. 6 and Table 6"))
 
 
 # ----------------------------------------------------------------------------- 2. BN speed-up
@@ -184,7 +185,8 @@ _add(Experiment(
     "(2.1M) or 30x (2.7M) larger learning rate; with sigmoid activations only the BN net trains.",
     bn_speedup, CIFAR_DATASETS,
     target=Target("eval_accuracy_above", reference="baseline", label="baseline's best accuracy"),
-    paper_note="ImageNet Inception numbers (steps to reach 72.2% top-1); not the same task, compare the ratios."))
+    paper_note="ImageNet Inception numbers (steps to reach 72.2% top-1); not the same task, compare the ratios.",
+    figure="Ioffe & Szegedy 2015, Fig. 2"))
 
 
 # ----------------------------------------------------------------------------- 3. GroupNorm vs BatchNorm
@@ -272,7 +274,8 @@ _add(Experiment(
     "stays flat (24.1%); at 32/GPU BN is slightly better than GN; LN and IN are worse.",
     groupnorm_vs_batchnorm, {"smoke": "embedded", "cpu": CIFAR_FOLDER, "paper": "imagenet_folder:/data/imagenet"},
     summary="x", x_label="images per device (b)", log_x=True, flat_groups=("GN", "LN", "IN"),
-    paper_note="ImageNet ResNet-50 top-1 validation error (Tables 1-3); our cpu scale is CIFAR-10."))
+    paper_note="ImageNet ResNet-50 top-1 validation error (Tables 1-3); our cpu scale is CIFAR-10.",
+    figure="Wu & He 2018, Fig. 1 and Table 2"))
 
 
 # ----------------------------------------------------------------------------- 4. NiN GAP vs FC
@@ -312,7 +315,8 @@ _add(Experiment(
     "(10.41 vs 11.59% test error), and better than FC + dropout (10.88%).",
     nin_gap_vs_fc, CIFAR_DATASETS,
     paper_note="CIFAR-10 test error without augmentation; the mlpconv numbers are marked unconfirmed in "
-    "paper_numbers.md (the conventional-CNN ones, FC 17.56 / FC+dropout 15.99 / GAP 16.46, are confirmed)."))
+    "paper_numbers.md (the conventional-CNN ones, FC 17.56 / FC+dropout 15.99 / GAP 16.46, are confirmed).",
+    figure="Lin et al. 2014, Sec. 4.6 (Table 5)"))
 
 
 # ----------------------------------------------------------------------------- 5. GoogLeNet aux heads
@@ -348,7 +352,8 @@ _add(Experiment(
     "Szegedy et al. 2016 (Inception-v3) Sec. 4",
     "The aux heads (after 4a and 4d, loss weight 0.3) were meant to help gradient flow; the paper gives no "
     "isolated number, Inception-v3 found no faster early training and a small regularising gain at the end.",
-    googlenet_aux, IMAGENET_DATASETS, paper_note="No isolated ablation number exists in either paper."))
+    googlenet_aux, IMAGENET_DATASETS, paper_note="No isolated ablation number exists in either paper.",
+    figure="Szegedy et al. 2016, Sec. 4 (aux heads)"))
 
 
 # ----------------------------------------------------------------------------- 6. SE reduction ratio
@@ -383,7 +388,8 @@ _add(Experiment(
     "se_reduction", "Squeeze-and-Excitation reduction ratio, and CBAM", "Hu et al. 2018, Table 10; Woo et al. 2018",
     "SE improves the plain ResNet at every r and is insensitive to r in 2..16 (22.25-22.29%), a little worse at "
     "r=32 (22.72%); CBAM (channel + spatial attention) improves on SE.",
-    se_reduction, CIFAR_DATASETS, paper_note="ImageNet ResNet-50 top-1 errors; our runs are CIFAR ResNet-20."))
+    se_reduction, CIFAR_DATASETS, paper_note="ImageNet ResNet-50 top-1 errors; our runs are CIFAR ResNet-20.",
+    figure="Hu et al. 2018, Table 10"))
 
 
 # ----------------------------------------------------------------------------- 7. VGG receptive field, LRN, scale
@@ -443,7 +449,8 @@ _add(Experiment(
     "Simonyan & Zisserman 2015, Sec. 4.1, Table 3",
     "A pair of 3x3 convs (same receptive field as one 5x5) is better than the 5x5 (B vs B-5x5: +7% top-1 "
     "error for 5x5); LRN does not help (A-LRN 29.7 vs A 29.6); scale jittering at training helps (27.0 -> 25.6).",
-    vgg_receptive_field, IMAGENET_DATASETS, paper_note="ImageNet top-1 validation errors, single scale."))
+    vgg_receptive_field, IMAGENET_DATASETS, paper_note="ImageNet top-1 validation errors, single scale.",
+    figure="Simonyan & Zisserman 2015, Table 3"))
 
 
 # ----------------------------------------------------------------------------- 8. activation, dropout, augmentation
@@ -491,7 +498,8 @@ _add(Experiment(
     "overfits substantially; augmentation lowers the test error.",
     activation_and_dropout, CIFAR_DATASETS,
     target=Target("train_error_below", 25.0, label="25% training error"),
-    paper_note="AlexNet Fig. 1 is a curve (a 4-layer CIFAR-10 net), dropout/augmentation claims are qualitative."))
+    paper_note="AlexNet Fig. 1 is a curve (a 4-layer CIFAR-10 net), dropout/augmentation claims are qualitative.",
+    figure="Krizhevsky et al. 2012, Fig. 1"))
 
 
 # ----------------------------------------------------------------------------- 9. DenseNet vs ResNet
@@ -534,4 +542,5 @@ _add(Experiment(
     "DenseNets reach a lower error than ResNets with fewer parameters (DenseNet-BC-100 k=12: 0.8M, 4.51% vs "
     "ResNet-110: 1.7M, 6.43%).",
     densenet_vs_resnet, CIFAR_DATASETS, summary="params",
-    paper_note="C10+ test errors (standard augmentation)."))
+    paper_note="C10+ test errors (standard augmentation).",
+    figure="Huang et al. 2017, Fig. 4 (right) and Table 2"))

@@ -59,7 +59,7 @@ class Check:
   lhs: tuple[str, str]
   op: str  # "<", "<=", ">", ">="
   rhs: tuple[str, str]
-  tolerance: float = 0.0  # added to rhs for "<=" / "<" checks ("at or below, within ...")
+  tolerance: float = 0.0  # added to rhs before comparing ("at or below, within ...")
 
 
 @dataclasses.dataclass
@@ -77,3 +77,4 @@ class Experiment:
   target: Target | None = None
   flat_groups: Sequence[str] = ()  # summary-figure series independent of x (drawn as horizontal lines)
   paper_note: str = ""  # where the paper's numbers come from, and why they are / are not comparable
+  figure: str = ""  # the paper's figure / table our figures mirror (figure titles), e.g. "He et al. 2016, Fig. 6"

@@ -69,12 +69,16 @@ def as_norm_spec(norm: str | NormSpec, defaults: NormSpec | None = None) -> Norm
 
 
 def resolve_norm(norm: str | NormSpec | None, defaults: NormSpec, **overrides: Any) -> NormSpec:
-  """The norm a model builds: a `NormSpec` as given, a kind string (or None) on top of the family's
-  paper `defaults`, then the non-None `overrides` (e.g. the trainer's `virtual_batch_size`)."""
+  """The norm a model builds: a `NormSpec` as given; None or the family's own kind: its paper
+  `defaults` (e.g. Inception-v3's BatchNorm epsilon 1e-3); another kind: that kind's own defaults
+  (GN paper: epsilon 1e-5), keeping `defaults.groups`; then the non-None `overrides` (e.g. the
+  trainer's `virtual_batch_size`)."""
   if isinstance(norm, NormSpec):
     spec = norm
+  elif norm is None or norm == defaults.kind:
+    spec = defaults
   else:
-    spec = defaults if norm is None else dataclasses.replace(defaults, kind=norm)
+    spec = NormSpec(kind=norm, groups=defaults.groups)
   changes = {k: v for k, v in overrides.items() if v is not None}
   return dataclasses.replace(spec, **changes) if changes else spec
 

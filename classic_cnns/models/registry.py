@@ -94,8 +94,13 @@ def model_norm(name: str, norm: str | NormSpec | None = None, **overrides: Any) 
   `norm` field on top of the family's paper `NORM_DEFAULTS`, e.g. Inception-v3's BatchNorm epsilon
   1e-3), or the kind / spec `norm`, then the non-None `overrides` (groups, virtual_batch_size,
   momentum, epsilon). None for a model without a `norm` field."""
-  model = create_model(name)
-  if "norm" not in {f.name for f in dataclasses.fields(model)}:
+  if not has_field(name, "norm"):
     return None
+  model = create_model(name)
   defaults = getattr(type(model), "NORM_DEFAULTS", NormSpec())
   return resolve_norm(model.norm if norm is None else norm, defaults, **overrides)
+
+
+def has_field(name: str, field: str) -> bool:
+  """Whether the module `create_model(name)` builds has the field `field` (e.g. `kernels`, `norm`)."""
+  return field in {f.name for f in dataclasses.fields(create_model(name))}

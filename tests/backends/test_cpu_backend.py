@@ -139,7 +139,7 @@ _init_cache: dict[str, dict] = {}
 def _setup(case):
   name, side, batch, overrides = MODELS[case]
   model = create_model(name, **overrides)
-  x = jax.random.normal(jax.random.PRNGKey(0), (batch, side, side, model_info(name).in_channels))
+  x = jax.random.normal(jax.random.PRNGKey(int(os.environ.get("XSEED", "0"))), (batch, side, side, model_info(name).in_channels))
   labels = jnp.arange(batch) % 10
   if case not in _init_cache:
     rngs = {"params": jax.random.PRNGKey(1), "dropout": jax.random.PRNGKey(2)}
