@@ -16,22 +16,31 @@ Recipe (Sec. 5 unless stated):
               init_scheme="paper"; torchvision's variant keeps PyTorch's init); dropout 0.5 in the
               first two FC layers (Sec. 4.2); LRN and overlapping pooling (Sec. 3.3, 3.4).
   data        Sec. 2: shorter side rescaled to 256, per-pixel mean subtracted (here: per-channel
-              mean/std); Sec. 4.1: random 224x224 patches (227 in the conv geometry of the
-              paper's net) and their horizontal flips -- the streaming pipeline's resize_crop --
-              and PCA colour augmentation (not implemented). Evaluation: the centre crop (the
-              paper averages 10 patches).
+              mean/std, see below); Sec. 4.1: random 224x224 patches (227 in the conv geometry of
+              the paper's net) and their horizontal flips -- the streaming pipeline's resize_crop --
+              and PCA colour augmentation, alpha ~ N(0, 0.1) (data.augment.pca_lighting=0.1, with
+              ImageNet's RGB eigenvectors from classic_cnns/data/metadata.py). Evaluation: the
+              centre crop; the paper's average over the four corner and centre patches and their
+              flips (Sec. 4.1): python -m classic_cnns.evaluate --config=configs/alexnet_imagenet.py:paper
+              --workdir=... --protocol=ten_crop.
+Deviation (named option), Sec. 2 per-pixel mean: streamed images cropped on the host have no fixed
+frame for a mean image, so this config subtracts the per-channel mean and divides by the std
+(data.normalize=channel). The paper's exact pipeline -- the central 256x256 square of the
+256-resized image, its per-pixel mean subtracted, random crops of it in jit -- is
+  --config.data.streaming.augment=canvas --config.data.augment.crop=resize
+  --config.data.augment.resize=256 --config.data.augment.crop_size=227 (224 for :torchvision)
+  --config.data.normalize=pixel --config.data.divide_std=False
 
-Data: ImageNet (ILSVRC-2012) as JPEG folders, streamed from disk and decoded/cropped on the host
-(classic_cnns/data/streaming.py), root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
+Data: ImageNet (ILSVRC-2012), streamed (data.streaming.enabled=True): decoded and cropped on the
+host with tf.data (classic_cnns/data/streaming.py), normalised in jit. From JPEG folders
+root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
   python -m classic_cnns.main --config=configs/alexnet_imagenet.py:paper --workdir=/tmp/alexnet_imagenet \\
-      --config.data.source=folder --config.data.path=/data/imagenet --config.data.streaming.enabled=True
+      --config.data.source=folder --config.data.path=/data/imagenet
 data.streaming below: resize_crop: shorter side 256, random 227x227 crops (224 for :torchvision)
   + flips, Sec. 2 / 4.1.
-Without those overrides the config reads TFDS "imagenet2012", which TFDS cannot download (put the
-ILSVRC2012 tar files in its manual_dir, ~/tensorflow_datasets/downloads/manual/) and which our TFDS
-loader would hold in memory as one array of equal-size images: fine for MNIST/CIFAR, not practical
-at ImageNet size (pipeline for ImageNet-size data: see issue 4) -- use the folder path above. The
-model builds and summarises on any machine: python -m classic_cnns.summary --model=alexnet_paper
+As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSVRC2012_img_train.tar
+and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
+The model builds and summarises on any machine: python -m classic_cnns.summary --model=alexnet_paper
 """
 from classic_cnns.config import base_config
 
@@ -49,10 +58,10 @@ def get_config(arg: str | None = None):
 
   c.data.source = "tfds"
   c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
-  c.data.normalize = "channel"  # deviation: the paper subtracts the per-pixel mean
+  c.data.normalize = "channel"  # deviation: the paper subtracts the per-pixel mean (see the docstring)
   c.data.augment.flip = True  # Sec. 4.1: horizontal reflections
   c.data.augment.pca_lighting = 0.1  # Sec. 4.1: PCA colour augmentation, sigma 0.1
-  # With --config.data.source=folder --config.data.streaming.enabled=True (see the docstring):
+  c.data.streaming.enabled = True  # decoded and cropped on the host (see the docstring)
   c.data.streaming.augment = "resize_crop"  # Sec. 4.1: random patches of the 256 image + flips
   c.data.streaming.resize = 256
   c.data.streaming.crop = 227 if arg != "torchvision" else 224

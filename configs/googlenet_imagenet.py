@@ -17,21 +17,24 @@ Recipe:
               only, x0.96 every 320k iterations = 8 epochs, at most 10M iterations = 250 epochs).
               Polyak averaging of the final model (Sec. 6) is not implemented.
   data        Sec. 6: patches of 8%-100% of the image area with aspect ratio in [3/4, 4/3] and
-              flips (the streaming pipeline's inception crop); the photometric distortions and
-              random interpolation methods are not implemented. Per-channel mean/std
-              normalisation. Evaluation: one centre crop (the paper's 144-crop scheme is not).
+              flips (the streaming pipeline's inception crop). Per-channel mean/std
+              normalisation. Evaluation: one centre crop (the paper's 144-crop scheme is not
+              available).
+Deviations (named options), Sec. 6: the photometric distortions of Howard (2013) are off (the
+paper gives no amounts; --config.data.augment.brightness/contrast/saturation=0.4 turns on colour
+jitter of that kind); the random choice of interpolation method per crop is not available (every
+resize is bilinear, antialiased).
 
-Data: ImageNet (ILSVRC-2012) as JPEG folders, streamed from disk and decoded/cropped on the host
-(classic_cnns/data/streaming.py), root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
+Data: ImageNet (ILSVRC-2012), streamed (data.streaming.enabled=True): decoded and cropped on the
+host with tf.data (classic_cnns/data/streaming.py), normalised in jit. From JPEG folders
+root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
   python -m classic_cnns.main --config=configs/googlenet_imagenet.py:paper --workdir=/tmp/googlenet_imagenet \\
-      --config.data.source=folder --config.data.path=/data/imagenet --config.data.streaming.enabled=True
+      --config.data.source=folder --config.data.path=/data/imagenet
 data.streaming below: inception: random-resized 224 crops, area 8-100%, aspect 3/4-4/3, + flips,
   Sec. 6.
-Without those overrides the config reads TFDS "imagenet2012", which TFDS cannot download (put the
-ILSVRC2012 tar files in its manual_dir, ~/tensorflow_datasets/downloads/manual/) and which our TFDS
-loader would hold in memory as one array of equal-size images: fine for MNIST/CIFAR, not practical
-at ImageNet size (pipeline for ImageNet-size data: see issue 4) -- use the folder path above. The
-model builds and summarises on any machine: python -m classic_cnns.summary --model=googlenet_aux
+As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSVRC2012_img_train.tar
+and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
+The model builds and summarises on any machine: python -m classic_cnns.summary --model=googlenet_aux
 """
 from classic_cnns.config import base_config
 
@@ -52,7 +55,7 @@ def get_config(arg: str | None = None):
   c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
   c.data.normalize = "channel"
   c.data.augment.flip = True
-  # With --config.data.source=folder --config.data.streaming.enabled=True (see the docstring):
+  c.data.streaming.enabled = True  # decoded and cropped on the host (see the docstring)
   c.data.streaming.augment = "inception"  # Sec. 6: 8-100% area, aspect 3/4-4/3, + flips
   c.data.streaming.resize = 256
   c.data.streaming.crop = 224

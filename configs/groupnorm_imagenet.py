@@ -25,16 +25,15 @@ Recipe (Sec. 5.1):
 The bottleneck stride stays where the registered resnet50 has it (torchvision, stride in the 3x3;
 the GN paper does not say).
 
-Data: ImageNet (ILSVRC-2012) as JPEG folders, streamed from disk and decoded/cropped on the host
-(classic_cnns/data/streaming.py), root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
+Data: ImageNet (ILSVRC-2012), streamed (data.streaming.enabled=True): decoded and cropped on the
+host with tf.data (classic_cnns/data/streaming.py), normalised in jit. From JPEG folders
+root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
   python -m classic_cnns.main --config=configs/groupnorm_imagenet.py:gn --workdir=/tmp/resnet50_gn_imagenet \\
-      --config.data.source=folder --config.data.path=/data/imagenet --config.data.streaming.enabled=True
+      --config.data.source=folder --config.data.path=/data/imagenet
 data.streaming below: inception: random-resized 224 crops + flips.
-Without those overrides the config reads TFDS "imagenet2012", which TFDS cannot download (put the
-ILSVRC2012 tar files in its manual_dir, ~/tensorflow_datasets/downloads/manual/) and which our TFDS
-loader would hold in memory as one array of equal-size images: fine for MNIST/CIFAR, not practical
-at ImageNet size (pipeline for ImageNet-size data: see issue 4) -- use the folder path above. The
-model builds and summarises on any machine: python -m classic_cnns.summary --model=resnet50
+As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSVRC2012_img_train.tar
+and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
+The model builds and summarises on any machine: python -m classic_cnns.summary --model=resnet50
 """
 from classic_cnns.config import base_config
 
@@ -63,7 +62,7 @@ def get_config(arg: str | None = None):
   c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
   c.data.normalize = "channel"
   c.data.augment.flip = True
-  # With --config.data.source=folder --config.data.streaming.enabled=True (see the docstring):
+  c.data.streaming.enabled = True  # decoded and cropped on the host (see the docstring)
   c.data.streaming.augment = "inception"  # random-size cropping + flips
   c.data.streaming.resize = 256
   c.data.streaming.crop = 224

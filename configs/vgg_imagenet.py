@@ -16,22 +16,25 @@ Recipe (Sec. 3.1 unless stated):
               pre-training works, with Glorot init) -- see classic_cnns/models/vgg.py.
   data        224x224 crops from images rescaled to a training scale S (S=256 or 384 fixed, or
               multi-scale S in [256, 512], Sec. 3.1 "Training image size"), random horizontal
-              flips and RGB colour shift; mean RGB subtracted (Sec. 2.1; per-channel mean/std
-              here). Here S=256 (the streaming pipeline's resize_crop) + flips, no colour shift,
-              centre-crop evaluation; dense multi-scale evaluation (Sec. 3.2) is the model's
-              `dense` option.
+              flips and "random RGB colour shift (Krizhevsky et al., 2012)"; mean RGB subtracted
+              (Sec. 2.1; per-channel mean/std here). Here S=256 (the streaming pipeline's
+              resize_crop) + flips, AlexNet's PCA colour shift with std 0.1
+              (data.augment.pca_lighting), centre-crop evaluation; dense multi-scale evaluation
+              (Sec. 3.2): python -m classic_cnns.evaluate --config=configs/vgg_imagenet.py:D
+              --workdir=... --protocol=dense --scales=256,384,512 (the model's `dense` mode).
+              Multi-scale training S in [256, 512]: --config.data.streaming.augment=scale_jitter
+              (scale_min=256, scale_max=512).
 
-Data: ImageNet (ILSVRC-2012) as JPEG folders, streamed from disk and decoded/cropped on the host
-(classic_cnns/data/streaming.py), root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
+Data: ImageNet (ILSVRC-2012), streamed (data.streaming.enabled=True): decoded and cropped on the
+host with tf.data (classic_cnns/data/streaming.py), normalised in jit. From JPEG folders
+root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
   python -m classic_cnns.main --config=configs/vgg_imagenet.py:D --workdir=/tmp/vgg16_imagenet \\
-      --config.data.source=folder --config.data.path=/data/imagenet --config.data.streaming.enabled=True
+      --config.data.source=folder --config.data.path=/data/imagenet
 data.streaming below: resize_crop: shorter side S=256, random 224x224 crops + flips, Sec. 3.1
   (single-scale S=256).
-Without those overrides the config reads TFDS "imagenet2012", which TFDS cannot download (put the
-ILSVRC2012 tar files in its manual_dir, ~/tensorflow_datasets/downloads/manual/) and which our TFDS
-loader would hold in memory as one array of equal-size images: fine for MNIST/CIFAR, not practical
-at ImageNet size (pipeline for ImageNet-size data: see issue 4) -- use the folder path above. The
-model builds and summarises on any machine: python -m classic_cnns.summary --model=vgg16
+As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSVRC2012_img_train.tar
+and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
+The model builds and summarises on any machine: python -m classic_cnns.summary --model=vgg16
 """
 from classic_cnns.config import base_config
 
@@ -52,7 +55,8 @@ def get_config(arg: str | None = None):
   c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
   c.data.normalize = "channel"  # Sec. 2.1 subtracts the mean RGB value; we also divide by the std
   c.data.augment.flip = True  # Sec. 3.1: random horizontal flipping
-  # With --config.data.source=folder --config.data.streaming.enabled=True (see the docstring):
+  c.data.augment.pca_lighting = 0.1  # Sec. 3.1: random RGB colour shift (AlexNet Sec. 4.1)
+  c.data.streaming.enabled = True  # decoded and cropped on the host (see the docstring)
   c.data.streaming.augment = "resize_crop"  # Sec. 3.1: S = 256, random 224 crops + flips
   c.data.streaming.resize = 256
   c.data.streaming.crop = 224

@@ -45,7 +45,8 @@ CASES = cases()
 def test_the_paper_configs_exist():
   expected = {"resnet_cifar.py", "densenet_cifar.py", "nin_cifar.py", "alexnet_imagenet.py", "vgg_imagenet.py",
               "googlenet_imagenet.py", "inception_v3_imagenet.py", "resnet_imagenet.py", "senet_imagenet.py",
-              "groupnorm_imagenet.py", "lenet5_mnist.py"}
+              "groupnorm_imagenet.py", "lenet5_mnist.py", "bn_inception_imagenet.py", "densenet_imagenet.py",
+              "cbam_imagenet.py"}
   assert expected <= set(CONFIG_FILES)
 
 
@@ -183,3 +184,117 @@ def test_bn_stats_on_a_model_without_batchnorm_is_a_config_error(name):
   config.bn.stats, config.bn.ghost_batch_size = "ghost", 16
   with pytest.raises(ConfigError, match=f"bn.stats=ghost applies to BatchNorm, but model '{name}'"):
     build_model(config, 1)
+
+
+IMAGENET_CONFIGS = [f for f in CONFIG_FILES if f.endswith("_imagenet.py")]
+
+
+@pytest.mark.parametrize("filename", IMAGENET_CONFIGS)
+def test_imagenet_configs_stream_and_document_only_the_package(filename):
+  """ImageNet is streamed by default (TFDS imagenet2012 or, with --config.data.source=folder, JPEG
+  folders), and the docstring holds no notes about how the package was developed."""
+  module = load_config_module(filename)
+  for arg in (None, *getattr(module, "ARGS", ())):
+    config = module.get_config(arg) if arg is not None else module.get_config()
+    assert config.data.streaming.enabled, (filename, arg)
+  doc = module.__doc__
+  for stale in ("issue", "would hold", "reference notes", "session"):
+    assert stale not in doc.lower(), (filename, stale)
+
+
+def test_bn_inception_follows_the_bn_paper():
+  """Ioffe & Szegedy 2015 Sec. 4.2 / 4.2.1 / 4.2.2: BN-Baseline, BN-x5, BN-x30."""
+  module = load_config_module("bn_inception_imagenet.py")
+  base, x5, x30 = (module.get_config(a) for a in ("baseline", "x5", "x30"))
+  assert module.get_config().optimizer.lr == x30.optimizer.lr
+  for c in (base, x5, x30):
+    assert c.model.name == "inception_v2" and c.batch_size == 32
+    assert (c.optimizer.name, c.optimizer.momentum) == ("sgd", 0.9)
+    assert (c.schedule.name, c.schedule.unit, c.schedule.decay_factor) == ("step", "epoch", 0.96)
+    assert (c.data.streaming.augment, c.data.streaming.crop, c.data.augment.flip) == ("inception", 224, True)
+  assert [c.optimizer.lr for c in (base, x5, x30)] == pytest.approx([0.0015, 0.0075, 0.045])
+  assert base.schedule.step_size == 8.0  # Inception: -4% every 8 epochs (GoogLeNet Sec. 6)
+  for c in (x5, x30):  # Sec. 4.2.1
+    assert c.schedule.step_size == pytest.approx(8.0 / 6)  # lr decay 6x faster
+    assert c.optimizer.weight_decay == pytest.approx(base.optimizer.weight_decay / 5)  # L2 weight / 5
+    assert c.model.dropout == 0.0 and base.model.dropout > 0  # dropout removed
+    assert 0 < c.data.augment.brightness < base.data.augment.brightness  # fewer photometric distortions
+    assert c.data.augment.contrast < base.data.augment.contrast
+    assert c.data.augment.saturation < base.data.augment.saturation
+
+
+@pytest.mark.parametrize("arg,name", [("121", "densenet121"), ("169", "densenet169"), ("201", "densenet201"),
+                                      ("161", "densenet161"), ("264", "densenet264")])
+def test_densenet_imagenet_follows_the_paper(arg, name):
+  """Huang et al. 2017 Sec. 4.1 / 4.2: batch 256, 90 epochs, lr 0.1 / 10 at 30 and 60, wd 1e-4,
+  Nesterov 0.9; fb.resnet.torch augmentation; single 224 crop of the 256-resized image."""
+  c = load_config_module("densenet_imagenet.py").get_config(arg)
+  assert c.model.name == name and c.model.dropout == 0.0
+  assert (c.batch_size, c.num_epochs, c.optimizer.name, c.optimizer.lr, c.optimizer.momentum) == \
+      (256, 90.0, "nesterov", 0.1, 0.9)
+  assert c.optimizer.weight_decay == 1e-4 and c.optimizer.weight_decay_mode == "l2"
+  assert (c.schedule.name, c.schedule.unit, tuple(c.schedule.boundaries), c.schedule.decay_factor) == \
+      ("multistep", "epoch", (30.0, 60.0), 0.1)
+  s, a = c.data.streaming, c.data.augment
+  assert (s.augment, s.resize, s.crop, a.flip) == ("inception", 256, 224, True)
+  assert (a.brightness, a.contrast, a.saturation, a.pca_lighting) == (0.4, 0.4, 0.4, 0.1)
+  assert load_config_module("densenet_imagenet.py").get_config().model.name == "densenet121"
+
+
+def test_cbam_and_se_imagenet_follow_their_papers():
+  cbam = load_config_module("cbam_imagenet.py").get_config()
+  assert (cbam.model.name, cbam.model.attn, cbam.model.attn_reduction, cbam.model.stride_in) == \
+      ("cbam_resnet50", "cbam", 16, "paper")
+  assert (cbam.optimizer.lr, cbam.num_epochs, cbam.batch_size) == (0.1, 90.0, 256)
+  assert (cbam.schedule.name, cbam.schedule.step_size, cbam.schedule.decay_factor) == ("step", 30.0, 0.1)
+  se = load_config_module("senet_imagenet.py").get_config("50")
+  assert (se.model.name, se.model.attn, se.model.attn_reduction, se.model.stride_in) == \
+      ("se_resnet50", "se", 16, "paper")
+  assert (se.batch_size, se.optimizer.lr, se.optimizer.momentum, se.num_epochs) == (1024, 0.6, 0.9, 100.0)
+  assert (se.schedule.name, se.schedule.unit, se.schedule.step_size, se.schedule.decay_factor) == \
+      ("step", "epoch", 30.0, 0.1)
+  assert (se.data.normalize, se.data.divide_std) == ("channel", False)  # mean RGB-channel subtraction
+  assert (se.data.streaming.augment, se.data.augment.flip) == ("inception", True)
+
+
+def test_googlenet_and_resnet_imagenet_recipes():
+  for arg in ("paper", "noaux"):  # GoogLeNet Sec. 6: lr -4% every 8 epochs
+    g = load_config_module("googlenet_imagenet.py").get_config(arg)
+    assert (g.schedule.name, g.schedule.unit, g.schedule.step_size, g.schedule.decay_factor) == \
+        ("step", "epoch", 8.0, 0.96)
+  for arg in ("18", "50", "152", "plain34"):  # ResNet Sec. 3.4
+    r = load_config_module("resnet_imagenet.py").get_config(arg)
+    s, a = r.data.streaming, r.data.augment
+    assert (s.augment, s.scale_min, s.scale_max, s.crop, s.resize) == ("scale_jitter", 256, 480, 224, 256)
+    assert a.flip and a.pca_lighting == 0.1  # "the standard color augmentation" of AlexNet
+    assert r.data.normalize == "channel"  # the documented deviation from the per-pixel mean
+    assert (r.batch_size, r.optimizer.lr, r.optimizer.weight_decay, r.optimizer.momentum) == (256, 0.1, 1e-4, 0.9)
+
+
+# The docstrings' overrides that give the papers' per-pixel mean (canvas mode, crops in jit).
+PIXEL_MEAN_OVERRIDES = {
+    ("resnet_imagenet.py", "50"): {
+        "data.streaming.augment": "canvas", "data.streaming.resize": 480, "data.augment.crop": "scale_jitter",
+        "data.augment.scale_min": 256.0, "data.augment.scale_max": 480.0, "data.augment.crop_size": 224,
+        "data.normalize": "pixel", "data.divide_std": False},
+    ("alexnet_imagenet.py", "paper"): {
+        "data.streaming.augment": "canvas", "data.augment.crop": "resize", "data.augment.resize": 256,
+        "data.augment.crop_size": 227, "data.normalize": "pixel", "data.divide_std": False},
+}
+
+
+@pytest.mark.parametrize("filename,arg", list(PIXEL_MEAN_OVERRIDES))
+def test_documented_pixel_mean_overrides_validate(filename, arg):
+  module = load_config_module(filename)
+  overrides = PIXEL_MEAN_OVERRIDES[(filename, arg)]
+  for key, value in overrides.items():
+    assert f"--config.{key}={value if not isinstance(value, float) else int(value)}" in module.__doc__, key
+  config = module.get_config(arg)
+  config.update_from_flattened_dict(overrides)
+  validate_config(config, 1)
+
+
+def test_alexnet_docstring_states_the_pca_lighting_it_sets():
+  module = load_config_module("alexnet_imagenet.py")
+  assert module.get_config("paper").data.augment.pca_lighting == 0.1
+  assert "pca_lighting=0.1" in module.__doc__ and "not implemented" not in module.__doc__
