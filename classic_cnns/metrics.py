@@ -4,7 +4,11 @@ steps/s, img/s and ETA. Only process 0 writes.
 
 metrics.jsonl holds only values that are a pure function of the config and seed (no timings), so
 two runs of the same config on the same machine produce identical files; a resumed run first drops
-the records after its checkpoint, so kill + resume gives the file of an uninterrupted run.
+the records after its checkpoint, so kill + resume gives the file of an uninterrupted run. A line
+cut short by a crash mid-write (or otherwise unreadable) is dropped then, with a one-line warning.
+A train record whose averaging window lacks steps because the run resumed from a checkpoint that
+did not carry them (one written by an older version, or a changed config.log_every_steps) has
+`"partial_window": true`.
 """
 from __future__ import annotations
 
@@ -25,18 +29,46 @@ class MetricsWriter:
       return
     kept = []
     if os.path.exists(self.path):
-      with open(self.path) as f:
-        kept = [l for l in f if l.strip() and json.loads(l)["step"] <= resume_step
-                and not json.loads(l)["split"].endswith("_final")]
-    with open(self.path, "w") as f:
+      kept = self._records_up_to(resume_step)
+    tmp = f"{self.path}.tmp"
+    with open(tmp, "w") as f:  # replaced in one rename: a crash now loses no record
       f.writelines(kept)
+    os.replace(tmp, self.path)
     from tensorboardX import SummaryWriter
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
-  def write(self, step: int, split: str, values: dict[str, float], extra_tb: dict[str, float] | None = None):
+  def _records_up_to(self, resume_step: int) -> list[str]:
+    """The lines of the records up to `resume_step` (no final ones), each ending in a newline;
+    unreadable lines (the last one cut short by a crash mid-write) dropped with a warning."""
+    kept, dropped = [], []
+    with open(self.path, errors="replace") as f:
+      lines = f.readlines()
+    for number, line in enumerate(lines, 1):
+      if not line.strip():
+        continue
+      try:
+        record = json.loads(line)
+        step, split = int(record["step"]), str(record["split"])
+      except (ValueError, TypeError, KeyError):
+        dropped.append(number)
+        continue
+      if step <= resume_step and not split.endswith("_final"):
+        kept.append(line if line.endswith("\n") else line + "\n")
+    if dropped:
+      where = ("its last line, cut short by an interrupted write" if dropped == [len(lines)]
+               else f"unreadable line(s) {', '.join(map(str, dropped[:5]))}{' ...' if len(dropped) > 5 else ''}")
+      print(f"warning: {self.path}: dropped {where}", flush=True)
+    return kept
+
+  def write(self, step: int, split: str, values: dict[str, float], extra_tb: dict[str, float] | None = None,
+            partial_window: bool = False):
+    """One record; `partial_window`: a train record averaged over fewer steps than an uninterrupted
+    run's (marked so in metrics.jsonl)."""
     if not self.enabled:
       return
     record = {"step": int(step), "split": split, **{k: float(v) for k, v in values.items()}}
+    if partial_window:
+      record["partial_window"] = True
     with open(self.path, "a") as f:
       f.write(json.dumps(record) + "\n")
     for k, v in {**values, **(extra_tb or {})}.items():

@@ -1,4 +1,5 @@
-"""Interrupted runs lose nothing; bad input gets one clear line (issue: reliability)."""
+"""Interrupted runs lose nothing (kill -9, SIGTERM, a corrupt checkpoint, a full disk, a torn metrics
+line); a diverging run never saves a NaN/Inf checkpoint; bad input gets one clear line."""
 import os
 import signal
 import subprocess
@@ -71,8 +72,11 @@ def uninterrupted(tmp_path_factory):
 def test_kill_9_then_rerun_is_bit_identical(tmp_path, uninterrupted):
   rc, _ = start_and_signal_at(tmp_path, 40, signal.SIGKILL, *COMMON)
   assert rc == -signal.SIGKILL
+  with open(tmp_path / "metrics.jsonl", "a") as f:  # as if killed in the middle of writing a record
+    f.write('{"step": 50, "split": "train", "loss": 0.')
   p = run(tmp_path, *COMMON)
   assert p.returncode == 0 and "resuming from checkpoint" in p.stdout, p.stderr[-2000:]
+  assert "metrics.jsonl: dropped its last line, cut short by an interrupted write" in p.stdout
   assert_same_params(tmp_path, uninterrupted)
   assert open(tmp_path / "metrics.jsonl").read() == open(uninterrupted / "metrics.jsonl").read()
 
@@ -85,6 +89,8 @@ def test_sigterm_saves_and_exits_cleanly_then_resumes(tmp_path, uninterrupted):
   p = run(tmp_path, *COMMON)
   assert p.returncode == 0, p.stderr[-2000:]
   assert_same_params(tmp_path, uninterrupted)
+  # Saved mid-window (a step after 20): the checkpoint carries the window, the averages are the same.
+  assert open(tmp_path / "metrics.jsonl").read() == open(uninterrupted / "metrics.jsonl").read()
 
 
 def test_corrupt_latest_checkpoint_falls_back_and_is_replaced(tmp_path, uninterrupted):
@@ -97,6 +103,108 @@ def test_corrupt_latest_checkpoint_falls_back_and_is_replaced(tmp_path, uninterr
   assert p.returncode == 0, p.stderr[-2000:]
   assert "checkpoints/30 is unreadable" in p.stdout and "resuming from checkpoint at step 20" in p.stdout
   assert_same_params(tmp_path, uninterrupted)
+
+
+def test_flipped_byte_in_latest_checkpoint_fails_its_checksum_and_the_previous_is_used(tmp_path, uninterrupted):
+  """Silent corruption (the arrays still decode): the checksums recorded at save catch it."""
+  p = run(tmp_path, *COMMON[1:], "--config.num_steps=30")
+  assert p.returncode == 0
+  ocdbt = tmp_path / "checkpoints" / "30" / "state" / "ocdbt.process_0"
+  arrays = [os.path.join(root, f) for root, _, files in os.walk(ocdbt) for f in files]
+  path = max(arrays, key=os.path.getsize)  # the array data
+  with open(path, "r+b") as f:
+    f.seek(os.path.getsize(path) // 2)
+    byte = f.read(1)
+    f.seek(-1, os.SEEK_CUR)
+    f.write(bytes([byte[0] ^ 0x10]))
+  p = run(tmp_path, *COMMON)
+  assert p.returncode == 0, p.stderr[-2000:]
+  warnings = [l for l in p.stdout.splitlines() if l.startswith("warning:")]
+  assert len(warnings) == 1 and "checkpoints/30 is unreadable (the arrays do not match their checksums" in warnings[0]
+  assert "resuming from checkpoint at step 20" in p.stdout
+  assert_same_params(tmp_path, uninterrupted)
+  assert open(tmp_path / "metrics.jsonl").read() == open(uninterrupted / "metrics.jsonl").read()
+
+
+DISK_FULL_AT_STEP_20 = """
+import errno, sys
+import orbax.checkpoint as ocp
+save = ocp.CheckpointManager.save
+def full(self, step, *args, **kwargs):
+  if step >= 20:
+    raise OSError(errno.ENOSPC, "No space left on device")
+  return save(self, step, *args, **kwargs)
+ocp.CheckpointManager.save = full
+from classic_cnns import cli, main
+sys.argv[0] = "main"
+cli.run(main.main)
+"""
+
+
+def test_disk_full_while_checkpointing_ends_in_one_line_and_keeps_the_last_checkpoint(tmp_path):
+  p = subprocess.run([sys.executable, "-c", DISK_FULL_AT_STEP_20, "--config=configs/lenet5_mnist.py",
+                      f"--workdir={tmp_path}", *COMMON], cwd=REPO, capture_output=True, text=True, timeout=600)
+  err = [l for l in p.stderr.splitlines() if l.startswith("error:")]
+  assert p.returncode != 0 and len(err) == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+  assert f"in workdir {tmp_path}: No space left on device" in err[0] and "checkpoint of step 20" in err[0], err
+  assert "(step 10) is kept" in err[0], err
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["10"]
+
+
+def _divergence_config(**overrides):
+  from tests.helpers import lenet_config
+  return lenet_config(**{"num_steps": 20, "log_every_steps": 10, "checkpoint_every_steps": 3, "keep_checkpoints": 10,
+                         "eval_every_steps": 100, "optimizer.name": "sgd", "optimizer.lr": 1e4, "model.act": "relu",
+                         "schedule.name": "constant", **overrides})
+
+
+def test_a_diverging_run_never_saves_a_nonfinite_checkpoint_and_stops_at_the_same_step_again(tmp_path, capsys):
+  """Checkpoints more often than train records: every save is checked; the rerun resumes from the last
+  finite checkpoint and stops with the same message."""
+  from classic_cnns import train
+  with pytest.raises(train.TrainingDivergedError) as first:
+    train.train_and_evaluate(_divergence_config(), str(tmp_path))
+  msg = str(first.value)
+  assert "\n" not in msg and "training diverged" in msg and "lower config.optimizer.lr" in msg
+  bad = int(msg.split(" at step ")[1].split()[0])
+  saved = sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit())
+  assert saved and saved[-1] < bad and bad < 10, (saved, msg)  # diverged before the first train record
+  last, params = final_params(tmp_path)
+  assert last == saved[-1] and all(np.isfinite(x).all() for x in jax.tree.leaves(params))
+  capsys.readouterr()
+  with pytest.raises(train.TrainingDivergedError) as again:
+    train.train_and_evaluate(_divergence_config(), str(tmp_path))
+  assert str(again.value) == msg
+  assert f"resuming from checkpoint at step {saved[-1]}" in capsys.readouterr().out
+  assert sorted(int(s) for s in os.listdir(tmp_path / "checkpoints") if s.isdigit()) == saved
+
+
+def test_resume_mid_window_logs_the_same_and_a_shorter_window_is_marked(tmp_path, capsys):
+  """A checkpoint between train records carries the steps since the last one: a run resumed from it
+  writes the metrics of an uninterrupted run; a window it cannot fill (here: a larger log_every_steps
+  than when saved) is marked partial_window."""
+  import json
+  import shutil
+  from classic_cnns import train
+  from tests.helpers import lenet_config
+  common = {"num_steps": 20, "log_every_steps": 10, "checkpoint_every_steps": 4, "keep_checkpoints": 10,
+            "eval_every_steps": 10, "schedule.name": "constant"}
+  train.train_and_evaluate(lenet_config(**common), str(tmp_path))
+  reference = open(tmp_path / "metrics.jsonl").read()
+
+  def crash_after_step_12():
+    for step in (16, 20):
+      shutil.rmtree(tmp_path / "checkpoints" / str(step))
+    capsys.readouterr()
+
+  crash_after_step_12()
+  train.train_and_evaluate(lenet_config(**common), str(tmp_path))
+  assert "resuming from checkpoint at step 12" in capsys.readouterr().out
+  assert open(tmp_path / "metrics.jsonl").read() == reference
+  crash_after_step_12()
+  train.train_and_evaluate(lenet_config(**{**common, "log_every_steps": 20}), str(tmp_path))
+  records = [json.loads(l) for l in open(tmp_path / "metrics.jsonl")]
+  assert [(r["step"], r.get("partial_window")) for r in records if r["split"] == "train"] == [(10, None), (20, True)]
 
 
 def test_same_config_and_seed_give_identical_metrics(tmp_path, uninterrupted):
