@@ -396,6 +396,11 @@ def _run_all(steps: int, repeats: int, common: list[str]) -> list[dict[str, Any]
 
 
 def main(argv: list[str]) -> None:
+  with cli.user_errors():  # one line and a non-zero exit (cli.py); --debug: the traceback
+    _main(argv)
+
+
+def _main(argv: list[str]) -> None:
   if len(argv) > 1:
     cli.fail(f"unexpected arguments {argv[1:]}")
   if _ALL.value == bool(_MODEL.value):
@@ -429,6 +434,8 @@ def main(argv: list[str]) -> None:
                               model_options=parse_model_options(_MODEL_OPTION.value),
                               kernels=_KERNELS.value, cpu_convs=_CPU_CONVS.value)]
     except BenchmarkError as e:
+      if cli.debugging():
+        raise
       cli.fail(str(e))
     failed = 0
   env["load_average_after"] = list(os.getloadavg())

@@ -6,11 +6,12 @@ ends the program with a single line `error: ...` on stderr -- no traceback, no u
   exit status 2  (EXIT_USAGE) the command as given cannot work: a bad flag or config value, a config
                  file that does not load (`file:line: message`), data that cannot be loaded or does
                  not fit the config (missing, truncated or corrupt files, bad labels, empty splits),
-                 a workdir holding another run or not writable, no checkpoint to evaluate;
+                 a workdir holding another run or not writable, no (readable) checkpoint to
+                 restore, a corrupt file in the workdir;
   exit status 1  (EXIT_RUNTIME) the command is right but failed while it ran: the workdir is in use
                  by another process (retry when it has ended), data unreadable while it is read
                  (a streamed image that does not decode), a disk full or another I/O error,
-                 checkpoints that cannot be written or read, training that diverged.
+                 a checkpoint that cannot be written, training that diverged.
 
 An error class may carry its own `exit_status` (class or instance attribute); otherwise the table in
 `exit_status()` decides. `--debug` (or CLASSIC_CNNS_DEBUG=1 in the environment) shows the traceback
@@ -71,7 +72,8 @@ def _error_table() -> list[tuple[type, int]]:
   for module, name, status in (("classic_cnns.workdir", "WorkdirBusyError", EXIT_RUNTIME),
                                ("classic_cnns.data.streaming", "DataReadError", EXIT_RUNTIME),
                                ("classic_cnns.train", "TrainingDivergedError", EXIT_RUNTIME),
-                               ("classic_cnns.checkpoint", "CheckpointError", EXIT_RUNTIME)):
+                               # no checkpoint to restore, none readable (CheckpointWriteError: 1)
+                               ("classic_cnns.checkpoint", "CheckpointError", EXIT_USAGE)):
     cls = getattr(sys.modules.get(module), name, None)
     if isinstance(cls, type):
       table.append((cls, status))
@@ -86,6 +88,9 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 def exit_status(e: BaseException) -> int | None:
   """The exit status of a known error (its `exit_status` attribute, else the class table); None for
   anything else (a bug: it keeps its traceback)."""
+  own = getattr(e, "exit_status", None)
+  if isinstance(own, int) and not isinstance(own, bool):  # any class may declare itself known
+    return own
   for cls, status in _error_table():
     if isinstance(e, cls):
       own = getattr(e, "exit_status", None)
@@ -132,11 +137,26 @@ def config_file_error(e: BaseException, path: str | None) -> str | None:
     frames = [f for f in traceback.extract_tb(e.__traceback__) if os.path.abspath(f.filename) == target]
     if frames:
       msg = " ".join(str(e).split())[:300]
+      if isinstance(e, (KeyError, AttributeError)) and e.args:
+        return f"{path}:{frames[-1].lineno}: {_missing_field(e)}"
       return f"{path}:{frames[-1].lineno}: {type(e).__name__}: {msg}" if msg else f"{path}:{frames[-1].lineno}: {type(e).__name__}"
     if isinstance(e, AttributeError) and "get_config" in str(e):
       return f"{path}: defines no get_config()"
     e = e.__cause__ or e.__context__
   return None
+
+
+def _missing_field(e: BaseException) -> str:
+  """ml_collections' KeyError / AttributeError for a missing field, as `no config field 'x'` plus
+  its suggestion."""
+  import re
+  arg = e.args[0]
+  while isinstance(arg, BaseException) and arg.args:
+    arg = arg.args[0]
+  text = str(arg)
+  name = re.match(r"""^['"]*([^'"\n]+)""", text)
+  hint = re.search(r"Did you mean \"([^\"]+)\"", text)
+  return (f"no config field {name.group(1) if name else text!r}" + (f" (did you mean {hint.group(1)!r}?)" if hint else ""))
 
 
 def config_path(argv: list[str], name: str = "config") -> str | None:
@@ -201,7 +221,9 @@ def load_config(holder, argv: list[str] | None = None):
   """The config of a `config_flags.DEFINE_config_file` flag; a file that does not load (missing, a
   syntax error, an exception in its code) is one line and exit status 2. config_flags defers a
   file's load error to the first access, so this accesses it."""
-  path = holder.name and flags.FLAGS[holder.name].serialize().split("=", 1)[-1]
+  path = flags.FLAGS[holder.name].serialize().split("=", 1)[-1]
+  if path and not os.path.isfile(path.split(":", 1)[0]):
+    fail(f"cannot load --config={path}: no such file")
   try:
     config = holder.value
     config.model  # pylint: disable=pointless-statement

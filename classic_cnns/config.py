@@ -4,13 +4,16 @@
 A config file in `configs/` does `config = base_config()` and changes what its paper says; every
 field can then be overridden on the command line (`--config.optimizer.lr=0.05`). The config is
 locked, so an unknown key is an error, and absl's `config_flags` rejects values of the wrong type.
-`validate_config` then checks the values (names, ranges, divisibility) before anything is built.
+`validate_config` then checks the values (names, ranges, divisibility; every float finite) before
+anything is built or written.
 
 Durations are in epochs or steps, both accepted: `num_epochs` / `num_steps` (a positive
 `num_steps` wins), `eval_every_epochs` / `eval_every_steps`, and the schedule's `unit`
 ("epoch" or "step") for its warmup, boundaries and step size.
 """
 from __future__ import annotations
+
+import math
 
 import ml_collections
 
@@ -205,9 +208,84 @@ def _check_data(d: ml_collections.ConfigDict) -> None:
                         f"got {a.aspect_min}, {a.aspect_max}")
 
 
+def _leaves(cfg, prefix: str = ""):
+  for key, value in cfg.items():
+    if isinstance(value, (ml_collections.ConfigDict, dict)):
+      yield from _leaves(value, f"{prefix}{key}.")
+    else:
+      yield f"{prefix}{key}", value
+
+
+def _check_finite(config: ml_collections.ConfigDict) -> None:
+  """No field may be NaN or infinite (a NaN learning rate trains on NaNs, an infinite length never
+  ends); tuples of numbers included."""
+  for key, value in _leaves(config):
+    for v in (value if isinstance(value, (tuple, list)) else (value,)):
+      if isinstance(v, float) and not math.isfinite(v):
+        raise ConfigError(f"config.{key} must be a finite number, got {value}")
+
+
+def _check_schema(config: ml_collections.ConfigDict) -> None:
+  """Every field outside config.model (the model's own keyword arguments) is one of base_config's: a
+  config file assigning `c.optimizer.learning_rate` would otherwise add a field nothing reads."""
+  known = {key for key, _ in _leaves(base_config())}
+  for key, _ in _leaves(config):
+    if not key.startswith("model.") and key not in known:
+      raise ConfigError(f"config.{key} is not a config field (a typo in the config file? the fields are in "
+                        f"classic_cnns/config.py)")
+
+
+def _in_range(key: str, value, low: float, high: float = math.inf, low_open: bool = False,
+              high_open: bool = False) -> None:
+  ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+  if not ok:
+    lo, hi = "(" if low_open else "[", ")" if high_open or high == math.inf else "]"
+    raise ConfigError(f"config.{key} must be in {lo}{low:g}, {high:g}{hi}, got {value}")
+
+
+def _check_numbers(config: ml_collections.ConfigDict) -> None:
+  """Ranges of the numeric hyperparameters (after _check_finite)."""
+  o, s, m = config.optimizer, config.schedule, config.model
+  if not isinstance(config.seed, int) or not 0 <= config.seed < 2 ** 31:
+    raise ConfigError(f"config.seed must be an integer in [0, 2**31), got {config.seed}")
+  _in_range("optimizer.lr", o.lr, 0, low_open=True)
+  _in_range("optimizer.momentum", o.momentum, 0, 1, high_open=True)
+  _in_range("optimizer.weight_decay", o.weight_decay, 0)
+  _in_range("optimizer.b1", o.b1, 0, 1, high_open=True)
+  _in_range("optimizer.b2", o.b2, 0, 1, high_open=True)
+  _in_range("optimizer.eps", o.eps, 0, low_open=True)
+  _in_range("optimizer.grad_clip_norm", o.grad_clip_norm, 0)
+  _in_range("schedule.warmup", s.warmup, 0)
+  _in_range("schedule.warmup_init", s.warmup_init, 0, 1)
+  _in_range("schedule.step_size", s.step_size, 0)
+  _in_range("schedule.decay_factor", s.decay_factor, 0, low_open=True)
+  _in_range("schedule.final_lr_fraction", s.final_lr_fraction, 0)
+  bounds = list(s.boundaries)
+  if any(not isinstance(b, (int, float)) or isinstance(b, bool) or b < 0 for b in bounds) or bounds != sorted(bounds):
+    raise ConfigError(f"config.schedule.boundaries must be non-negative numbers in increasing order, got {s.boundaries}")
+  _in_range("loss.aux_weight", config.loss.aux_weight, 0)
+  _in_range("data.val_size", config.data.val_size, 0)
+  _in_range("data.streaming.threads", config.data.streaming.threads, 0)
+  if config.num_steps > 0:
+    _in_range("num_steps", config.num_steps, 1, 2 ** 31 - 1)
+  else:
+    _in_range("num_epochs", config.num_epochs, 0, 1e6, low_open=True)
+  if config.eval_every_steps <= 0:
+    _in_range("eval_every_epochs", config.eval_every_epochs, 0, low_open=True)
+  if m.get("norm_epsilon") is not None:
+    _in_range("model.norm_epsilon", m.norm_epsilon, 0, low_open=True)
+  if m.get("norm_momentum") is not None:
+    _in_range("model.norm_momentum", m.norm_momentum, 0, 1)
+  for key, value in m.items():  # the models' dropout rates (dropout, head_dropout, ...)
+    if "dropout" in key and isinstance(value, float):
+      _in_range(f"model.{key}", value, 0, 1, high_open=True)
+
+
 def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ConfigError (one line) for any value that cannot work; builds nothing."""
   from classic_cnns.models import registry
+  _check_schema(config)
+  _check_finite(config)
   registry.list_models()  # registers the families
   if config.model.name not in registry._REGISTRY:  # pylint: disable=protected-access
     raise ConfigError(registry.unknown_model_message(config.model.name))
@@ -238,8 +316,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
     raise ConfigError(f"config.batch_size={config.batch_size} must be divisible by devices x accum_steps "
                       f"= {num_devices} x {config.accum_steps}")
   _choice(config.dtype, ("float32", "bfloat16"), "dtype")
-  if config.optimizer.lr <= 0:
-    raise ConfigError(f"config.optimizer.lr must be positive, got {config.optimizer.lr}")
+  _check_numbers(config)
   if not 0 <= config.loss.label_smoothing < 1:
     raise ConfigError(f"config.loss.label_smoothing must be in [0, 1), got {config.loss.label_smoothing}")
   if config.bn.stats == "ghost":

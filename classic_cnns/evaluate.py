@@ -25,7 +25,9 @@ smaller scales are resized from it in jit), so dense evaluation sees the central
 whole non-square image (a documented deviation from VGG Sec. 3.2); `full` needs canvas mode.
 
 Bad input (no or unreadable checkpoint, a model without a dense mode, crops that do not fit) ends
-with one line `error: ...` and exit status 2.
+with one line `error: ...` and exit status 2 (classic_cnns/cli.py; --debug shows the traceback).
+The command holds the workdir's lock shared (classic_cnns/workdir.py): evaluations run beside each
+other, but not beside a training run in the same workdir (one line, exit status 1).
 """
 from __future__ import annotations
 
@@ -172,7 +174,15 @@ def crop_sizes(prep, image_shape, resize: int = 0, crop: int = 0) -> tuple[int, 
 
 def run_protocol(config, workdir: str, protocol: str, scales: list[int] | None = None, resize: int = 0,
                  crop: int = 0) -> dict:
-  """Evaluates the newest checkpoint in `workdir` with `protocol`; returns (and writes) the result."""
+  """Evaluates the newest checkpoint in `workdir` with `protocol`; returns (and writes) the result.
+  Holds the workdir's shared lock (WorkdirBusyError while a training run holds it)."""
+  from classic_cnns import workdir as workdir_lib
+  with workdir_lib.lock(workdir, shared=True):
+    return _run_protocol(config, workdir, protocol, scales, resize, crop)
+
+
+def _run_protocol(config, workdir: str, protocol: str, scales: list[int] | None, resize: int,
+                  crop: int) -> dict:
   import jax
   import jax.numpy as jnp
   from classic_cnns import parallel, train
@@ -244,9 +254,11 @@ def run_protocol(config, workdir: str, protocol: str, scales: list[int] | None =
             "model": config.model.name, "count": int(res["count"]),
             "top1_error": 1.0 - res["top1"], "top5_error": 1.0 - res["top5"],
             "top1": res["top1"], "top5": res["top5"], "loss": res["loss"]}
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, f"eval_{protocol}.json"), "w") as f:
+  if jax.process_index() == 0:  # atomically: another evaluation may write the same file
+    path = os.path.join(workdir, f"eval_{protocol}.json")
+    with open(f"{path}.tmp{os.getpid()}", "w") as f:
       json.dump(result, f, indent=2)
+    os.replace(f"{path}.tmp{os.getpid()}", path)
   return result
 
 
@@ -256,12 +268,7 @@ def main(argv: list[str]) -> None:
   from absl import logging
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
-  try:
-    config = _FLAGS["config"].value
-    config.model  # config_flags defers a file's load error to the first access
-  except (OSError, ImportError, SyntaxError, AttributeError) as e:
-    cli.fail(f"cannot load --config={flags.FLAGS['config'].serialize().split('=', 1)[-1]}: "
-             f"{' '.join(str(e).split())[:300]}")
+  config = cli.load_config(_FLAGS["config"])
   try:
     scales = [int(q) for q in _FLAGS["scales"].value]
   except ValueError:

@@ -4,8 +4,15 @@
     python -m classic_cnns.main --config=configs/lenet5_mnist.py --workdir=/tmp/x --config.optimizer.lr=0.05
 
 Any config field can be overridden with --config.a.b=value; unknown keys and values of the wrong
-type are rejected. Rerunning the same command resumes from the newest checkpoint in --workdir.
-Bad input ends with one line on stderr and exit status 2.
+type are rejected. Rerunning the same command resumes from the newest checkpoint in --workdir
+(with a larger num_steps / num_epochs it continues the run; any other change to what the run
+trains -- model, data, preprocessing, seed, batch, optimizer, schedule, dtype -- is refused).
+
+Everything the run needs (config, data, the workdir's previous run) is checked before anything is
+written to the workdir. A run holds the workdir's lock: a second run on it stops at once. Errors
+are one line on stderr: exit status 2 for bad input (flags, config, data, workdir), 1 for failures
+while running (workdir in use, disk full, unreadable streamed image, divergence); see
+classic_cnns/cli.py. --debug (or CLASSIC_CNNS_DEBUG=1) shows the traceback instead.
 
 Multi-host: run the same command on every host with --coordinator_address=HOST0:PORT
 --num_processes=N --process_id=I (or in an environment JAX detects, e.g. SLURM or Cloud TPU); each
@@ -36,18 +43,13 @@ def main(argv: list[str]) -> None:
   from absl import logging
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
-  try:
-    config = _CONFIG.value
-    config.model  # config_flags defers a file's load error to the first access
-  except (OSError, ImportError, SyntaxError, AttributeError) as e:  # config file missing or broken
-    cli.fail(f"cannot load --config={flags.FLAGS['config'].serialize().split('=', 1)[-1]}: "
-             f"{' '.join(str(e).split())[:300]}")
+  config = cli.load_config(_CONFIG)
   cli.set_xla_flags(config.kernels)  # before JAX starts its backends
   import jax
   from classic_cnns import parallel, train
   from classic_cnns.config import validate_config
-  parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   with cli.user_errors():
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     validate_config(config, jax.device_count())
     result = train.train_and_evaluate(config, _WORKDIR.value)
   if result.interrupted:

@@ -7,7 +7,10 @@ time; recomputed from the training data for a workdir that predates it), restore
 checkpoint, and prints for each image its top-5 classes with probabilities. Each image is decoded
 with PIL, converted to the training channel count (greyscale or RGB) and resized to the training
 image size, then given the evaluation view (normalise, pad, resize + centre crop as configured).
-A file that cannot be read ends with one line `error: ...` and exit status 2.
+A file that cannot be read (an image, or the workdir's config.json, classes.json, preprocess.npz)
+ends with one line `error: ...` and exit status 2 (classic_cnns/cli.py; --debug shows the
+traceback). The command holds the workdir's lock shared (classic_cnns/workdir.py): it runs beside
+evaluations, but not beside a training run in the same workdir (one line, exit status 1).
 """
 from __future__ import annotations
 
@@ -58,7 +61,7 @@ def load_run(workdir: str):
       config = ml_collections.ConfigDict(_with_defaults(_tuples(json.load(f)), base_config().to_dict()))
     with open(paths[1]) as f:
       classes = [str(c) for c in json.load(f)]
-  except (OSError, ValueError) as e:
+  except (OSError, ValueError, TypeError, AttributeError) as e:
     raise ConfigError(f"cannot read the run in {workdir}: {' '.join(str(e).split())[:200]}") from None
   return config, classes
 
@@ -84,7 +87,14 @@ def read_images(paths: list[str], image_shape: tuple[int, int, int]):
 
 
 def predict(workdir: str, paths: list[str], top: int = 5) -> list[list[tuple[str, float]]]:
-  """For each image, its `top` (class name, probability) pairs, most probable first."""
+  """For each image, its `top` (class name, probability) pairs, most probable first. Holds the
+  workdir's shared lock (WorkdirBusyError while a training run holds it)."""
+  from classic_cnns import workdir as workdir_lib
+  with workdir_lib.lock(workdir, shared=True):
+    return _predict(workdir, paths, top)
+
+
+def _predict(workdir: str, paths: list[str], top: int) -> list[list[tuple[str, float]]]:
   import jax
   import jax.numpy as jnp
   import numpy as np

@@ -295,6 +295,11 @@ def format_all(rows: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str]) -> None:
+  with cli.user_errors():  # one line and a non-zero exit (cli.py); --debug: the traceback
+    _main(argv)
+
+
+def _main(argv: list[str]) -> None:
   if len(argv) > 1:
     cli.fail(f"unexpected arguments {argv[1:]}")
   from absl import logging
@@ -319,6 +324,8 @@ def main(argv: list[str]) -> None:
   try:
     s = build(_MODEL.value, _INPUT.value, _BATCH.value, _CHANNELS.value, _CLASSES.value, flops=True)
   except Exception as e:  # e.g. an input too small for the architecture: one line, not a traceback
+    if cli.debugging():
+      raise
     cli.fail(f"cannot build {_MODEL.value!r} for input {_INPUT.value or 'default'}: "
              f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
   print(format_summary(s, _DEPTH.value), flush=True)

@@ -24,7 +24,8 @@ import optax
 from flax.training import train_state
 
 from classic_cnns import backends, checkpoint, machine, optim, parallel
-from classic_cnns.config import ConfigError
+from classic_cnns import workdir as workdir_lib
+from classic_cnns.config import ConfigError, validate_config
 from classic_cnns.data import augment, pipeline, sources
 from classic_cnns.metrics import MetricsWriter, Progress, format_duration
 from classic_cnns.models import create_model, registry
@@ -272,40 +273,79 @@ class RunResult:
   interrupted: int = 0  # signal number when stopped by SIGTERM/SIGINT
 
 
-def _summarise(step_metrics: list[dict[str, np.ndarray]]) -> tuple[dict[str, float], int, bool]:
-  """Mean of each metric over the logged steps (skipped steps excluded), #skipped, params finite."""
+def _summarise(step_metrics: list[dict[str, np.ndarray]]) -> tuple[dict[str, float], int]:
+  """Mean of each metric over the logged steps (skipped steps excluded), #skipped."""
   kept = [m for m in step_metrics if m["skipped"] == 0] or step_metrics
   values = {k: float(np.mean([m[k] for m in kept])) for k in kept[0] if k not in ("skipped", "finite")}
   skipped = int(sum(m["skipped"] for m in step_metrics))
-  return values, skipped, all(bool(m["finite"]) for m in step_metrics)
+  return values, skipped
 
 
-params_all_finite = jax.jit(all_finite)  # the parameters, checked where the loop logs
+# The whole state (parameters, BatchNorm statistics, optimizer state), checked wherever the loop
+# logs, evaluates or saves: nothing NaN/Inf is ever written to a checkpoint.
+state_all_finite = jax.jit(lambda state: all_finite((state.params, state.batch_stats, state.opt_state)))
+
+
+def check_finite(window: list[dict[str, np.ndarray]], window_start: int, state: TrainState, config,
+                 directory: str) -> None:
+  """Raises TrainingDivergedError if a step of `window` (the host metrics of steps window_start+1 ..
+  window_start+len(window)) has a NaN/Inf loss and was not skipped, or if `state` (after the last of
+  them) is not finite. The step named is the first such loss, else the last step: the same at every
+  rerun from the last checkpoint, since every earlier step was checked before it was saved or logged."""
+  bad = next((i for i, m in enumerate(window) if not bool(m["finite"]) and not m["skipped"]), None)
+  if bad is None and bool(state_all_finite(state)):
+    return
+  index = bad if bad is not None else len(window) - 1
+  what = "the loss became" if bad is not None else "the model or optimizer state holds"
+  hint = "" if config.skip_nonfinite_steps else ", or set config.skip_nonfinite_steps=True"
+  raise TrainingDivergedError(
+      f"training diverged: {what} NaN/Inf at step {window_start + index + 1} (lr {float(window[index]['lr']):.4g}); "
+      f"start again in a new --workdir with a lower config.optimizer.lr or warmup (config.schedule.warmup)"
+      f"{hint}; nothing from that step on was saved, the last good checkpoint is kept in {directory}")
+
+
+def window_meta(window: list[dict[str, np.ndarray]], window_start: int) -> dict:
+  """The per-step metrics since the last train record, for a checkpoint's metadata: a run resumed
+  from it logs the same averages as an uninterrupted run."""
+  keys = list(window[0]) if window else []
+  return {"start": window_start,
+          "metrics": {k: {"dtype": str(np.asarray(window[0][k]).dtype),
+                          "values": [np.asarray(m[k]).item() for m in window]} for k in keys}}
+
+
+def window_from_meta(carried: dict | None, resume_step: int, log_every: int) -> tuple[list[dict[str, np.ndarray]], int]:
+  """(per-step metrics, the step before the first of them) to continue the logging window of a run
+  resumed at `resume_step` from what its checkpoint carried: the steps after the last multiple of
+  `log_every`, or as many as it carried (a partial window) or none (a checkpoint without them)."""
+  try:
+    start, metrics = int(carried["start"]), carried["metrics"]
+    n = resume_step - start
+    window = [{k: np.asarray(v["values"][i], v["dtype"]) for k, v in metrics.items()} for i in range(n)]
+    if n < 0 or any(len(v["values"]) != n for v in metrics.values()):
+      raise ValueError(n)
+  except (TypeError, KeyError, ValueError, IndexError):
+    return [], resume_step
+  boundary = resume_step - resume_step % log_every
+  if start < boundary:
+    window, start = window[boundary - start:], boundary
+  return window, start
 
 
 def check_workdir_model(workdir: str, config: ml_collections.ConfigDict) -> None:
   """Raises ConfigError if the run in `workdir` (its config.json, if any) is of another model or
-  parameter layout than `config`, whose checkpoints would not fit."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    previous_model = json.load(f).get("model", {})
-  previous = previous_model.get("name")
-  if previous != config.model.name:
-    raise ConfigError(f"workdir {workdir} holds a run of model {previous!r}, not {config.model.name!r}; "
-                      f"use another --workdir")
-  # ResNet scan_blocks stacks parameters: the checkpoints of the other layout would not fit.
-  before, now = previous_model.get("scan_blocks", False), config.model.get("scan_blocks", False)
-  if before != now:
-    raise ConfigError(f"workdir {workdir} holds a run with model.scan_blocks={before} (another parameter "
-                      f"layout); use --config.model.scan_blocks={before} or another --workdir")
+  model option (e.g. the ResNet scan_blocks parameter layout) than `config`: its checkpoints would
+  not fit, or would compute another function."""
+  workdir_lib.check_compatible(workdir, config, prefixes=("model.",))
 
 
 def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
-  """Creates `workdir` and checks it is writable; refuses one holding a run of another model
-  (its checkpoints would not fit). Touches no existing checkpoint."""
-  if os.path.isdir(os.path.join(workdir, "checkpoints")):
+  """Checks that `workdir` can take this run, changing nothing in it: a workdir with checkpoints is
+  continued only by a config of the same run (`workdir.check_compatible`: same model, data,
+  preprocessing, seed, batch, optimizer, schedule, ...; a longer run allowed), one whose run has
+  not saved a checkpoint yet only by the same model; it must be writable. Creates it if missing."""
+  if workdir_lib.has_checkpoints(workdir):
+    workdir_lib.check_compatible(workdir, config)
+  elif os.path.isdir(os.path.join(workdir, "checkpoints")):
     check_workdir_model(workdir, config)
   try:
     os.makedirs(workdir, exist_ok=True)
@@ -315,6 +355,20 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
     os.remove(probe)
   except OSError as e:
     raise ConfigError(f"workdir {workdir} is not writable: {e.strerror or e}") from None
+
+
+def load_training_data(config: ml_collections.ConfigDict, workdir: str) -> sources.Dataset:
+  """The dataset of `config`, checked for this run (DatasetError / ConfigError, one line): labels in
+  [0, config.model.num_classes), no empty split, a batch that fits the training split, and, for a
+  workdir with checkpoints, the classes of the run it holds (classes.json)."""
+  ds = sources.load_dataset(config.data, config.seed)
+  if config.model.num_classes < len(ds.class_names):  # labels past the head would train on nothing
+    raise ConfigError(f"config.model.num_classes={config.model.num_classes} is smaller than the "
+                      f"{len(ds.class_names)} classes of dataset {ds.name}")
+  sources.check_for_training(ds, config.batch_size, config.model.num_classes)
+  if workdir_lib.has_checkpoints(workdir):
+    workdir_lib.check_classes(workdir, ds.class_names)
+  return ds
 
 
 COMPILATION_CACHE_MAX_BYTES = 4 * 2 ** 30
@@ -341,21 +395,25 @@ def use_compilation_cache(setting: str) -> str | None:
   return path
 
 
+@workdir_lib.training_lock  # the workdir is this run's alone while it runs (workdir.py)
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunResult:
   use_compilation_cache(config.get("compilation_cache_dir", "auto"))
   mesh = parallel.make_mesh()
   n_dev = jax.device_count()
+  # Everything the run needs is checked before the workdir is written: the config, the run the
+  # workdir holds, the data, the model. The run's files are written after the model is built.
+  validate_config(config, n_dev)
   prepare_workdir(workdir, config)
 
   # Data: in-memory uint8 splits; preprocessing + augmentation run inside the jitted step.
-  ds = sources.load_dataset(config.data, config.seed)
-  if config.model.num_classes < len(ds.class_names):  # labels past the head would train on nothing
-    raise ConfigError(f"config.model.num_classes={config.model.num_classes} is smaller than the "
-                      f"{len(ds.class_names)} classes of dataset {ds.name}")
-  prep = augment.preprocess_config(config.data, ds, save_to=workdir)
+  ds = load_training_data(config, workdir)
+  prep = augment.preprocess_config(config.data, ds)
   train_batches = make_train_batches(ds.train, config, mesh)
   spe = train_batches.steps_per_epoch
   total_steps = config.num_steps if config.num_steps > 0 else int(round(config.num_epochs * spe))
+  if total_steps < 1:
+    raise ConfigError(f"config.num_epochs={config.num_epochs} is less than one step of {spe} per epoch; "
+                      f"train longer or set config.num_steps")
   eval_every = config.eval_every_steps if config.eval_every_steps > 0 else max(int(round(config.eval_every_epochs * spe)), 1)
   eval_split, eval_name = (ds.val, "val") if ds.val is not None else (ds.test, "test")
   # The final numbers are on the test split; a train-only image folder has none, then on val.
@@ -377,6 +435,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   except (ValueError, TypeError, ZeroDivisionError) as e:
     raise ConfigError(f"config.model {config.model.name!r} cannot be built for input {input_shape}: "
                       f"{' '.join(str(e).split())[:300]}") from None
+  if jax.process_index() == 0:  # checked: from here on the run writes its files
+    augment.save_preprocess(prep, os.path.join(workdir, "preprocess.npz"), ds.image_shape)
   # The backend's kernels, prepared for this step's batch (the CPU `measured` policy times its convs).
   backend = backend.prepare(lambda kernels: build_model(config, n_dev, kernels),
                             (config.batch_size // config.accum_steps,) + input_shape)
@@ -386,10 +446,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   state = create_train_state(model, tx, input_shape, config.seed, mesh, backend)
   n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
 
-  ckpt = checkpoint.Checkpointer(workdir, config.checkpoint_every_steps, config.keep_checkpoints)
+  ckpt = checkpoint.Checkpointer(workdir, config.checkpoint_every_steps, config.keep_checkpoints, cleanup_tmp=True)
   restored = ckpt.restore_latest(checkpoint.abstract_like(state))
+  carried_window = None  # the per-step metrics since the checkpoint's last train record
   if restored is not None:
-    state = restored[0]
+    state, carried_window = restored[0], restored[1].get("window")
   start_step = int(jax.device_get(state.step))
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -415,36 +476,49 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   handlers = {s: signal.signal(s, lambda signum, _: stop_signal.append(signum))
               for s in (signal.SIGTERM, signal.SIGINT)}
   progress = Progress(total_steps, start_step, config.batch_size, spe)
-  pending: list[dict[str, jax.Array]] = []
+  # The per-step metrics of the current logging window (steps window_start+1 ..), device arrays
+  # until the loop next looks at them; a resumed run continues its checkpoint's window.
+  pending, window_start = window_from_meta(carried_window, start_step, config.log_every_steps)
   t0 = time.perf_counter()
   try:
     for step, batch in train_batches.iterate(start_step, total_steps):
       state, metrics = train_step(state, batch)
       pending.append(metrics)
       done = step + 1
-      if done % config.log_every_steps == 0 or done == total_steps:
-        values, skipped, losses_finite = _summarise(jax.device_get(pending))
-        params_finite = losses_finite and bool(params_all_finite(state.params))
-        pending = []
+      stopping = bool(stop_signal)  # read once: a signal arriving later in this step is handled next step
+      log_now = done % config.log_every_steps == 0 or done == total_steps
+      eval_now = done % eval_every == 0 and done != total_steps
+      save_now = ckpt.due(done, force=stopping or done == total_steps)
+      if log_now or eval_now or save_now:  # nothing NaN/Inf is logged, evaluated or saved
+        pending = jax.device_get(pending)
+        check_finite(pending, window_start, state, config, ckpt.directory)
+      if log_now:
+        values, skipped = _summarise(pending)
         if skipped:
           say(f"warning: skipped {skipped} update(s) with NaN/Inf loss or gradients in steps "
-              f"{done - config.log_every_steps + 1}-{done}", flush=True)
-        if not params_finite or not np.isfinite(values["loss"]):
+              f"{window_start + 1}-{done}", flush=True)
+        if not np.isfinite(values["loss"]):
           raise TrainingDivergedError(
-              f"loss or parameters became NaN/Inf by step {done} (lr {values['lr']:.4g}); "
-              f"lower config.optimizer.lr or add warmup (config.schedule.warmup), or set "
-              f"config.skip_nonfinite_steps=True; the last good checkpoint is kept in {ckpt.directory}")
+              f"training diverged: every update of steps {window_start + 1}-{done} had a NaN/Inf loss or "
+              f"gradients and was skipped (lr {values['lr']:.4g}); start again in a new --workdir with a lower "
+              f"config.optimizer.lr or warmup (config.schedule.warmup); the last good checkpoint is kept in "
+              f"{ckpt.directory}")
         rates = progress.rates(done)
-        writer.write(done, "train", values, extra_tb=rates)
+        # Fewer steps than an uninterrupted run averages: resumed from a checkpoint without them.
+        partial = window_start > (done - 1) // config.log_every_steps * config.log_every_steps
+        writer.write(done, "train", values, extra_tb=rates, partial_window=partial)
         progress.line(done, values, rates)
-      if done % eval_every == 0 and done != total_steps:
+        pending, window_start = [], done
+      if eval_now:
         ev = evaluate(eval_step, state, eval_batches(eval_split, eval_bs, config, mesh))
         writer.write(done, eval_name, ev)
         say(f"  eval {eval_name} @ step {done}: loss {ev['loss']:.4f} top1 {100 * ev['top1']:.2f}% "
             f"top5 {100 * ev['top5']:.2f}% ({int(ev['count'])} images)", flush=True)
-      meta = {"model": config.model.name, "step": done, "epoch": done / spe}
-      ckpt.maybe_save(done, state, meta, force=bool(stop_signal) or done == total_steps)
-      if stop_signal:
+      if save_now:
+        meta = {"model": config.model.name, "step": done, "epoch": done / spe,
+                "window": window_meta(pending, window_start)}
+        ckpt.save(done, state, meta)
+      if stopping:
         ckpt.wait()
         say(f"stopped by signal {stop_signal[0]} at step {done}; checkpoint saved in {ckpt.directory}; "
             f"rerun the same command to resume", flush=True)
@@ -454,8 +528,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   finally:
     for s, h in handlers.items():
       signal.signal(s, h)
-    ckpt.close()
-    writer.close()
+    try:
+      ckpt.close()  # waits for the last save; CheckpointWriteError if it failed
+    finally:
+      writer.close()
   say(f"final {final_name} accuracy: {100 * test['top1']:.2f}% top-1, {100 * test['top5']:.2f}% top-5, "
       f"loss {test['loss']:.4f} on {int(test['count'])} {final_name} images (step {total_steps}, "
       f"{format_duration(time.perf_counter() - t0)} wall time in this run)", flush=True)

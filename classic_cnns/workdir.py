@@ -47,6 +47,9 @@ MAY_CHANGE = frozenset({
 MAY_GROW = ("num_steps", "num_epochs")
 
 
+_UNSET = object()
+
+
 class WorkdirBusyError(RuntimeError):
   """Another process holds the workdir's lock; the message is one line naming it."""
   exit_status = 1
@@ -302,19 +305,26 @@ def read_run_config(workdir: str) -> dict[str, Any] | None:
 
 
 def _show(v: Any) -> str:
+  if v is _UNSET:
+    return "(unset)"
   return repr(v) if isinstance(v, str) else json.dumps(v) if isinstance(v, list) else str(v)
 
 
 def differences(before: dict[str, Any], now: dict[str, Any], prefixes: tuple[str, ...] = ("",)) -> list[str]:
   """The dotted fields of `now` that differ from `before` and would make another run: those under
-  `prefixes`, present in both (a field one of them predates is not compared), not in MAY_CHANGE, and
-  num_steps / num_epochs only when they shrink."""
+  `prefixes`, not in MAY_CHANGE, and num_steps / num_epochs only when they shrink. A schema field
+  one side lacks (a run of an older version) is not compared. config.model holds the model's own
+  keyword arguments: one the run set and this config lacks differs unless it was None or False, one
+  this config adds differs when it is True (a switch such as scan_blocks turned on)."""
   out = []
-  for key in sorted(before.keys() & now.keys()):
+  for key in sorted(before.keys() | now.keys()):
     if not key.startswith(prefixes) or key in MAY_CHANGE or key in MAY_GROW:
       continue
-    if _normal(before[key]) != _normal(now[key]):
-      out.append(key)
+    if key in before and key in now:
+      if _normal(before[key]) != _normal(now[key]):
+        out.append(key)
+    elif key.startswith("model.") and (now.get(key) is True or before.get(key, None) not in (None, False)):
+      out.append(key)  # a model option the run set and this config does not, or a switch turned on
   if "" in prefixes:
     out += _length_differences(before, now)
   return sorted(out, key=lambda k: (not k.startswith("model.name"), not k.startswith("model."), k))
@@ -342,6 +352,7 @@ def check_compatible(workdir: str, config, prefixes: tuple[str, ...] = ("",)) ->
   if not diff:
     return
   key = diff[0]
+  before, now = {key: before.get(key, _UNSET), **before}, {key: now.get(key, _UNSET), **now}
   more = f" (and {len(diff) - 1} more field{'s' if len(diff) > 2 else ''}: {', '.join(diff[1:4])})" if len(diff) > 1 else ""
   if key == "model.name":
     raise ConfigError(f"workdir {workdir} holds a run of model {before[key]!r}, not {now[key]!r}; "
@@ -351,9 +362,11 @@ def check_compatible(workdir: str, config, prefixes: tuple[str, ...] = ("",)) ->
     raise ConfigError(f"workdir {workdir} holds a run of {unit}={_show(before[unit])}; it continues only "
                       f"to a {unit} at least as large (this config: num_steps={_show(now['num_steps'])}, "
                       f"num_epochs={_show(now['num_epochs'])}); use another --workdir for a shorter run")
+  same = (f"--config.{key}={_show(before[key])}" if before[key] is not _UNSET else
+          f"a config without {key}")
   raise ConfigError(f"workdir {workdir} holds a run with {key}={_show(before[key])}, this config has "
                     f"{key}={_show(now[key])}{more}; a run continues only with the same {key}: use "
-                    f"--config.{key}={_show(before[key])} or another --workdir")
+                    f"{same} or another --workdir")
 
 
 def check_classes(workdir: str, class_names: list[str]) -> None:

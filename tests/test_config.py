@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from classic_cnns.config import ConfigError, base_config, validate_config
@@ -26,6 +28,46 @@ def test_bad_values_rejected(key, value, match):
     c.data.streaming.augment = "resize_crop"
   with pytest.raises(ConfigError, match=match):
     validate_config(c, num_devices=1)
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("optimizer.lr", float("nan"), "optimizer.lr must be a finite number"),
+    ("optimizer.lr", float("inf"), "optimizer.lr must be a finite number"),
+    ("optimizer.lr", 0.0, "optimizer.lr must be in (0, inf)"),
+    ("optimizer.momentum", -0.1, "optimizer.momentum must be in [0, 1)"),
+    ("optimizer.momentum", float("nan"), "optimizer.momentum must be a finite number"),
+    ("optimizer.weight_decay", -1e-4, "optimizer.weight_decay must be in [0, inf)"),
+    ("optimizer.weight_decay", float("inf"), "optimizer.weight_decay must be a finite number"),
+    ("optimizer.eps", 0.0, "optimizer.eps"),
+    ("optimizer.b1", 1.0, "optimizer.b1"),
+    ("optimizer.grad_clip_norm", -1.0, "optimizer.grad_clip_norm"),
+    ("schedule.warmup", -1.0, "schedule.warmup"),
+    ("schedule.decay_factor", 0.0, "schedule.decay_factor"),
+    ("schedule.boundaries", (30, 10), "increasing order"),
+    ("schedule.boundaries", (10.0, float("nan")), "schedule.boundaries must be a finite number"),
+    ("loss.label_smoothing", float("nan"), "label_smoothing"),
+    ("loss.aux_weight", -0.3, "loss.aux_weight"),
+    ("num_epochs", float("inf"), "num_epochs must be a finite number"),
+    ("seed", -1, "config.seed must be an integer in [0, 2**31)"),
+    ("data.val_size", -5, "data.val_size"),
+    ("data.augment.scale_min", float("nan"), "data.augment.scale_min must be a finite number"),
+    ("model.norm_momentum", 1.5, "model.norm_momentum"),
+    ("eval_every_epochs", -1.0, "eval_every_epochs"),
+])
+def test_non_finite_and_out_of_range_numbers_rejected(key, value, match):
+  c = base_config()
+  c.update_from_flattened_dict({key: value})
+  with pytest.raises(ConfigError, match=re.escape(match)):
+    validate_config(c, num_devices=1)
+
+
+def test_dropout_rates_of_any_model_field_checked():
+  c = base_config()
+  c.model.head_dropout = 1.0
+  with pytest.raises(ConfigError, match="model.head_dropout must be in"):
+    validate_config(c, 1)
+  c.model.head_dropout = 0.5
+  validate_config(c, 1)
 
 
 def test_batch_must_divide_devices():

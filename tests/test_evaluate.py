@@ -146,3 +146,21 @@ def test_restore_refuses_the_other_resnet_layout_before_reading(tmp_path):
   c.model.name, c.model.scan_blocks = "resnet20", False
   with pytest.raises(ConfigError, match="model.scan_blocks=True"):
     evaluate.restore(c, str(tmp_path), (32, 32, 3))
+
+
+def test_evaluation_waits_for_no_one_but_refuses_a_workdir_being_trained(trained_run):
+  """evaluate holds the workdir's lock shared: beside other readers, but not beside a training run."""
+  from classic_cnns import workdir
+  config, workdir_path, _ = trained_run
+  code = (f"import time\nfrom classic_cnns import workdir\nwith workdir.lock({workdir_path!r}):\n"
+          f"  print('held', flush=True)\n  time.sleep(300)\n")
+  holder = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(workdir.WorkdirBusyError, match=f"in use by a training run \\(pid {holder.pid}\\)"):
+      evaluate.run_protocol(config, workdir_path, "full")
+  finally:
+    holder.kill()
+    holder.wait()
+  with workdir.lock(workdir_path, shared=True):  # another reader holds it: evaluation runs
+    assert evaluate.run_protocol(config, workdir_path, "single")["count"] == 2000

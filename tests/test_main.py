@@ -56,6 +56,29 @@ def test_missing_config_file(tmp_path):
   assert p.returncode == 2 and "cannot load --config=configs/nope.py" in p.stderr and "Traceback" not in p.stderr
 
 
+@pytest.mark.parametrize("body,match", [
+    ("  c = base_config(\n  return c\n", "broken.py:5: '(' was never closed"),
+    ("  c = base_config()\n   return c\n", "broken.py:6: unexpected indent"),
+    ("  c = base_config()\n  c.optimizer.lr = undefined_lr\n  return c\n", "broken.py:6: NameError: name 'undefined_lr'"),
+    ("  c = base_config()\n  c.optimizr.lr = 0.1\n  return c\n", "broken.py:6: no config field 'optimizr'"),
+    ("  c = base_config()\n  c.optimizer.learning_rate = 0.1\n  return c\n",
+     "config.optimizer.learning_rate is not a config field (a typo in the config file?"),
+])
+def test_broken_config_file_is_file_line_message(tmp_path, body, match):
+  """A config file that does not load: one line `file:line: message`, exit 2; --debug: the traceback."""
+  path = tmp_path / "broken.py"
+  path.write_text("from classic_cnns.config import base_config\n\n\ndef get_config():\n" + body)
+  cmd = [sys.executable, "-m", "classic_cnns.main", f"--config={path}", f"--workdir={tmp_path / 'w'}"]
+  p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+  err = p.stderr.strip().splitlines()
+  assert p.returncode == 2 and len(err) == 1 and err[0].startswith("error: ") and match in err[0], p.stderr[-2000:]
+  assert "Traceback" not in p.stderr
+  assert not (tmp_path / "w").exists()
+  p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120,
+                     env={**os.environ, "CLASSIC_CNNS_DEBUG": "1"})
+  assert p.returncode != 0 and "Traceback" in p.stderr
+
+
 def test_batch_not_divisible_by_devices(tmp_path):
   p = run_main(tmp_path, "--config.batch_size=63",
                env=with_devices(2))

@@ -87,3 +87,19 @@ def test_cli_prints_top5_and_bad_paths_are_one_line_errors(trained_run, digits, 
   p = _run_cli("classic_cnns.predict", f"--workdir={workdir}", paths[0], str(bad))
   assert p.returncode == 2 and p.stderr.strip() == f"error: cannot read image {bad}: cannot identify image file " \
                                                     f"'{bad}'", p.stderr[-2000:]
+
+
+def test_truncated_preprocess_file_is_one_line(trained_run, digits, tmp_path):
+  _, workdir, _ = trained_run
+  paths, _, _ = digits
+  copy = tmp_path / "run"
+  shutil.copytree(workdir, copy)
+  prep = copy / "preprocess.npz"
+  prep.write_bytes(prep.read_bytes()[:len(prep.read_bytes()) // 2])
+  with pytest.raises(DatasetError, match="truncated or corrupt") as e:
+    predict.predict(str(copy), paths[:1])
+  assert "\n" not in str(e.value) and str(prep) in str(e.value)
+  (copy / "config.json").write_text("[1, 2")
+  from classic_cnns.config import ConfigError
+  with pytest.raises(ConfigError, match="cannot read the run in"):
+    predict.predict(str(copy), paths[:1])

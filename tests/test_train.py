@@ -77,7 +77,7 @@ def test_workdir_of_another_model_is_refused(tmp_path):
 def test_divergence_stops_with_a_clear_message(tmp_path):
   c = lenet_config(num_steps=20, log_every_steps=5, **{"optimizer.name": "sgd", "optimizer.lr": 1e12,
                                                        "model.act": "relu"})
-  with pytest.raises(train.TrainingDivergedError, match="lower config.optimizer.lr"):
+  with pytest.raises(train.TrainingDivergedError, match="a lower config.optimizer.lr"):
     train.train_and_evaluate(c, str(tmp_path))
 
 

@@ -540,9 +540,21 @@ def _tuples(v):
 
 
 def load_preprocess(path: str) -> tuple[Preprocess, tuple[int, int, int]]:
-  """(Preprocess, training image shape) as written by `save_preprocess`."""
-  with np.load(path, allow_pickle=False) as f:
-    meta = json.loads(str(f["meta"]))
-    arrays = {k: FrozenArray(f[k]) for k in _ARRAYS if k in f.files}
-  fields = {k: _tuples(v) for k, v in meta["fields"].items()}
-  return Preprocess(**fields, **arrays), tuple(meta["image_shape"])
+  """(Preprocess, training image shape) as written by `save_preprocess`; DatasetError (one line) for
+  a file that is truncated, corrupt or of another version."""
+  import zipfile
+  import zlib
+  from classic_cnns.data.common import DatasetError
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      meta = json.loads(str(f["meta"]))
+      arrays = {k: FrozenArray(f[k]) for k in _ARRAYS if k in f.files}
+    fields = {k: _tuples(v) for k, v in meta["fields"].items()}
+    image_shape = tuple(int(d) for d in meta["image_shape"])
+    if len(image_shape) != 3:
+      raise ValueError(f"image_shape {image_shape}")
+    return Preprocess(**fields, **arrays), image_shape
+  except (OSError, ValueError, TypeError, KeyError, IndexError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+    why = " ".join(str(e).split())[:150] or type(e).__name__
+    raise DatasetError(f"cannot read {path} (truncated or corrupt: {why}); delete it to refit the "
+                       f"preprocessing from the training data, or rerun the training command") from None

@@ -7,11 +7,19 @@
   folder    an image-folder tree root/<split>/<class>/*.{jpg,jpeg,png}
 
 TensorFlow is imported only by the tfds source, so the other sources run where TF is absent.
+
+Every source checks what it loads, so that bad data is one `DatasetError` line before a run starts:
+readable files (a truncated or corrupt .npz, an image that does not decode: named by its path),
+uint8 images of one shape in every split, integer labels >= 0, no empty split. `check_for_training`
+adds what needs the config: labels below config.model.num_classes and a batch that fits the
+training split.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -19,6 +27,28 @@ from classic_cnns.data import common
 from classic_cnns.data.common import IMAGE_EXTENSIONS, Dataset, DatasetError, Split  # noqa: F401
 
 EMBEDDED_PATH = os.path.join(os.path.dirname(__file__), "mnist_sample.npz")
+# What np.load raises on a truncated or corrupt file (zip directory, CRC, deflate stream, header).
+NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, IndexError, zipfile.BadZipFile, zlib.error)
+
+
+def check_labels(labels: np.ndarray, what: str) -> np.ndarray:
+  """int32 labels; DatasetError unless they are whole numbers >= 0 (class indices)."""
+  y = np.asarray(labels)
+  if y.dtype == np.bool_ or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+    raise DatasetError(f"{what}: labels must be integer class indices, got dtype {y.dtype}")
+  if np.issubdtype(y.dtype, np.floating):
+    bad = ~np.isfinite(y) | (y != np.round(y))
+    if bad.any():
+      i = int(np.argmax(bad))
+      raise DatasetError(f"{what}: labels must be integer class indices, got {y[i]} at index {i}")
+  if len(y) and y.min() < 0:
+    i = int(np.argmin(y))
+    raise DatasetError(f"{what}: labels must be in [0, num_classes), got {y[i]:g} at index {i}")
+  if len(y) and y.max() >= 2 ** 31:
+    raise DatasetError(f"{what}: label {y.max():g} is too large for a class index")
+  return y.astype(np.int32)
+
+
 def _as_split(x: np.ndarray, y: np.ndarray, what: str) -> Split:
   x, y = np.asarray(x), np.asarray(y)
   if x.ndim == 3:
@@ -27,7 +57,17 @@ def _as_split(x: np.ndarray, y: np.ndarray, what: str) -> Split:
     raise DatasetError(f"{what}: expected uint8 images [N,H,W] or [N,H,W,C], got {x.dtype} {x.shape}")
   if y.ndim != 1 or len(y) != len(x):
     raise DatasetError(f"{what}: expected {len(x)} labels, got shape {y.shape}")
-  return Split(x, y.astype(np.int32))
+  if len(x) == 0:
+    raise DatasetError(f"{what}: the split is empty (no examples)")
+  if min(x.shape[1:]) == 0:
+    raise DatasetError(f"{what}: images of shape {x.shape[1:]} are empty")
+  return Split(x, check_labels(y, what))
+
+
+def _same_shape(train: Split, other: Split | None, what: str) -> None:
+  if other is not None and other.images.shape[1:] != train.images.shape[1:]:
+    raise DatasetError(f"{what}: images are {'x'.join(map(str, other.images.shape[1:]))} but the training "
+                       f"images are {'x'.join(map(str, train.images.shape[1:]))}")
 
 
 def load_npz(path: str, name: str = "npz") -> Dataset:
@@ -40,8 +80,10 @@ def load_npz(path: str, name: str = "npz") -> Dataset:
         raise DatasetError(f"{path} lacks the keys {', '.join(missing)} (needs x_train y_train x_test y_test)")
       train = _as_split(f["x_train"], f["y_train"], f"{path} train")
       test = _as_split(f["x_test"], f["y_test"], f"{path} test")
-  except (OSError, ValueError) as e:
-    raise DatasetError(f"cannot read {path} as .npz: {e}") from None
+  except NPZ_ERRORS as e:
+    why = " ".join(str(e).split())[:200] or type(e).__name__
+    raise DatasetError(f"cannot read {path} as .npz (truncated or corrupt?): {why}") from None
+  _same_shape(train, test, f"{path} test")
   num_classes = int(max(train.labels.max(), test.labels.max())) + 1
   return Dataset(name, train, test, num_classes, [str(i) for i in range(num_classes)])
 
@@ -95,9 +137,19 @@ def load_tfds(name: str, data_dir: str = "", download: bool = True) -> Dataset:
   return Dataset(name, splits["train"], splits["test"], label.num_classes, list(label.names))
 
 
+def decode_image(path: str) -> np.ndarray:
+  """uint8 [H, W, 3] of an image file; DatasetError naming the file when it does not decode."""
+  from PIL import Image
+  try:
+    with Image.open(path) as im:
+      return np.asarray(im.convert("RGB"))
+  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # PIL: truncated, unknown format
+    why = " ".join(str(e).split())[:200] or type(e).__name__
+    raise DatasetError(f"cannot decode image {path}: {why}") from None
+
+
 def load_folder(root: str) -> Dataset:
   """root/<split>/<class>/*.jpg|png with splits train and test (or val); classes sorted by name."""
-  from PIL import Image
   if not os.path.isdir(root):
     raise DatasetError(f"image folder not found: {root}")
   splits_found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
@@ -116,7 +168,7 @@ def load_folder(root: str) -> Dataset:
                   if f.lower().endswith(IMAGE_EXTENSIONS)]
     if not files:
       return None
-    images = [np.asarray(Image.open(f).convert("RGB")) for f, _ in files]
+    images = [decode_image(f) for f, _ in files]
     if len({im.shape for im in images}) != 1:
       raise DatasetError(f"{root}/{split}: images have different sizes; resize them first")
     return Split(np.stack(images), np.array([y for _, y in files], np.int32))
@@ -125,6 +177,7 @@ def load_folder(root: str) -> Dataset:
   if train is None:
     raise DatasetError(f"no images (*.jpg, *.jpeg, *.png) under {root}/train/<class>/")
   test = read("test") or read("val")  # None for a train-only tree: hold out config.data.val_size
+  _same_shape(train, test, f"{root} test/val")
   return Dataset(os.path.basename(os.path.normpath(root)), train, test, len(classes), classes)
 
 
@@ -140,6 +193,26 @@ def hold_out_validation(ds: Dataset, val_size: int, seed: int) -> Dataset:
   train = Split(ds.train.images[tr], ds.train.labels[tr])
   val = Split(ds.train.images[va], ds.train.labels[va])
   return dataclasses.replace(ds, train=train, val=val)
+
+
+def check_for_training(ds: Dataset, batch_size: int, num_classes: int) -> None:
+  """DatasetError unless `ds` can train a model of `num_classes` classes with `batch_size`: every
+  label of every in-memory split below num_classes, no empty split, a batch no larger than the
+  training split."""
+  for name in ("train", "val", "test"):
+    split = getattr(ds, name)
+    if split is None:
+      continue
+    if len(split) == 0:
+      raise DatasetError(f"dataset {ds.name}: the {name} split is empty")
+    labels = getattr(split, "labels", None)
+    if labels is not None and len(labels) and int(np.max(labels)) >= num_classes:
+      i = int(np.argmax(labels))
+      raise DatasetError(f"dataset {ds.name}: {name} label {int(labels[i])} (index {i}) is not below "
+                         f"config.model.num_classes={num_classes}; labels must be in [0, num_classes)")
+  if batch_size > len(ds.train):
+    raise DatasetError(f"config.batch_size={batch_size} exceeds the {len(ds.train)} training examples of "
+                       f"dataset {ds.name}; use a batch of at most {len(ds.train)}")
 
 
 def load_dataset(data_config, seed: int) -> Dataset:

@@ -21,6 +21,10 @@ Host modes (`config.data.streaming.augment`):
                 mean, GCN/ZCA, PCA lighting, ...) and every evaluation protocol applies unchanged.
 The evaluation protocols other than `single` use canvases too (evaluate.py): centre / 10 crops are cut
 in jit from the `resize` square, dense evaluation rescales the central square of the image.
+
+Files are decoded as they are read: one that is missing or does not decode stops the run with a
+one-line `DataReadError` naming its path and the step (exit status 1 from the command-line tools),
+not a TensorFlow traceback; the last checkpoint stays, so fix or remove the file and rerun.
 """
 from __future__ import annotations
 
@@ -35,6 +39,42 @@ from jax.sharding import Mesh
 from classic_cnns import parallel
 from classic_cnns.data.common import IMAGE_EXTENSIONS, DatasetError
 from classic_cnns.data.tf_ops import MODES, _decode, _resize_shorter, _tf, eval_transform, train_transform  # noqa: F401
+
+
+class DataReadError(DatasetError):
+  """A file of a streamed split could not be read or decoded while the run read it; one line naming
+  the file."""
+  exit_status = 1
+
+
+def _first_line(e: BaseException) -> str:
+  """The cause in TensorFlow's error message, without its op and function names."""
+  import re
+  text = str(getattr(e, "message", None) or e)
+  text = re.sub(r"\{\{function_node [^}]*\}\}", "", text)
+  text = re.sub(r"\[Op:[^\]]*\].*", "", text, flags=re.S)
+  lines = [l.strip() for l in text.splitlines() if l.strip() and not l.strip().startswith("[[")]
+  return (lines[0] if lines else type(e).__name__)[:200]
+
+
+def _unreadable(files, channels: int) -> tuple[str, str] | None:
+  """(path, why) of the first of `files` that cannot be read and decoded, else None."""
+  tf = _tf()
+  for path in files:
+    path = path.decode() if isinstance(path, bytes) else str(path)
+    try:
+      _decode(tf, tf.constant(path), channels)
+    except Exception as e:  # pylint: disable=broad-except  (tf.errors.*: not found, invalid data)
+      return path, _first_line(e)
+  return None
+
+
+def _read_error(e: BaseException, files, channels: int, where: str) -> DataReadError:
+  """The DataReadError for a tf.data failure `e` while reading `files` (the batch at `where`)."""
+  found = _unreadable(files, channels)
+  if found is not None:
+    return DataReadError(f"cannot read image {found[0]} ({where}): {found[1]}")
+  return DataReadError(f"cannot read the images of {where}: {_first_line(e)}")
 
 
 @dataclasses.dataclass
@@ -142,11 +182,15 @@ class StreamingTrainBatches:
     self.threads = threads or os.cpu_count()
     self.steps_per_epoch = len(files) // batch_size
 
-  def _epoch_dataset(self, epoch: int, first_step: int, last_step: int):
-    tf = _tf()
+  def _local_indices(self, epoch: int, first_step: int, last_step: int) -> np.ndarray:
+    """[steps, local batch] indices into self.files this process reads in steps first..last-1."""
     perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.files))
     per_step = perm[:self.steps_per_epoch * self.batch_size].reshape(self.steps_per_epoch, self.batch_size)
-    local = per_step[first_step:last_step, parallel.process_slice(self.batch_size)].reshape(-1)
+    return per_step[first_step:last_step, parallel.process_slice(self.batch_size)]
+
+  def _epoch_dataset(self, epoch: int, first_step: int, last_step: int):
+    tf = _tf()
+    local = self._local_indices(epoch, first_step, last_step).reshape(-1)
     base = (first_step * self.batch_size + np.arange(len(local))).astype(np.int64)
     ds = tf.data.Dataset.from_tensor_slices((self.files[local], self.labels[local], base))
 
@@ -163,11 +207,21 @@ class StreamingTrainBatches:
     return ds.with_options(options).prefetch(2)
 
   def iterate(self, start_step: int, end_step: int) -> Iterator[tuple[int, dict[str, jax.Array]]]:
+    tf = _tf()
     step = start_step
     while step < end_step:
       epoch, first = divmod(step, self.steps_per_epoch)
       last = min(self.steps_per_epoch, first + (end_step - step))
-      for images, labels in self._epoch_dataset(epoch, first, last).as_numpy_iterator():
+      batches = self._epoch_dataset(epoch, first, last).as_numpy_iterator()
+      while True:
+        try:
+          images, labels = next(batches)
+        except StopIteration:
+          break
+        except tf.errors.OpError as e:
+          i = step - epoch * self.steps_per_epoch
+          files = self.files[self._local_indices(epoch, i, i + 1).reshape(-1)]
+          raise _read_error(e, files, self.channels, f"training step {step + 1}") from None
         yield step, {"image": parallel.to_global(images, self.mesh, self.batch_size),
                      "label": parallel.to_global(labels, self.mesh, self.batch_size)}
         step += 1
@@ -191,7 +245,18 @@ def streaming_eval_batches(files: np.ndarray, labels: np.ndarray, batch_size: in
   ds = tf.data.Dataset.from_tensor_slices((files[idx], labels[idx], mask))
   ds = ds.map(lambda p, l, m: (eval_transform(tf, _decode(tf, p, channels), resize, crop), l, m),
               num_parallel_calls=threads or os.cpu_count(), deterministic=True)
-  for images, lbl, m in ds.batch(batch_size // procs).prefetch(2).as_numpy_iterator():
+  local_batch = batch_size // procs
+  batches = ds.batch(local_batch).prefetch(2).as_numpy_iterator()
+  b = 0
+  while True:
+    try:
+      images, lbl, m = next(batches)
+    except StopIteration:
+      return
+    except tf.errors.OpError as e:
+      raise _read_error(e, files[idx[b * local_batch:(b + 1) * local_batch]], channels,
+                        f"evaluation batch {b + 1}") from None
+    b += 1
     if mesh is None:
       yield {"image": images, "label": lbl, "mask": m}
     else:

@@ -1,4 +1,5 @@
 import os
+import re
 
 import numpy as np
 import pytest
@@ -116,3 +117,88 @@ def test_tfds_offline_is_one_clear_error(tmp_path):
     sources.load_tfds("mnist", data_dir=str(tmp_path), download=False)
   with pytest.raises(DatasetError, match="unknown TFDS dataset"):
     sources.load_tfds("no_such_dataset_xyz", data_dir=str(tmp_path))
+
+
+def test_truncated_or_corrupt_npz_is_one_line(tmp_path):
+  _write_npz(tmp_path / "d.npz")
+  data = (tmp_path / "d.npz").read_bytes()
+  for cut in (len(data) // 10, len(data) // 2, len(data) - 30):
+    (tmp_path / "t.npz").write_bytes(data[:cut])
+    with pytest.raises(DatasetError, match="truncated or corrupt") as e:
+      sources.load_npz(str(tmp_path / "t.npz"))
+    assert "\n" not in str(e.value) and str(tmp_path / "t.npz") in str(e.value)
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"y_train": np.array([0, 1, -1] + [0] * 61)}, "labels must be in [0, num_classes), got -1 at index 2"),
+    ({"y_test": np.array([0.0, 1.5] + [0.0] * 18)}, "labels must be integer class indices, got 1.5 at index 1"),
+    ({"y_test": np.array([0.0, np.nan] + [0.0] * 18)}, "labels must be integer class indices"),
+    ({"y_train": np.array(["a"] * 64)}, "labels must be integer class indices, got dtype <U1"),
+    ({"x_test": np.zeros((0, 8, 8), np.uint8), "y_test": np.zeros((0,), np.int64)}, "test: the split is empty"),
+    ({"x_train": np.zeros((0, 8, 8), np.uint8), "y_train": np.zeros((0,), np.int64)}, "train: the split is empty"),
+    ({"x_test": np.zeros((20, 9, 8), np.uint8)}, "images are 9x8x1 but the training images are 8x8x1"),
+    ({"x_train": np.zeros((64, 8, 8), np.float32)}, "expected uint8 images"),
+])
+def test_bad_npz_contents_are_one_line(tmp_path, change, match):
+  arrays = _write_npz(tmp_path / "d.npz")
+  arrays.update(change)
+  np.savez(tmp_path / "d.npz", **arrays)
+  with pytest.raises(DatasetError, match=re.escape(match)):
+    sources.load_npz(str(tmp_path / "d.npz"))
+
+
+def test_float_labels_with_whole_values_are_class_indices(tmp_path):
+  arrays = _write_npz(tmp_path / "d.npz")
+  np.savez(tmp_path / "d.npz", **{**arrays, "y_train": arrays["y_train"].astype(np.float32)})
+  ds = sources.load_npz(str(tmp_path / "d.npz"))
+  np.testing.assert_array_equal(ds.train.labels, arrays["y_train"])
+
+
+def test_check_for_training(tmp_path):
+  _write_npz(tmp_path / "d.npz")
+  ds = sources.load_npz(str(tmp_path / "d.npz"))
+  sources.check_for_training(ds, batch_size=64, num_classes=3)
+  with pytest.raises(DatasetError, match="config.batch_size=65 exceeds the 64 training examples"):
+    sources.check_for_training(ds, batch_size=65, num_classes=3)
+  with pytest.raises(DatasetError, match=re.escape("is not below config.model.num_classes=2")):
+    sources.check_for_training(ds, batch_size=8, num_classes=2)
+
+
+def test_image_folder_with_a_corrupt_image_names_it(tmp_path):
+  from PIL import Image
+  for split in ("train", "test"):
+    (tmp_path / split / "cat").mkdir(parents=True)
+    for i in range(2):
+      Image.fromarray(np.full((6, 6, 3), i, np.uint8)).save(tmp_path / split / "cat" / f"{i}.jpg")
+  bad = tmp_path / "train" / "cat" / "1.jpg"
+  bad.write_bytes(bad.read_bytes()[:100])
+  with pytest.raises(DatasetError, match=f"cannot decode image {re.escape(str(bad))}: "):
+    sources.load_folder(str(tmp_path))
+  bad.write_text("not an image")
+  with pytest.raises(DatasetError, match=f"cannot decode image {re.escape(str(bad))}: "):
+    sources.load_folder(str(tmp_path))
+
+
+def test_streamed_folder_with_a_corrupt_image_stops_with_its_path(tmp_path):
+  """Streamed files are decoded as they are read: a bad one is a DataReadError (one line, its path,
+  the step), not a TensorFlow traceback."""
+  pytest.importorskip("tensorflow")
+  from PIL import Image
+  from classic_cnns import parallel
+  from classic_cnns.data import streaming
+  rng = np.random.default_rng(0)
+  for cls in ("a", "b"):
+    (tmp_path / "train" / cls).mkdir(parents=True)
+    for i in range(4):
+      Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(tmp_path / "train" / cls / f"{i}.jpg")
+  bad = tmp_path / "train" / "b" / "2.jpg"
+  bad.write_bytes(bad.read_bytes()[:150])
+  files, labels, _ = streaming.list_image_folder(str(tmp_path), "train")
+  batches = streaming.StreamingTrainBatches(files, labels, 4, 0, parallel.make_mesh(), mode="resize_crop", resize=16,
+                                            crop=16)
+  with pytest.raises(streaming.DataReadError, match=f"cannot read image {re.escape(str(bad))} \\(training step") as e:
+    for _ in batches.iterate(0, 4):
+      pass
+  assert "\n" not in str(e.value) and e.value.exit_status == 1
+  with pytest.raises(streaming.DataReadError, match=f"{re.escape(str(bad))} \\(evaluation batch 2\\)"):
+    list(streaming.streaming_eval_batches(files, labels, 4, None, resize=16, crop=16))
