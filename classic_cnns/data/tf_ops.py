@@ -7,6 +7,10 @@ MODES = ("inception", "resize_crop", "scale_jitter", "canvas")
 
 
 def _tf():
+  """TensorFlow, imported on first use (quiet: its C++ INFO/WARNING lines would bury our one-line
+  errors; set TF_CPP_MIN_LOG_LEVEL yourself to see them), with no accelerator visible to it."""
+  import os
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow as tf
   tf.config.set_visible_devices([], "GPU")  # TF must never take accelerator memory
   return tf
