@@ -140,6 +140,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.schedule.decay_factor = 0.1
   c.schedule.final_lr_fraction = 0.0  # cosine: lr at the end as a fraction of the peak
 
+  # Evaluate an exponential moving average of the parameters with this decay per step (Inception-v3
+  # Sec. 8: "a running average of the parameters"; GoogLeNet Sec. 6 Polyak averaging); 0 = off, the
+  # raw parameters. Checkpointed; evaluate and predict use it too.
+  c.ema_decay = 0.0
+
   c.loss = ml_collections.ConfigDict({"label_smoothing": 0.0, "aux_weight": 0.3})
 
   # BatchNorm statistics (see classic_cnns/models/layers.py): global batch, each device's slice
@@ -317,6 +322,8 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
                       f"= {num_devices} x {config.accum_steps}")
   _choice(config.dtype, ("float32", "bfloat16"), "dtype")
   _check_numbers(config)
+  if not 0 <= config.ema_decay < 1:
+    raise ConfigError(f"config.ema_decay must be in [0, 1) (0 = off), got {config.ema_decay}")
   if not 0 <= config.loss.label_smoothing < 1:
     raise ConfigError(f"config.loss.label_smoothing must be in [0, 1), got {config.loss.label_smoothing}")
   if config.bn.stats == "ghost":

@@ -15,7 +15,9 @@ them to DIR/eval_<protocol>.json. Protocols:
                (AlexNet Sec. 4.1, ResNet Sec. 3.4); sizes as center_crop
   dense        VGG dense evaluation (Sec. 3.2): the fully-convolutional net (`dense=True`) on the
                whole image rescaled to each Q in --scales, class-score map averaged, plus its flip;
-               the soft-max posteriors are averaged over flips and scales (Sec. 3.2 / 4.2)
+               the soft-max posteriors are averaged over flips and scales (Sec. 3.2 / 4.2). Nets
+               with a global-average-pooling head (ResNet, DenseNet) are fully convolutional as
+               they are: ResNet's multi-scale testing, --scales=224,256,384,480,640 (Sec. 3.4, Table 4)
   full         the whole image (CIFAR), no resize or crop
 
 Streamed data (config.data.streaming) supports every protocol: in `canvas` mode the host's squares are
@@ -89,7 +91,8 @@ def restore(config, workdir: str, input_shape: tuple[int, int, int], mesh=None):
                       f"{' '.join(str(e).split())[:300]}") from None
   schedule = optim.make_schedule(config, 1, 1)  # the optimizer state's structure does not depend on it
   tx = optim.make_optimizer(config, schedule, params)
-  abstract = jax.eval_shape(lambda: train.create_train_state(model, tx, tuple(input_shape), config.seed, mesh))
+  abstract = jax.eval_shape(lambda: train.create_train_state(model, tx, tuple(input_shape), config.seed, mesh,
+                                                             ema=config.get("ema_decay", 0.0) > 0))
   rep = parallel.replicated(mesh)
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
   ckpt = checkpoint.Checkpointer(workdir, 1, max(int(config.keep_checkpoints), 1))
@@ -106,7 +109,18 @@ def restore(config, workdir: str, input_shape: tuple[int, int, int], mesh=None):
 
 
 def has_dense_mode(model) -> bool:
+  """VGG's dense form: FC layers applied as convolutions (`model(x, dense=True)`, Sec. 3.2)."""
   return "dense" in inspect.signature(type(model).__call__).parameters
+
+
+def supports_dense(model) -> bool:
+  """Whether the dense protocol applies: a dense form, or a global-average-pooling head that takes
+  any input size (ResNet Sec. 3.4 / Table 4, DenseNet)."""
+  return has_dense_mode(model) or getattr(type(model), "FULLY_CONVOLUTIONAL", False)
+
+
+def dense_kwargs(model) -> dict:
+  return {"dense": True} if has_dense_mode(model) else {}
 
 
 # ----------------------------------------------------------------------------- eval steps
@@ -122,12 +136,13 @@ def make_ten_crop_step(model, prep, resize: int, crop: int, dtype):
   """Eval step averaging the logits of 10 views (5 crops x flip), one view at a time (lax.map)."""
   import jax
   import jax.numpy as jnp
+  from classic_cnns import train
   from classic_cnns.data import augment
 
   def step(state, batch):
     x = augment.normalize(batch["image"], prep)
     windows = jnp.asarray(augment.ten_crop_windows(x.shape[1], x.shape[2], resize, crop))
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    variables = train.eval_variables(state)
 
     def view_logits(i):
       view = augment.crop_resize(x, (crop, crop), tuple(windows[i % 5]))
@@ -145,16 +160,17 @@ def make_dense_step(model, prep, scales: list[int], dtype):
   posteriors averaged (VGG Sec. 3.2)."""
   import jax
   import jax.numpy as jnp
+  from classic_cnns import train
   from classic_cnns.data import augment
 
   def step(state, batch):
     x = augment.normalize(batch["image"], prep)
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    variables = train.eval_variables(state)
     probs = 0.0
     for q in scales:
       view = augment.resize_shorter(x, q)
       for v in (view, view[:, :, ::-1, :]):
-        logits = model.apply(variables, v.astype(dtype), train=False, dense=True).astype(jnp.float32)
+        logits = model.apply(variables, v.astype(dtype), train=False, **dense_kwargs(model)).astype(jnp.float32)
         probs = probs + jax.nn.softmax(logits)
     log_probs = jnp.log(probs / (2 * len(scales)) + 1e-30)
     return _sums(log_probs, batch["label"], batch["mask"], log_probs)
@@ -210,7 +226,7 @@ def _run_protocol(config, workdir: str, protocol: str, scales: list[int] | None,
       resize, crop = crop_sizes(prep, image_shape, resize or config.data.streaming.resize, crop)
       canvas = resize
     image_shape = (canvas, canvas, image_shape[-1])
-  if protocol == "dense" and not has_dense_mode(model):
+  if protocol == "dense" and not supports_dense(model):
     raise ConfigError(f"model {config.model.name!r} has no dense evaluation mode (VGG's fully-convolutional "
                       f"`dense=True`, Sec. 3.2); use --protocol=center_crop or ten_crop")
   dtype = jnp.dtype(config.dtype)
@@ -239,9 +255,9 @@ def _run_protocol(config, workdir: str, protocol: str, scales: list[int] | None,
         raise ConfigError(f"--scales must be positive, got {scales}")
       info, view_shape = {"scales": scales}, augment.resized_hw(h, w, min(scales)) + (image_shape[-1],)
       step = make_dense_step(model, prep, scales, dtype)
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    variables = train.eval_variables(state)
     jax.eval_shape(lambda: model.apply(variables, jnp.zeros((1,) + tuple(view_shape)), train=False,
-                                       **({"dense": True} if protocol == "dense" else {})))
+                                       **(dense_kwargs(model) if protocol == "dense" else {})))
   except ValueError as e:
     raise ConfigError(f"--protocol={protocol} on {config.model.name!r} ({image_shape[0]}x{image_shape[1]} images): "
                       f"{' '.join(str(e).split())[:300]}") from None

@@ -112,7 +112,7 @@ def _predict(workdir: str, paths: list[str], top: int) -> list[list[tuple[str, f
     prep, image_shape = augment.preprocess_config(config.data, ds), tuple(ds.image_shape)
   images = read_images(paths, image_shape)
   model, state, _ = restore(config, workdir, prep.eval_shape(image_shape))
-  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  variables = train.eval_variables(state)
   dtype = jnp.dtype(config.dtype)
 
   @jax.jit

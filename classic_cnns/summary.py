@@ -171,6 +171,10 @@ def inference_cost(model, variables, input_shape: tuple[int, int, int, int],
   lowered -- not compiled -- computation, of the model with its portable kernels."""
   import jax
   import jax.numpy as jnp
+  import dataclasses
+  from classic_cnns.models.layers import PORTABLE
+  if "kernels" in {f.name for f in dataclasses.fields(model)}:  # oneDNN custom calls hide their convs
+    model = model.clone(kernels=PORTABLE)
   x = jax.ShapeDtypeStruct(input_shape, jnp.float32)
   traced = jax.jit(lambda v, x: model.apply(v, x, train=False)).trace(variables, x)
   macs = _jaxpr_macs(traced.jaxpr.jaxpr)

@@ -101,13 +101,25 @@ def select_backend(config: ml_collections.ConfigDict) -> backends.Backend:
 class TrainState(train_state.TrainState):
   batch_stats: Any
   rng: jax.Array  # base key; each step uses fold_in(rng, step)
+  # Exponential moving average of the parameters (config.ema_decay > 0), what evaluation uses
+  # (Inception-v3 Sec. 8); None when off, so the checkpoint holds no extra arrays.
+  ema_params: Any = None
+
+
+def eval_variables(state: TrainState) -> dict[str, Any]:
+  """The variables a model is evaluated with: the moving average of the parameters where the run
+  keeps one (config.ema_decay), else the parameters; the running BatchNorm statistics."""
+  ema = getattr(state, "ema_params", None)
+  params = state.params if ema is None else ema
+  return {"params": params, "batch_stats": state.batch_stats}
 
 
 def create_train_state(model: nn.Module, tx: optax.GradientTransformation, input_shape: tuple[int, ...],
-                       seed: int, mesh, backend: backends.Backend | None = None) -> TrainState:
+                       seed: int, mesh, backend: backends.Backend | None = None, ema: bool = False) -> TrainState:
   """Initialises replicated parameters and optimizer state on the mesh (jit, out_shardings), compiled
-  as `backend` compiles initialisations. The parameters depend on the seed only, not the backend:
-  the initialisation is traced with the portable kernels."""
+  as `backend` compiles initialisations; `ema`: also the parameters' moving average, starting at
+  the initial parameters. The parameters depend on the seed only, not the backend: the
+  initialisation is traced with the portable kernels."""
   if "kernels" in {f.name for f in dataclasses.fields(model)}:
     model = model.clone(kernels=PORTABLE)
 
@@ -117,7 +129,8 @@ def create_train_state(model: nn.Module, tx: optax.GradientTransformation, input
     variables = model.init({"params": params_key, "dropout": dropout_key},
                            jnp.zeros((1,) + input_shape, jnp.float32), train=False)
     return TrainState.create(apply_fn=model.apply, params=variables["params"], tx=tx,
-                             batch_stats=variables.get("batch_stats", {}), rng=state_key)
+                             batch_stats=variables.get("batch_stats", {}), rng=state_key,
+                             ema_params=variables["params"] if ema else None)
 
   shardings = jax.tree.map(lambda _: parallel.replicated(mesh), jax.eval_shape(init))
   return (backend or backends.PORTABLE_BACKEND).compile_init(init, shardings)()
@@ -197,6 +210,10 @@ def make_train_step(model: nn.Module, config: ml_collections.ConfigDict, prep: a
       loss, data_loss = losses.mean(), data_losses.mean()
       logits = logits.swapaxes(0, 1).reshape((labels.shape[0],) + logits.shape[2:])
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+    if config.ema_decay:  # Inception-v3 Sec. 8: evaluate a running average of the parameters
+      d = config.ema_decay
+      new_state = new_state.replace(ema_params=jax.tree.map(lambda e, p: d * e + (1 - d) * p,
+                                                            state.ema_params, new_state.params))
     ok = jnp.isfinite(loss)
     if config.skip_nonfinite_steps:  # keep the previous state; the step counter (data order) advances
       ok = ok & all_finite(grads)  # a finite loss can still have non-finite gradients
@@ -216,7 +233,7 @@ def make_train_step(model: nn.Module, config: ml_collections.ConfigDict, prep: a
 def make_eval_step(model: nn.Module, prep: augment.Preprocess, dtype):
   def eval_step(state: TrainState, batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
     images = augment.preprocess(batch["image"], prep, train=False, rng=None, dtype=dtype)
-    logits = model.apply({"params": state.params, "batch_stats": state.batch_stats}, images, train=False)
+    logits = model.apply(eval_variables(state), images, train=False)
     labels, mask = batch["label"], batch["mask"]
     return {"loss": jnp.sum(cross_entropy(logits, labels, 0.0) * mask),
             "top1": jnp.sum(topk_correct(logits, labels, 1) * mask),
@@ -443,7 +460,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   model = model.clone(kernels=backend.kernels)
   schedule = optim.make_schedule(config, spe, total_steps)
   tx = optim.make_optimizer(config, schedule, abstract_params)
-  state = create_train_state(model, tx, input_shape, config.seed, mesh, backend)
+  state = create_train_state(model, tx, input_shape, config.seed, mesh, backend, ema=config.ema_decay > 0)
   n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
 
   ckpt = checkpoint.Checkpointer(workdir, config.checkpoint_every_steps, config.keep_checkpoints, cleanup_tmp=True)

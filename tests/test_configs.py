@@ -106,6 +106,7 @@ def test_recipes_follow_the_papers():
   assert load_config_module("groupnorm_imagenet.py").get_config("bn").bn.stats == "per_device"
   v3 = load_config_module("inception_v3_imagenet.py").get_config()
   assert v3.loss.label_smoothing == 0.1 and v3.optimizer.name == "rmsprop" and v3.optimizer.eps == 1.0
+  assert v3.ema_decay == 0.9999  # Sec. 8: evaluation uses a running average of the parameters
 
 
 def test_groupnorm_bn_per_device_batch_stats():

@@ -164,3 +164,31 @@ def test_evaluation_waits_for_no_one_but_refuses_a_workdir_being_trained(trained
     holder.wait()
   with workdir.lock(workdir_path, shared=True):  # another reader holds it: evaluation runs
     assert evaluate.run_protocol(config, workdir_path, "single")["count"] == 2000
+
+
+def test_resnet_multiscale_dense_evaluation_runs_at_any_scale():
+  """ResNet / DenseNet heads pool globally: the dense protocol runs the net itself on the whole image
+  at each scale (He et al. 2016 Sec. 3.4 / Table 4) and averages posteriors over scales and flips."""
+  from classic_cnns.models import create_model
+  model = create_model("resnet20", widths=(4, 8, 8))
+  assert evaluate.supports_dense(model) and evaluate.supports_dense(create_model("densenet121"))
+  assert not evaluate.supports_dense(create_model("lenet5")) and evaluate.dense_kwargs(model) == {}
+  variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
+
+  class State(NamedTuple):
+    params: Any
+    batch_stats: Any
+
+  state = State(variables["params"], variables["batch_stats"])
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+  labels = np.array([1, 3], np.int32)
+  prep = augment.Preprocess(mean=(120.0,) * 3, std=(60.0,) * 3)
+  batch = {"image": images, "label": labels, "mask": jnp.ones(2)}
+  one = jax.jit(evaluate.make_dense_step(model, prep, [32], jnp.float32))(state, batch)
+  x = augment.normalize(images, prep)
+  probs = sum(jax.nn.softmax(model.apply(variables, v, train=False)) for v in (x, x[:, :, ::-1]))
+  want = -jnp.take_along_axis(jnp.log(probs / 2), labels[:, None], 1).sum()
+  np.testing.assert_allclose(one["loss"], want, rtol=1e-4)
+  multi = jax.jit(evaluate.make_dense_step(model, prep, [32, 48, 64], jnp.float32))(state, batch)
+  assert np.isfinite(float(multi["loss"])) and float(multi["count"]) == 2.0

@@ -3,6 +3,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -134,3 +135,35 @@ def test_compilation_cache_setting_resolves_the_directory(monkeypatch, tmp_path)
   finally:
     for name, value in before.items():
       jax.config.update(name, value)
+
+
+def test_ema_of_parameters_is_tracked_and_used_for_evaluation():
+  """config.ema_decay: each step ema <- d * ema + (1 - d) * params (Inception-v3 Sec. 8); evaluation
+  (train.eval_variables, the eval step, evaluate, predict) reads the average."""
+  import flax.linen as nn
+  import optax
+  from classic_cnns import parallel
+  from classic_cnns.config import base_config
+  from classic_cnns.data.augment import Preprocess
+
+  class Tiny(nn.Module):
+    @nn.compact
+    def __call__(self, x, train=False):
+      return nn.Dense(3)(x.reshape(x.shape[0], -1))
+
+  c = base_config()
+  c.ema_decay = 0.5
+  model, mesh, sched = Tiny(), parallel.make_mesh(), optax.constant_schedule(0.1)
+  state = train.create_train_state(model, optax.sgd(sched), (2, 2, 1), 0, mesh, ema=True)
+  step = jax.jit(train.make_train_step(model, c, Preprocess(), sched, jnp.float32))
+  batch = {"image": jnp.arange(16, dtype=jnp.uint8).reshape(4, 2, 2, 1), "label": jnp.array([0, 1, 2, 0])}
+  expected = jax.tree.map(np.asarray, state.params)
+  for _ in range(3):
+    state, _ = step(state, batch)
+    expected = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * np.asarray(p), expected, state.params)
+  for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(state.ema_params)):
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+  assert train.eval_variables(state)["params"] is state.ema_params
+  assert not np.allclose(jax.tree.leaves(state.ema_params)[0], jax.tree.leaves(state.params)[0])
+  plain = train.create_train_state(model, optax.sgd(sched), (2, 2, 1), 0, mesh)
+  assert plain.ema_params is None and train.eval_variables(plain)["params"] is plain.params

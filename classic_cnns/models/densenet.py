@@ -48,7 +48,7 @@ registered counts equal torchvision's (ImageNet) and the authors' Table 2 (CIFAR
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import flax.linen as nn
 import jax
@@ -207,6 +207,8 @@ class Transition(nn.Module):
 
 class DenseNet(nn.Module):
   """Dense blocks of `block_config` layers joined by transitions; ImageNet or CIFAR stem."""
+  # Global average pooling head: the net runs on any input size (multi-scale evaluation).
+  FULLY_CONVOLUTIONAL: ClassVar[bool] = True
   growth_rate: int = 32
   block_config: Sequence[int] = (6, 12, 24, 16)
   bottleneck: bool = True

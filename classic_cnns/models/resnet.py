@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 import flax.linen as nn
 import jax
@@ -169,6 +169,9 @@ def stack_blocks(variables: dict, stage_sizes: Sequence[int]) -> dict:
 
 class ResNet(nn.Module):
   """ImageNet (stem="imagenet") or CIFAR (stem="cifar") ResNet / plain net."""
+  # Global average pooling head: the net runs on any input size, the fully-convolutional form
+  # of the multi-scale evaluation (He et al. 2016, Sec. 3.4, Table 4).
+  FULLY_CONVOLUTIONAL: ClassVar[bool] = True
   stage_sizes: Sequence[int] = (2, 2, 2, 2)
   block: str = "basic"
   widths: Sequence[int] = (64, 128, 256, 512)  # base channels per stage (x4 out for bottleneck)

@@ -88,20 +88,22 @@ def test_loop_conv_equals_lax_values_and_gradients(kernel, padding, use_onednn):
 
 @pytest.mark.parametrize("shape,window,strides,padding", [
     ((2, 9, 9, 3), (3, 3), (2, 2), ((1, 1), (1, 1))),  # ResNet / DenseNet stem pool
-    ((2, 8, 8, 4), (2, 2), (2, 2), ((0, 0), (0, 0))),  # VGG
-    ((2, 13, 13, 2), (3, 3), (2, 2), ((0, 0), (0, 0))),  # AlexNet's overlapping pool
+    ((2, 8, 8, 4), (2, 2), (2, 2), "VALID"),  # VGG
+    ((2, 13, 13, 2), (3, 3), (2, 2), "VALID"),  # AlexNet's overlapping pool
     ((1, 7, 7, 2), (3, 3), (1, 1), ((1, 1), (1, 1))),  # Inception's pool branch
     ((1, 10, 10, 2), (3, 3), (2, 2), ((0, 1), (0, 1))),  # GoogLeNet ceil_mode padding
     ((1, 11, 10, 2), (2, 3), (3, 2), ((1, 0), (0, 2))),  # anything else: stride 3, uneven window/padding
 ])
 def test_max_pool_values_and_gradient_equal_portable(shape, window, strides, padding):
-  """ops.max_pool: the portable max-pool's values; the gradient routes each output's cotangent to the
-  same element as JAX's select-and-scatter (the first maximum), checked with many ties (integers)."""
+  """ops.max_pool (through `layers.max_pool`, as the models call it): the portable max-pool's values;
+  the gradient routes each output's cotangent to the same element as JAX's select-and-scatter (the
+  first maximum), checked with many ties (integers)."""
   rng = np.random.default_rng(0)
+  pool = lambda kernels: lambda x: layers.max_pool(x, window, strides, padding, kernels=kernels)
   for x in (rng.normal(size=shape), rng.integers(-2, 3, size=shape)):  # integers: ties everywhere
     x = jnp.asarray(x, jnp.float32)
-    y_ref, vjp_ref = jax.vjp(lambda x: layers.max_pool_portable(x, window, strides, padding), x)
-    y, vjp = jax.vjp(lambda x: ops.max_pool(x, window, strides, padding), x)
+    y_ref, vjp_ref = jax.vjp(pool(layers.PORTABLE), x)
+    y, vjp = jax.vjp(pool(cpu.make_kernels("xla")), x)
     np.testing.assert_array_equal(y, y_ref)
     dy = jnp.asarray(2.0 ** rng.integers(0, 20, size=y.shape), jnp.float32)  # distinct powers: misrouting shows
     np.testing.assert_array_equal(vjp(dy)[0], vjp_ref(dy)[0])
@@ -132,57 +134,72 @@ MODELS = {
     "nin_cifar_bn": ("nin_cifar_bn", 32, 4, {"blocks": _SMALL_NIN}),
     "googlenet_bn_aux": ("googlenet_bn_aux", 32, 2, {"num_classes": 10, "table": _SMALL_GOOGLENET}),
 }
-SLOW = {"densenet40-scan_layers", "googlenet_bn_aux", "nin_cifar_bn", "densenet_bc"}
-_init_cache: dict[str, dict] = {}
+SLOW = {"densenet_bc", "densenet40-scan_layers", "googlenet_bn_aux"}
+_cache: dict[tuple[str, str], object] = {}  # (case, what) -> variables / the portable pass
 
 
 def _setup(case):
+  """(model with the portable kernels, variables, x, labels) of MODELS[case]; initialised once."""
   name, side, batch, overrides = MODELS[case]
   model = create_model(name, **overrides)
-  x = jax.random.normal(jax.random.PRNGKey(int(os.environ.get("XSEED", "0"))), (batch, side, side, model_info(name).in_channels))
+  x = jax.random.normal(jax.random.PRNGKey(0), (batch, side, side, model_info(name).in_channels))
   labels = jnp.arange(batch) % 10
-  if case not in _init_cache:
+  if (case, "variables") not in _cache:
     rngs = {"params": jax.random.PRNGKey(1), "dropout": jax.random.PRNGKey(2)}
-    _init_cache[case] = jax.jit(lambda: model.init(rngs, x, train=False))()
-  return model, _init_cache[case], x, labels
+    _cache[case, "variables"] = jax.jit(lambda x: model.init(rngs, x, train=False))(x)
+  return model, _cache[case, "variables"], x, labels
 
 
 def _train_pass(model, variables, x, labels):
-  """(hlo text, {loss, outputs, batch_stats, grads}) of one train-mode forward + backward, jitted once."""
+  """(hlo text, {loss, outputs, batch_stats, grads}) of one train-mode forward + backward, compiled once."""
   params, rest = variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
-  def loss_fn(params):
+  def loss_fn(params, x, labels):
     out, new = model.apply({"params": params, **rest}, x, train=True, rngs={"dropout": jax.random.PRNGKey(3)},
                            mutable=["batch_stats"])
     outs = (out[0], *out[1]) if isinstance(out, tuple) else (out,)  # GoogLeNet: (logits, aux logits)
     loss = sum(-jnp.mean(jax.nn.log_softmax(o)[jnp.arange(x.shape[0]), labels]) for o in outs)
     return loss, (outs, new.get("batch_stats", {}))
 
-  lowered = jax.jit(jax.value_and_grad(loss_fn, has_aux=True)).lower(params)
-  (loss, (outs, stats)), grads = lowered.compile()(params)
+  lowered = jax.jit(jax.value_and_grad(loss_fn, has_aux=True)).lower(params, x, labels)
+  (loss, (outs, stats)), grads = lowered.compile()(params, x, labels)
   return lowered.as_text(), {"loss": loss, "outputs": outs, "batch_stats": stats, "grads": grads}
 
 
-def _assert_close(got, want, tol):
-  """Leaf by leaf: |got - want| <= tol * |want| + tol * max|want| (float32 rounding, relative to the
-  leaf's magnitude: a gradient's small entries are sums of cancelling large terms)."""
-  leaves = jax.tree_util.tree_leaves_with_path(want)
+def _leaf_errors(got, want):
+  """Per leaf of `want`: (path, max |got - want| / max |want|, ||got - want|| / ||want||)."""
   assert jax.tree.structure(got) == jax.tree.structure(want)
-  for (path, b), a in zip(leaves, jax.tree.leaves(got)):
+  out = []
+  for (path, b), a in zip(jax.tree_util.tree_leaves_with_path(want), jax.tree.leaves(got)):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    scale = float(np.abs(b).max()) if b.size else 0.0
-    np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale, err_msg=jax.tree_util.keystr(path))
+    if b.size:
+      tiny = np.finfo(np.float32).tiny
+      out.append((jax.tree_util.keystr(path), float(np.abs(a - b).max() / max(np.abs(b).max(), tiny)),
+                  float(np.linalg.norm(a - b) / max(np.linalg.norm(b), tiny))))
+  return out
 
 
 @pytest.mark.parametrize("case", [c if c not in SLOW else pytest.param(c, marks=pytest.mark.slow) for c in MODELS])
 @pytest.mark.parametrize("policy", [pytest.param("onednn", marks=needs_onednn), "xla"])
 def test_model_train_pass_equals_portable(case, policy):
+  """Loss, outputs and updated batch_stats agree to 1e-4 of each leaf's largest magnitude (measured:
+  <= 5e-6). Gradients agree as closely (measured: <= 8e-6) unless a ReLU flips: a pre-activation
+  within float32 rounding of 0 takes the other side under any reordering of the sums -- permuting
+  the batch of the portable pass itself does it -- and each flip moves the gradients of every layer
+  before it by up to ~1e-2 of the leaf's largest entry (measured: 7e-3; 1.6e-3 in norm); so their
+  bound is 3e-2 elementwise and 1e-2 in norm, still far below what a wrong gradient gives (O(1))."""
   model, variables, x, labels = _setup(case)
-  _, want = _train_pass(model, variables, x, labels)
+  if (case, "portable") not in _cache:
+    _cache[case, "portable"] = _train_pass(model, variables, x, labels)[1]
+  want = _cache[case, "portable"]
   hlo, got = _train_pass(model.clone(kernels=cpu.make_kernels(policy)), variables, x, labels)
   assert ("ClassicCnnsConv" in hlo) == (policy == "onednn")  # the CPU kernels are really in use
   assert got["batch_stats"] or "group" in case
-  _assert_close(got, want, 1e-4)
+  for part in ("loss", "outputs", "batch_stats"):
+    for path, worst, _ in _leaf_errors(got[part], want[part]):
+      assert worst <= 1e-4, (part, path, worst)
+  for path, worst, normwise in _leaf_errors(got["grads"], want["grads"]):
+    assert worst <= 3e-2 and normwise <= 1e-2, (path, worst, normwise)
 
 
 def test_backends_kernels_leave_the_parameters_alone():
@@ -217,22 +234,27 @@ for name, side, overrides in json.loads(sys.argv[1]):
 '''
 
 
-def _init_bits_equal(cases):
+def _init_bits_equal(cases, timeout=600):
   env = {**os.environ, "XLA_FLAGS": cpu.XLA_FLAGS}
   r = subprocess.run([sys.executable, "-c", _INIT_BITS, json.dumps(cases)], env=env, capture_output=True,
-                     text=True, timeout=600, cwd=REPO)
+                     text=True, timeout=timeout, cwd=REPO)
   assert r.returncode == 0, r.stderr[-3000:]
   assert [l.split()[1] for l in r.stdout.splitlines() if l.startswith("ok ")] == [c[0] for c in cases], r.stdout
 
 
+# The plain `jax.jit(init)` side compiles at XLA's default LLVM level, slowly (ResNet-20: ~20 s on 2
+# cores, a 6-layer DenseNet ~40 s): the default run checks ResNet-20 (variance-scaling and PyTorch
+# uniform draws) and a narrow GoogLeNet-BN with aux heads (normal and LeCun truncated-normal draws);
+# -m slow adds DenseNets (with draws inside scans) and the full GoogLeNet.
 def test_compile_init_is_bit_identical_to_jit():
-  _init_bits_equal([["resnet20", 32, {}], ["densenet40_k12", 32, {"block_config": (3, 3)}],
-                    ["googlenet_bn_aux", 64, {"num_classes": 10, "table": _SMALL_GOOGLENET}]])
+  _init_bits_equal([["resnet20", 32, {}], ["googlenet_bn_aux", 32, {"num_classes": 10, "table": _SMALL_GOOGLENET}]])
 
 
 @pytest.mark.slow
-def test_compile_init_is_bit_identical_to_jit_full_models():
-  _init_bits_equal([["densenet40_k12", 32, {}], ["googlenet_bn_aux", 224, {}]])
+def test_compile_init_is_bit_identical_to_jit_densenets_and_full_googlenet():
+  _init_bits_equal([["densenet40_k12", 32, {"block_config": (3, 3)}],
+                    ["densenet40_k12", 32, {"block_config": (3, 3), "scan_layers": True}],
+                    ["googlenet_bn_aux", 224, {}]], timeout=1800)
 
 
 # --------------------------------------------------------------------------- backends.select

@@ -231,7 +231,7 @@ def test_kernel_larger_than_input_does_not_crash():
   map (the VGG-13 5x5 smoke experiment on an AMD EPYC): such convs run on XLA."""
   # kernels larger than the map, both strides, both kernel sizes the zoo has
   _conv_calls_survive([(32, side, 8, 8, k, s, k // 2) for side, k, s in ((4, 5, 1), (4, 5, 2), (2, 7, 1), (6, 7, 2))],
-                      calls=4, atol=1e-4)
+                      calls=4, atol_rel=1e-5)  # float32 rounding of values up to ~1e3
 
 
 @needs_onednn
