@@ -1,4 +1,4 @@
-"""Parameter init compiled at XLA's default backend level vs level 1 (what `train.create_train_state`
+"""Parameter init compiled at XLA's default backend level vs level 1 (what `build.create_train_state`
 uses): compile seconds of each, and whether every initial parameter is bit-identical.
 
     PYTHONPATH=. python benchmarks/init_opt_level.py            # every registered model, native input
@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from classic_cnns import train
+from classic_cnns import build
 from classic_cnns.models import registry
 
 
@@ -25,7 +26,7 @@ def check(name: str) -> tuple[float, float, bool, int]:
   model = registry.create_model(name)
   x = jnp.zeros((1, info.input_size, info.input_size, info.in_channels), jnp.float32)
 
-  def init():  # the variables part of train.create_train_state's init
+  def init():  # the variables part of build.create_train_state's init
     params_key, dropout_key, _ = jax.random.split(jax.random.PRNGKey(0), 3)
     return model.init({"params": params_key, "dropout": dropout_key}, x, train=False)
 

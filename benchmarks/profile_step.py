@@ -29,6 +29,8 @@ import numpy as np  # noqa: E402
 
 def build_step(model_name: str, batch: int, side: int):
   from classic_cnns import optim, parallel, train
+  from classic_cnns import build
+  from classic_cnns import steps
   from classic_cnns.config import base_config
   from classic_cnns.data import augment
   from classic_cnns.models import registry
@@ -37,7 +39,7 @@ def build_step(model_name: str, batch: int, side: int):
   c.model.name, c.model.num_classes, c.batch_size = model_name, info.num_classes, batch
   c.data.augment.crop_padding, c.data.augment.flip = 4, True
   mesh = parallel.make_mesh()
-  model = train.build_model(c, 1)
+  model = build.build_model(c, 1)
   shape = (side, side, info.in_channels)
   prep = augment.Preprocess(mean=(120.0,) * info.in_channels, std=(60.0,) * info.in_channels, crop_padding=4,
                             flip=True)
@@ -45,8 +47,8 @@ def build_step(model_name: str, batch: int, side: int):
                                                jnp.zeros((1,) + shape), train=False))["params"]
   schedule = optim.make_schedule(c, 100, 1000)
   tx = optim.make_optimizer(c, schedule, abstract)
-  state = train.create_train_state(model, tx, shape, c.seed, mesh)
-  step = jax.jit(train.make_train_step(model, c, prep, schedule, jnp.float32), donate_argnums=0)
+  state = build.create_train_state(model, tx, shape, c.seed, mesh)
+  step = jax.jit(steps.make_train_step(model, c, prep, schedule, jnp.float32), donate_argnums=0)
   rng = np.random.default_rng(0)
   b = {"image": jnp.asarray(rng.integers(0, 256, (batch,) + shape, dtype=np.uint8)),
        "label": jnp.asarray(rng.integers(0, info.num_classes, (batch,), dtype=np.int32))}

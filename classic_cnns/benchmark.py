@@ -7,15 +7,15 @@
     python -m classic_cnns.benchmark --model=densenet264 --input=224 --batch=8 --compile_only  # first-step wait
 
 What is timed is exactly what `classic_cnns.main` runs: a config from `config.base_config()` with
-the model's name, `train.build_model`, `train.create_train_state`, and `train.make_train_step` /
-`train.make_eval_step` jitted with the trainer's shardings (state donated). Batches are uint8
+the model's name, `build.build_model`, `build.create_train_state`, and `train_steps.make_train_step` /
+`train_steps.make_eval_step` jitted with the trainer's shardings (state donated). Batches are uint8
 images + int32 labels placed on the device once, so the numbers exclude the input pipeline (see
 `classic_cnns.benchmark_data` for that); preprocessing (normalise, pad, augment) runs inside the step.
 
 Reported per model:
   train / eval img/s   median over --repeats timed runs of --steps steps each, after warm-up
                        steps, ended by block_until_ready;
-  init s               `train.create_train_state` (the trainer's jitted init: trace + compile + run);
+  init s               `build.create_train_state` (the trainer's jitted init: trace + compile + run);
   lower / compile s    the first step's `jit(...).lower()` and `.compile()`, timed separately;
                        init s + lower s + compile s = the wait before the first training step;
   cores used           CPU seconds of this process per wall second during the timed train steps
@@ -146,18 +146,19 @@ def _unrolled_train_flops(model, config, prep, schedule, dtype, input_shape, bat
   kernels (cost analysis cannot see into oneDNN's custom calls): nothing compiles."""
   import jax
   import jax.numpy as jnp
-  from classic_cnns import optim, train
+  from classic_cnns import optim
+  from classic_cnns import steps as train_steps
   from classic_cnns.models.layers import PORTABLE
   model = model.clone(kernels=PORTABLE)
 
   def init():
     variables = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
                            jnp.zeros((1,) + input_shape, jnp.float32), train=False)
-    return train.TrainState.create(apply_fn=model.apply, params=variables["params"],
+    return train_steps.TrainState.create(apply_fn=model.apply, params=variables["params"],
                                    tx=optim.make_optimizer(config, schedule, variables["params"]),
                                    batch_stats=variables.get("batch_stats", {}), rng=jax.random.PRNGKey(0))
   state = jax.eval_shape(init)
-  return _flops(jax.jit(train.make_train_step(model, config, prep, schedule, dtype)).lower(state, batch))
+  return _flops(jax.jit(train_steps.make_train_step(model, config, prep, schedule, dtype)).lower(state, batch))
 
 
 def _device_peak_mb() -> float | None:
@@ -177,7 +178,9 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   import jax
   import jax.numpy as jnp
   import numpy as np
-  from classic_cnns import optim, parallel, train
+  from classic_cnns import optim, parallel
+  from classic_cnns import build
+  from classic_cnns import steps as train_steps
   from classic_cnns.config import ConfigError, base_config, validate_config
   from classic_cnns.data import augment as aug
   from classic_cnns.models import registry
@@ -210,8 +213,8 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   side = max(input_size, pad_to)
   input_shape = (side, side, info.in_channels)
   try:
-    backend = train.select_backend(config)
-    model = train.build_model(config, n_dev)
+    backend = build.select_backend(config)
+    model = build.build_model(config, n_dev)
   except ValueError as e:  # an option the model does not have; a backend that cannot run here
     raise BenchmarkError(str(e)) from None
   try:  # the model's geometry is checked abstractly before anything compiles
@@ -220,11 +223,11 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   except (ValueError, TypeError, ZeroDivisionError) as e:
     raise BenchmarkError(f"model {name!r} cannot take input {input_shape} (use a larger --input or --pad_to): "
                          f"{' '.join(str(e).split())[:200]}") from None
-  backend = backend.prepare(lambda k: train.build_model(config, n_dev, k), (batch,) + input_shape)
+  backend = backend.prepare(lambda k: build.build_model(config, n_dev, k), (batch,) + input_shape)
   model = model.clone(kernels=backend.kernels)
   schedule = optim.make_schedule(config, 100, 1000)
   t_init = time.perf_counter()
-  state = train.create_train_state(model, optim.make_optimizer(config, schedule, abstract), input_shape,
+  state = build.create_train_state(model, optim.make_optimizer(config, schedule, abstract), input_shape,
                                    config.seed, mesh, backend)
   jax.block_until_ready(state)
   init_s = time.perf_counter() - t_init
@@ -243,9 +246,9 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   jnp_dtype = jnp.dtype(dtype)
 
   # The trainer's jit (train.train_and_evaluate), lowered and compiled explicitly to time both.
-  train_jit = jax.jit(train.make_train_step(model, config, prep, schedule, jnp_dtype), donate_argnums=0,
+  train_jit = jax.jit(train_steps.make_train_step(model, config, prep, schedule, jnp_dtype), donate_argnums=0,
                       in_shardings=(rep, data), out_shardings=(rep, rep))
-  eval_jit = jax.jit(train.make_eval_step(model, prep, jnp_dtype), in_shardings=(rep, data), out_shardings=rep)
+  eval_jit = jax.jit(train_steps.make_eval_step(model, prep, jnp_dtype), in_shardings=(rep, data), out_shardings=rep)
   t0 = time.perf_counter()
   lowered = train_jit.lower(state, train_batch)
   t1 = time.perf_counter()

@@ -48,7 +48,9 @@ def main(argv):
   import jax
   import jax.numpy as jnp
   import numpy as np
-  from classic_cnns import parallel, train
+  from classic_cnns import parallel
+  from classic_cnns import build
+  from classic_cnns import steps as train_steps
   from classic_cnns.config import base_config
   from classic_cnns.data import augment, pipeline, sources, streaming
   if not os.path.isdir(os.path.join(_CIFAR.value, "train")):
@@ -117,15 +119,15 @@ def main(argv):
   c = base_config()
   c.model.name, c.model.num_classes, c.model.norm = "resnet20", 10, "batch"
   c.batch_size = batch
-  backend = train.select_backend(c)
-  model = train.build_model(c, jax.device_count(), backend.kernels)
+  backend = build.select_backend(c)
+  model = build.build_model(c, jax.device_count(), backend.kernels)
   from classic_cnns import optim
   sched = optim.make_schedule(c, 100, 1000)
   abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False))
-  state = train.create_train_state(model, optim.make_optimizer(c, sched, abstract["params"]), (32, 32, 3), 0, mesh,
+  state = build.create_train_state(model, optim.make_optimizer(c, sched, abstract["params"]), (32, 32, 3), 0, mesh,
                                    backend)
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-  step = jax.jit(train.make_train_step(model, c, prep, sched, jnp.float32), donate_argnums=0,
+  step = jax.jit(train_steps.make_train_step(model, c, prep, sched, jnp.float32), donate_argnums=0,
                  in_shardings=(rep, data), out_shardings=(rep, rep))
   tb = pipeline.TrainBatches(split, batch, 0, mesh, True)
   fixed = tb.batch(0)

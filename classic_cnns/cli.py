@@ -71,7 +71,7 @@ def _error_table() -> list[tuple[type, int]]:
   table: list[tuple[type, int]] = []
   for module, name, status in (("classic_cnns.workdir", "WorkdirBusyError", EXIT_RUNTIME),
                                ("classic_cnns.data.streaming", "DataReadError", EXIT_RUNTIME),
-                               ("classic_cnns.train", "TrainingDivergedError", EXIT_RUNTIME),
+                               ("classic_cnns.steps", "TrainingDivergedError", EXIT_RUNTIME),
                                # no checkpoint to restore, none readable (CheckpointWriteError: 1)
                                ("classic_cnns.checkpoint", "CheckpointError", EXIT_USAGE)):
     cls = getattr(sys.modules.get(module), name, None)

@@ -110,7 +110,7 @@ def base_config() -> ml_collections.ConfigDict:
   # (each conv pass on whichever library a pre-pass timed faster here) | xla.
   c.cpu_convs = "auto"
   # Persistent XLA compilation cache: a rerun, a resumed run or another run of the same step loads
-  # the compiled program instead of waiting for XLA again (train.use_compilation_cache). auto =
+  # the compiled program instead of waiting for XLA again (backends.use_compilation_cache). auto =
   # $JAX_COMPILATION_CACHE_DIR if set, else ~/.cache/classic_cnns/xla (CLASSIC_CNNS_CACHE moves it);
   # a path; "" = off. Capped at 4 GiB, least recently used evicted, unless JAX_COMPILATION_CACHE_MAX_SIZE is set.
   c.compilation_cache_dir = "auto"

@@ -71,17 +71,18 @@ def restore(config, workdir: str, input_shape: tuple[int, int, int], mesh=None):
   """(model, state, meta) of the newest readable checkpoint in `workdir`, built for `input_shape`
   (the model's input as trained). CheckpointError when there is none or none can be read."""
   import jax
-  from classic_cnns import checkpoint, optim, parallel, train
+  from classic_cnns import build, checkpoint, optim, parallel
+  from classic_cnns import workdir as workdir_lib
   from classic_cnns.config import ConfigError
   ckdir = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(ckdir) or not any(d.isdigit() for d in os.listdir(ckdir)):
     raise checkpoint.CheckpointError(f"no checkpoint in {ckdir}; train first with python -m classic_cnns.main "
                                      f"--config=... --workdir={workdir}")
-  train.check_workdir_model(workdir, config)
+  workdir_lib.check_workdir_model(workdir, config)
   mesh = mesh or parallel.make_mesh()
-  backend = train.select_backend(config)
+  backend = build.select_backend(config)
   try:
-    model = train.build_model(config, jax.device_count(), backend.kernels)
+    model = build.build_model(config, jax.device_count(), backend.kernels)
     params = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
                                                jax.numpy.zeros((1,) + tuple(input_shape)), train=False))["params"]
   except ConfigError:
@@ -91,7 +92,7 @@ def restore(config, workdir: str, input_shape: tuple[int, int, int], mesh=None):
                       f"{' '.join(str(e).split())[:300]}") from None
   schedule = optim.make_schedule(config, 1, 1)  # the optimizer state's structure does not depend on it
   tx = optim.make_optimizer(config, schedule, params)
-  abstract = jax.eval_shape(lambda: train.create_train_state(model, tx, tuple(input_shape), config.seed, mesh,
+  abstract = jax.eval_shape(lambda: build.create_train_state(model, tx, tuple(input_shape), config.seed, mesh,
                                                              ema=config.get("ema_decay", 0.0) > 0))
   rep = parallel.replicated(mesh)
   abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=rep), abstract)
@@ -126,23 +127,23 @@ def dense_kwargs(model) -> dict:
 # ----------------------------------------------------------------------------- eval steps
 def _sums(scores, labels, mask, log_probs):
   import jax.numpy as jnp
-  from classic_cnns import train
+  from classic_cnns import steps
   nll = -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
-  return {"loss": jnp.sum(nll * mask), "top1": jnp.sum(train.topk_correct(scores, labels, 1) * mask),
-          "top5": jnp.sum(train.topk_correct(scores, labels, 5) * mask), "count": jnp.sum(mask)}
+  return {"loss": jnp.sum(nll * mask), "top1": jnp.sum(steps.topk_correct(scores, labels, 1) * mask),
+          "top5": jnp.sum(steps.topk_correct(scores, labels, 5) * mask), "count": jnp.sum(mask)}
 
 
 def make_ten_crop_step(model, prep, resize: int, crop: int, dtype):
   """Eval step averaging the logits of 10 views (5 crops x flip), one view at a time (lax.map)."""
   import jax
   import jax.numpy as jnp
-  from classic_cnns import train
+  from classic_cnns import steps
   from classic_cnns.data import augment
 
   def step(state, batch):
     x = augment.normalize(batch["image"], prep)
     windows = jnp.asarray(augment.ten_crop_windows(x.shape[1], x.shape[2], resize, crop))
-    variables = train.eval_variables(state)
+    variables = steps.eval_variables(state)
 
     def view_logits(i):
       view = augment.crop_resize(x, (crop, crop), tuple(windows[i % 5]))
@@ -160,12 +161,12 @@ def make_dense_step(model, prep, scales: list[int], dtype):
   posteriors averaged (VGG Sec. 3.2)."""
   import jax
   import jax.numpy as jnp
-  from classic_cnns import train
+  from classic_cnns import steps
   from classic_cnns.data import augment
 
   def step(state, batch):
     x = augment.normalize(batch["image"], prep)
-    variables = train.eval_variables(state)
+    variables = steps.eval_variables(state)
     probs = 0.0
     for q in scales:
       view = augment.resize_shorter(x, q)
@@ -201,7 +202,8 @@ def _run_protocol(config, workdir: str, protocol: str, scales: list[int] | None,
                   crop: int) -> dict:
   import jax
   import jax.numpy as jnp
-  from classic_cnns import parallel, train
+  from classic_cnns import parallel, steps
+  from classic_cnns.data import batches
   from classic_cnns.config import ConfigError
   from classic_cnns.data import augment, sources, streaming
 
@@ -243,7 +245,7 @@ def _run_protocol(config, workdir: str, protocol: str, scales: list[int] | None,
       if protocol == "center_crop":
         augment.center_window(h, w, prep.eval_resize, prep.eval_crop)  # a crop that does not fit: ValueError
       view_shape = prep.eval_shape(image_shape)
-      step = train.make_eval_step(model, prep, dtype)
+      step = steps.make_eval_step(model, prep, dtype)
     elif protocol == "ten_crop":
       r, c = crop_sizes(prep, image_shape, resize, crop)
       augment.ten_crop_windows(h, w, r, c)  # a crop that does not fit: ValueError
@@ -255,7 +257,7 @@ def _run_protocol(config, workdir: str, protocol: str, scales: list[int] | None,
         raise ConfigError(f"--scales must be positive, got {scales}")
       info, view_shape = {"scales": scales}, augment.resized_hw(h, w, min(scales)) + (image_shape[-1],)
       step = make_dense_step(model, prep, scales, dtype)
-    variables = train.eval_variables(state)
+    variables = steps.eval_variables(state)
     jax.eval_shape(lambda: model.apply(variables, jnp.zeros((1,) + tuple(view_shape)), train=False,
                                        **(dense_kwargs(model) if protocol == "dense" else {})))
   except ValueError as e:
@@ -265,7 +267,7 @@ def _run_protocol(config, workdir: str, protocol: str, scales: list[int] | None,
   bs = -(-config.eval_batch_size // n_dev) * n_dev
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
   step = jax.jit(step, in_shardings=(rep, data), out_shardings=rep)
-  res = train.evaluate(step, state, train.eval_batches(split, bs, config, mesh, canvas))
+  res = steps.evaluate(step, state, batches.eval_batches(split, bs, config, mesh, canvas))
   result = {"protocol": protocol, **info, "split": split_name, "step": int(meta.get("step", -1)),
             "model": config.model.name, "count": int(res["count"]),
             "top1_error": 1.0 - res["top1"], "top5_error": 1.0 - res["top5"],
@@ -291,11 +293,11 @@ def main(argv: list[str]) -> None:
     cli.fail(f"--scales must be integers, got {','.join(_FLAGS['scales'].value)}")
   cli.set_xla_flags(config.kernels)  # before JAX starts its backends
   import jax
-  from classic_cnns import train
+  from classic_cnns import backends
   from classic_cnns.config import validate_config
   with cli.user_errors():
     validate_config(config, jax.device_count())
-    train.use_compilation_cache(config.compilation_cache_dir)
+    backends.use_compilation_cache(config.compilation_cache_dir)
     workdir = _FLAGS["workdir"].value
     r = run_protocol(config, workdir, _FLAGS["protocol"].value, scales, _FLAGS["resize"].value,
                      _FLAGS["crop"].value)

@@ -18,6 +18,7 @@ import os
 import time
 
 import jax
+import numpy as np
 
 
 class MetricsWriter:
@@ -111,3 +112,39 @@ class Progress:
     print(f"step {step}/{self.total} (epoch {step / self.spe:.2f}) loss {values['loss']:.4f}{acc} "
           f"lr {values.get('lr', float('nan')):.4g} | {rates['steps_per_s']:.1f} steps/s "
           f"{rates['img_per_s']:.0f} img/s | ETA {format_duration(eta)}", flush=True)
+
+
+# ----------------------------------------------------------------------------- logging windows
+def summarise_window(step_metrics: list[dict[str, np.ndarray]]) -> tuple[dict[str, float], int]:
+  """Mean of each metric over the logged steps (skipped steps excluded), #skipped."""
+  kept = [m for m in step_metrics if m["skipped"] == 0] or step_metrics
+  values = {k: float(np.mean([m[k] for m in kept])) for k in kept[0] if k not in ("skipped", "finite")}
+  skipped = int(sum(m["skipped"] for m in step_metrics))
+  return values, skipped
+
+
+def window_meta(window: list[dict[str, np.ndarray]], window_start: int) -> dict:
+  """The per-step metrics since the last train record, for a checkpoint's metadata: a run resumed
+  from it logs the same averages as an uninterrupted run."""
+  keys = list(window[0]) if window else []
+  return {"start": window_start,
+          "metrics": {k: {"dtype": str(np.asarray(window[0][k]).dtype),
+                          "values": [np.asarray(m[k]).item() for m in window]} for k in keys}}
+
+
+def window_from_meta(carried: dict | None, resume_step: int, log_every: int) -> tuple[list[dict[str, np.ndarray]], int]:
+  """(per-step metrics, the step before the first of them) to continue the logging window of a run
+  resumed at `resume_step` from what its checkpoint carried: the steps after the last multiple of
+  `log_every`, or as many as it carried (a partial window) or none (a checkpoint without them)."""
+  try:
+    start, metrics = int(carried["start"]), carried["metrics"]
+    n = resume_step - start
+    window = [{k: np.asarray(v["values"][i], v["dtype"]) for k, v in metrics.items()} for i in range(n)]
+    if n < 0 or any(len(v["values"]) != n for v in metrics.values()):
+      raise ValueError(n)
+  except (TypeError, KeyError, ValueError, IndexError):
+    return [], resume_step
+  boundary = resume_step - resume_step % log_every
+  if start < boundary:
+    window, start = window[boundary - start:], boundary
+  return window, start

@@ -99,11 +99,12 @@ def _predict(workdir: str, paths: list[str], top: int) -> list[list[tuple[str, f
   import jax.numpy as jnp
   import numpy as np
   from classic_cnns.data import augment, sources
-  from classic_cnns import train
+  from classic_cnns import backends
+  from classic_cnns import steps
   from classic_cnns.evaluate import restore
   config, classes = load_run(workdir)
   cli.set_xla_flags(config.get("kernels", "auto"), echo=False)  # before JAX starts its backends
-  train.use_compilation_cache(config.compilation_cache_dir)  # the run's own setting
+  backends.use_compilation_cache(config.compilation_cache_dir)  # the run's own setting
   saved = os.path.join(workdir, "preprocess.npz")
   if os.path.isfile(saved):
     prep, image_shape = augment.load_preprocess(saved)
@@ -112,7 +113,7 @@ def _predict(workdir: str, paths: list[str], top: int) -> list[list[tuple[str, f
     prep, image_shape = augment.preprocess_config(config.data, ds), tuple(ds.image_shape)
   images = read_images(paths, image_shape)
   model, state, _ = restore(config, workdir, prep.eval_shape(image_shape))
-  variables = train.eval_variables(state)
+  variables = steps.eval_variables(state)
   dtype = jnp.dtype(config.dtype)
 
   @jax.jit

@@ -387,3 +387,29 @@ def check_classes(workdir: str, class_names: list[str]) -> None:
       return ", ".join(names[:5]) + (f", ... ({len(names)} classes)" if len(names) > 5 else "")
     raise ConfigError(f"workdir {workdir} holds a run on the classes [{brief(before)}] but the data now has "
                       f"[{brief(now)}]; the dataset changed: use another --workdir")
+
+
+def check_workdir_model(workdir: str, config: Any) -> None:
+  """Raises ConfigError if the run in `workdir` (its config.json, if any) is of another model or
+  model option (e.g. the ResNet scan_blocks parameter layout) than `config`: its checkpoints would
+  not fit, or would compute another function."""
+  check_compatible(workdir, config, prefixes=("model.",))
+
+
+def prepare_workdir(workdir: str, config: Any) -> None:
+  """Checks that `workdir` can take this run, changing nothing in it: a workdir with checkpoints is
+  continued only by a config of the same run (`workdir.check_compatible`: same model, data,
+  preprocessing, seed, batch, optimizer, schedule, ...; a longer run allowed), one whose run has
+  not saved a checkpoint yet only by the same model; it must be writable. Creates it if missing."""
+  if has_checkpoints(workdir):
+    check_compatible(workdir, config)
+  elif os.path.isdir(os.path.join(workdir, "checkpoints")):
+    check_workdir_model(workdir, config)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    probe = os.path.join(workdir, f".write_test_{os.getpid()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise ConfigError(f"workdir {workdir} is not writable: {e.strerror or e}") from None

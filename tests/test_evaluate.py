@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from classic_cnns import evaluate, train
+from classic_cnns import steps
 from classic_cnns.checkpoint import CheckpointError
 from classic_cnns.config import ConfigError
 from classic_cnns.data import augment
@@ -74,7 +75,7 @@ def test_ten_crop(trained_run):
   logits = (apply(x) + apply(x[:, :, ::-1])) / 2
   nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1).sum()
   np.testing.assert_allclose(got["loss"], nll, rtol=1e-5)
-  assert float(got["top1"]) == float(train.topk_correct(logits, labels, 1).sum())
+  assert float(got["top1"]) == float(steps.topk_correct(logits, labels, 1).sum())
 
 
 def test_dense_needs_a_model_with_a_dense_mode(trained_run):

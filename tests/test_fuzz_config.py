@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from ml_collections import config_flags
 
 from classic_cnns import cli, train
+from classic_cnns import build
 from classic_cnns import workdir as workdir_lib
 from classic_cnns.config import base_config, validate_config
 from tests.test_workdir import finished_run, main_cmd, snapshot, write_npz  # noqa: F401  (the shared fixture)
@@ -59,7 +60,7 @@ def check(overrides, run_steps):
       with tempfile.TemporaryDirectory() as d:
         train.train_and_evaluate(config, d)
     else:  # build the model abstractly, as the trainer does before compiling
-      model = train.build_model(config, 1)
+      model = build.build_model(config, 1)
       try:
         jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1)), train=False))
       except (ValueError, TypeError) as e:

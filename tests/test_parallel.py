@@ -26,27 +26,29 @@ def test_on_8_devices(check):
   assert "OK" in p.stdout
 
 
-def _run(config, model_overrides, mesh, steps=3, batch=32, side=16):
+def _run(config, model_overrides, mesh, n_steps=3, batch=32, side=16):
   import jax
   import jax.numpy as jnp
   import numpy as np
-  from classic_cnns import optim, parallel, train
+  from classic_cnns import optim, parallel
+  from classic_cnns import build
+  from classic_cnns import steps
   from classic_cnns.data import augment
   for k, v in model_overrides.items():
     config.model[k] = v
   config.batch_size = batch
-  model = train.build_model(config, mesh.devices.size)
+  model = build.build_model(config, mesh.devices.size)
   sched = optim.make_schedule(config, 10, 100)
   shape = (side, side, 1)
   abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1,) + shape), train=False))
   tx = optim.make_optimizer(config, sched, abstract["params"])
-  state = train.create_train_state(model, tx, shape, 0, mesh)
+  state = build.create_train_state(model, tx, shape, 0, mesh)
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
   prep = augment.Preprocess(mean=(127.5,), std=(64.0,))
-  step = jax.jit(train.make_train_step(model, config, prep, sched, jnp.dtype(config.dtype)),
+  step = jax.jit(steps.make_train_step(model, config, prep, sched, jnp.dtype(config.dtype)),
                  in_shardings=(rep, data), out_shardings=(rep, rep))
   rng = np.random.default_rng(0)
-  for _ in range(steps):
+  for _ in range(n_steps):
     b = {"image": jax.device_put(rng.integers(0, 255, (batch,) + shape, dtype=np.uint8), data),
          "label": jax.device_put(rng.integers(0, 10, batch).astype(np.int32), data)}
     state, metrics = step(state, b)
@@ -95,7 +97,7 @@ def _main(check):
     assert _close(big, acc), "accumulated gradients differ from the large batch"
   elif check == "bfloat16":
     import numpy as np
-    out = _run(cfg(dtype="bfloat16"), {}, mesh8, steps=2)
+    out = _run(cfg(dtype="bfloat16"), {}, mesh8, n_steps=2)
     leaves = jax.tree.leaves(out)
     assert all(x.dtype == np.float32 for x in leaves) and all(np.all(np.isfinite(x)) for x in leaves)
   print("OK", check)

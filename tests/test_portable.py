@@ -15,7 +15,9 @@ import jax.numpy as jnp
 import pytest
 
 import classic_cnns
-from classic_cnns import optim, train
+from classic_cnns import optim
+from classic_cnns import build
+from classic_cnns import steps
 from classic_cnns.config import base_config
 from classic_cnns.data import augment
 from classic_cnns.models import create_model, model_info
@@ -64,8 +66,8 @@ def _loss_fn(name: str, side: int, batch: int = 2):
   def loss(params, rest):
     out, _ = model.apply({"params": params, **rest}, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)},
                          mutable=["batch_stats"])
-    logits, aux = train.split_aux(out)
-    return train.cross_entropy(logits, labels, 0.0).mean() + sum(train.cross_entropy(a, labels, 0.0).mean() for a in aux)
+    logits, aux = steps.split_aux(out)
+    return steps.cross_entropy(logits, labels, 0.0).mean() + sum(steps.cross_entropy(a, labels, 0.0).mean() for a in aux)
 
   return loss, variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
@@ -86,7 +88,7 @@ def _train_step_args(name: str, side: int, batch: int = 2):
   config = base_config()
   config.model.name, config.model.num_classes = name, info.num_classes
   config.batch_size = batch
-  model = train.build_model(config, 1)
+  model = build.build_model(config, 1)
   shape = (side, side, info.in_channels)
   schedule = optim.make_schedule(config, 10, 100)
   params = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
@@ -96,12 +98,12 @@ def _train_step_args(name: str, side: int, batch: int = 2):
   def init():
     v = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)}, jnp.zeros((1,) + shape),
                    train=False)
-    return train.TrainState.create(apply_fn=model.apply, params=v["params"], tx=tx,
+    return steps.TrainState.create(apply_fn=model.apply, params=v["params"], tx=tx,
                                    batch_stats=v.get("batch_stats", {}), rng=jax.random.PRNGKey(0))
 
   state = jax.eval_shape(init)
   prep = augment.Preprocess(mean=(127.5,) * info.in_channels, std=(64.0,) * info.in_channels)
-  step = train.make_train_step(model, config, prep, schedule, jnp.float32)
+  step = steps.make_train_step(model, config, prep, schedule, jnp.float32)
   batch_arrays = {"image": jax.ShapeDtypeStruct((batch,) + shape, jnp.uint8),
                   "label": jax.ShapeDtypeStruct((batch,), jnp.int32)}
   return step, state, batch_arrays

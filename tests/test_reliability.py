@@ -162,7 +162,8 @@ def test_a_diverging_run_never_saves_a_nonfinite_checkpoint_and_stops_at_the_sam
   """Checkpoints more often than train records: every save is checked; the rerun resumes from the last
   finite checkpoint and stops with the same message."""
   from classic_cnns import train
-  with pytest.raises(train.TrainingDivergedError) as first:
+  from classic_cnns import steps
+  with pytest.raises(steps.TrainingDivergedError) as first:
     train.train_and_evaluate(_divergence_config(), str(tmp_path))
   msg = str(first.value)
   assert "\n" not in msg and "training diverged" in msg and "a lower config.optimizer.lr" in msg
@@ -172,7 +173,7 @@ def test_a_diverging_run_never_saves_a_nonfinite_checkpoint_and_stops_at_the_sam
   last, params = final_params(tmp_path)
   assert last == saved[-1] and all(np.isfinite(x).all() for x in jax.tree.leaves(params))
   capsys.readouterr()
-  with pytest.raises(train.TrainingDivergedError) as again:
+  with pytest.raises(steps.TrainingDivergedError) as again:
     train.train_and_evaluate(_divergence_config(), str(tmp_path))
   assert str(again.value) == msg
   assert f"resuming from checkpoint at step {saved[-1]}" in capsys.readouterr().out
@@ -261,7 +262,9 @@ def test_nonfinite_updates_are_skipped_when_asked():
   """A batch whose loss is NaN leaves the state unchanged (step advances) with skip_nonfinite_steps."""
   import flax.linen as nn
   import optax
-  from classic_cnns import parallel, train
+  from classic_cnns import parallel
+  from classic_cnns import build
+  from classic_cnns import steps
   from classic_cnns.config import base_config
   from classic_cnns.data.augment import Preprocess
 
@@ -275,8 +278,8 @@ def test_nonfinite_updates_are_skipped_when_asked():
   model, mesh = LogModel(), parallel.make_mesh()
   sched = optax.constant_schedule(0.1)
   tx = optax.sgd(sched)
-  state = train.create_train_state(model, tx, (2, 2, 1), 0, mesh)
-  step = jax.jit(train.make_train_step(model, c, Preprocess(), sched, jnp.float32))
+  state = build.create_train_state(model, tx, (2, 2, 1), 0, mesh)
+  step = jax.jit(steps.make_train_step(model, c, Preprocess(), sched, jnp.float32))
   good = {"image": jnp.full((4, 2, 2, 1), 3, jnp.uint8), "label": jnp.array([0, 1, 2, 0])}
   bad = {"image": jnp.zeros((4, 2, 2, 1), jnp.uint8), "label": jnp.array([0, 1, 2, 0])}
   s1, m1 = step(state, good)

@@ -8,6 +8,10 @@ import numpy as np
 import pytest
 
 from classic_cnns import train
+from classic_cnns import backends
+from classic_cnns import build
+from classic_cnns import steps
+from classic_cnns import workdir
 from tests.helpers import lenet_config
 
 
@@ -78,7 +82,7 @@ def test_workdir_of_another_model_is_refused(tmp_path):
 def test_divergence_stops_with_a_clear_message(tmp_path):
   c = lenet_config(num_steps=20, log_every_steps=5, **{"optimizer.name": "sgd", "optimizer.lr": 1e12,
                                                        "model.act": "relu"})
-  with pytest.raises(train.TrainingDivergedError, match="a lower config.optimizer.lr"):
+  with pytest.raises(steps.TrainingDivergedError, match="a lower config.optimizer.lr"):
     train.train_and_evaluate(c, str(tmp_path))
 
 
@@ -97,23 +101,23 @@ def test_workdir_of_the_other_resnet_layout_is_refused(tmp_path):
   c = lenet_config(**{"model.name": "resnet20"})
   c.model.scan_blocks = False
   with pytest.raises(ConfigError, match="model.scan_blocks=True"):
-    train.prepare_workdir(str(tmp_path), c)
+    workdir.prepare_workdir(str(tmp_path), c)
   c.model.scan_blocks = True
-  train.prepare_workdir(str(tmp_path), c)  # the same layout is accepted
+  workdir.prepare_workdir(str(tmp_path), c)  # the same layout is accepted
 
 
 def test_all_finite_finds_one_bad_element_in_any_leaf():
   """The step's single concatenated finiteness check (skip_nonfinite_steps, the divergence stop)."""
   import jax.numpy as jnp
   tree = {"a": jnp.ones((3, 3, 4, 2)), "b": {"c": jnp.zeros((5,)), "d": jnp.arange(6.0).reshape(2, 3)}}
-  assert bool(jax.jit(train.all_finite)(tree))
+  assert bool(jax.jit(steps.all_finite)(tree))
   for bad in (np.nan, np.inf, -np.inf):
     for path in (("a",), ("b", "c"), ("b", "d")):
       t = jax.tree.map(np.array, tree)
       leaf = t[path[0]] if len(path) == 1 else t[path[0]][path[1]]
       leaf.reshape(-1)[leaf.size - 1] = bad
-      assert not bool(jax.jit(train.all_finite)(t)), (bad, path)
-  assert bool(train.all_finite({}))
+      assert not bool(jax.jit(steps.all_finite)(t)), (bad, path)
+  assert bool(steps.all_finite({}))
 
 
 def test_compilation_cache_setting_resolves_the_directory(monkeypatch, tmp_path):
@@ -124,14 +128,14 @@ def test_compilation_cache_setting_resolves_the_directory(monkeypatch, tmp_path)
   try:
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.setenv("CLASSIC_CNNS_CACHE", str(tmp_path / "root"))
-    assert train.use_compilation_cache("auto") == str(tmp_path / "root" / "xla")
+    assert backends.use_compilation_cache("auto") == str(tmp_path / "root" / "xla")
     assert jax.config.jax_compilation_cache_dir == str(tmp_path / "root" / "xla")
-    assert jax.config.jax_compilation_cache_max_size == train.COMPILATION_CACHE_MAX_BYTES
+    assert jax.config.jax_compilation_cache_max_size == backends.COMPILATION_CACHE_MAX_BYTES
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "env"))
-    assert train.use_compilation_cache("auto") == str(tmp_path / "env")
-    assert train.use_compilation_cache("~/xla_cache") == os.path.expanduser("~/xla_cache")
+    assert backends.use_compilation_cache("auto") == str(tmp_path / "env")
+    assert backends.use_compilation_cache("~/xla_cache") == os.path.expanduser("~/xla_cache")
     assert jax.config.jax_enable_compilation_cache
-    assert train.use_compilation_cache("") is None and not jax.config.jax_enable_compilation_cache
+    assert backends.use_compilation_cache("") is None and not jax.config.jax_enable_compilation_cache
   finally:
     for name, value in before.items():
       jax.config.update(name, value)
@@ -139,7 +143,7 @@ def test_compilation_cache_setting_resolves_the_directory(monkeypatch, tmp_path)
 
 def test_ema_of_parameters_is_tracked_and_used_for_evaluation():
   """config.ema_decay: each step ema <- d * ema + (1 - d) * params (Inception-v3 Sec. 8); evaluation
-  (train.eval_variables, the eval step, evaluate, predict) reads the average."""
+  (steps.eval_variables, the eval step, evaluate, predict) reads the average."""
   import flax.linen as nn
   import optax
   from classic_cnns import parallel
@@ -154,8 +158,8 @@ def test_ema_of_parameters_is_tracked_and_used_for_evaluation():
   c = base_config()
   c.ema_decay = 0.5
   model, mesh, sched = Tiny(), parallel.make_mesh(), optax.constant_schedule(0.1)
-  state = train.create_train_state(model, optax.sgd(sched), (2, 2, 1), 0, mesh, ema=True)
-  step = jax.jit(train.make_train_step(model, c, Preprocess(), sched, jnp.float32))
+  state = build.create_train_state(model, optax.sgd(sched), (2, 2, 1), 0, mesh, ema=True)
+  step = jax.jit(steps.make_train_step(model, c, Preprocess(), sched, jnp.float32))
   batch = {"image": jnp.arange(16, dtype=jnp.uint8).reshape(4, 2, 2, 1), "label": jnp.array([0, 1, 2, 0])}
   expected = jax.tree.map(np.asarray, state.params)
   for _ in range(3):
@@ -163,7 +167,7 @@ def test_ema_of_parameters_is_tracked_and_used_for_evaluation():
     expected = jax.tree.map(lambda e, p: 0.5 * e + 0.5 * np.asarray(p), expected, state.params)
   for a, b in zip(jax.tree.leaves(expected), jax.tree.leaves(state.ema_params)):
     np.testing.assert_allclose(a, b, rtol=1e-6)
-  assert train.eval_variables(state)["params"] is state.ema_params
+  assert steps.eval_variables(state)["params"] is state.ema_params
   assert not np.allclose(jax.tree.leaves(state.ema_params)[0], jax.tree.leaves(state.params)[0])
-  plain = train.create_train_state(model, optax.sgd(sched), (2, 2, 1), 0, mesh)
-  assert plain.ema_params is None and train.eval_variables(plain)["params"] is plain.params
+  plain = build.create_train_state(model, optax.sgd(sched), (2, 2, 1), 0, mesh)
+  assert plain.ema_params is None and steps.eval_variables(plain)["params"] is plain.params

@@ -7,12 +7,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 
 from classic_cnns import cli, train, workdir
+from classic_cnns import steps
 from classic_cnns.config import ConfigError, validate_config
 from tests.helpers import load_config_module
 
@@ -311,7 +311,7 @@ def test_one_line_helper_exit_statuses(capsys, monkeypatch):
            (DatasetError("bad data"), 2, "error: bad data"),
            (DataReadError("cannot read image x.jpg (training step 3): bad"), 1, "error: cannot read image x.jpg"),
            (workdir.WorkdirBusyError("busy"), 1, "error: busy"),
-           (train.TrainingDivergedError("diverged at step 5"), 1, "error: diverged at step 5"),
+           (steps.TrainingDivergedError("diverged at step 5"), 1, "error: diverged at step 5"),
            (OSError(errno.ENOSPC, "No space left on device", "/w/metrics.jsonl"), 1,
             "error: no space left on device: /w/metrics.jsonl; free some space")]
   for exc, status, line in cases:

@@ -13,11 +13,13 @@ Models never import this package: the trainer hands `Backend.kernels` to
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any, Callable
 
 import flax.linen as nn
 import jax
 
+from classic_cnns import machine
 from classic_cnns.models.layers import PORTABLE, Kernels
 
 KERNELS = ("auto", "portable", "cpu")
@@ -85,3 +87,27 @@ def select(kernels: str, cpu_convs: str = "auto", *, platform: str | None = None
 
 
 PORTABLE_BACKEND = Backend("portable", "plain Flax / lax ops")
+
+
+COMPILATION_CACHE_MAX_BYTES = 4 * 2 ** 30
+
+
+def use_compilation_cache(setting: str) -> str | None:
+  """config.compilation_cache_dir -> the persistent XLA compilation cache directory this process
+  uses from now on (None: off). Programs that took >= 1 s to compile are stored there (JAX's
+  persistent cache, keyed by the program, the XLA flags, the devices and the jax version), so a
+  rerun or a resumed run skips the first-step compile (BENCHMARKS.md "First-step wait"). JAX sets
+  its cache up at the first compile of the process: call this before anything is compiled. The
+  directory is trusted (JAX runs what it loads from there): keep it private to you."""
+  if not setting:
+    jax.config.update("jax_enable_compilation_cache", False)
+    return None
+  if setting == "auto":
+    path = os.environ.get("JAX_COMPILATION_CACHE_DIR") or os.path.join(machine.cache_root(), "xla")
+    if "JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ:
+      jax.config.update("jax_compilation_cache_max_size", COMPILATION_CACHE_MAX_BYTES)
+  else:
+    path = os.path.abspath(os.path.expanduser(setting))
+  jax.config.update("jax_enable_compilation_cache", True)
+  jax.config.update("jax_compilation_cache_dir", path)
+  return path

@@ -8,7 +8,7 @@ import pkgutil
 from classic_cnns.models.registry import (ModelInfo, create_model, list_models, model_info,
                                           register_model)
 
-_INFRASTRUCTURE = {"registry", "layers"}
+_INFRASTRUCTURE = {"registry", "layers", "inits"}
 
 for _mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
   if _mod.name not in _INFRASTRUCTURE and not _mod.name.startswith("_"):

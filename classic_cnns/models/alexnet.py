@@ -28,26 +28,16 @@ input-size discrepancy of the paper text is resolved as 227 (the only size givin
 """
 from __future__ import annotations
 
-import math
-from typing import Any, Callable
+from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
 from classic_cnns.models import layers
+from classic_cnns.models.inits import torch_inits
 from classic_cnns.models.layers import LocalResponseNorm, activation
 from classic_cnns.models.registry import register_model
 
-
-def _torch_bias_init(fan_in: int) -> Callable:
-  """PyTorch default bias init U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-  bound = 1.0 / math.sqrt(fan_in)
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
-# PyTorch default weight init kaiming_uniform(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-_torch_kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 _paper_kernel_init = nn.initializers.normal(0.01)  # Sec. 5: N(0, 0.01)
 
 
@@ -73,7 +63,7 @@ class AlexNet(nn.Module):
       return dict(kernel_init=_paper_kernel_init,
                   bias_init=nn.initializers.ones if bias_one else nn.initializers.zeros)
     if self.init_scheme == "torch":
-      return dict(kernel_init=_torch_kernel_init, bias_init=_torch_bias_init(fan_in))
+      return torch_inits(fan_in)
     raise ValueError(f"unknown init_scheme {self.init_scheme!r}; choose paper or torch")
 
   @nn.compact
@@ -113,7 +103,7 @@ class AlexNet(nn.Module):
 
 @register_model("alexnet", paper_params=61_100_840, input_size=224, paper_gmacs=0.714,
                 source="torchvision AlexNet (single tower 64-192-384-256-256)")
-def alexnet(**kw) -> nn.Module:
+def alexnet(**kw) -> AlexNet:
   cfg = dict(widths=(64, 192, 384, 256, 256), groups=(1, 1, 1, 1, 1), conv1_padding=2, lrn=False,
              dropout_before_fc=True, adaptive_pool=True, init_scheme="torch")
   return AlexNet(**{**cfg, **kw})
@@ -121,11 +111,11 @@ def alexnet(**kw) -> nn.Module:
 
 @register_model("alexnet_paper", paper_params=60_965_224, input_size=227, paper_gmacs=0.72,
                 source="Krizhevsky et al. 2012, Sec. 3.5, Fig. 2 (two GPU towers as groups)")
-def alexnet_paper(**kw) -> nn.Module:
+def alexnet_paper(**kw) -> AlexNet:
   return AlexNet(**kw)
 
 
 @register_model("alexnet_paper_nogroups", paper_params=62_378_344, input_size=227, paper_gmacs=1.14,
                 source="Krizhevsky et al. 2012, Fig. 2 channels, ungrouped convs")
-def alexnet_paper_nogroups(**kw) -> nn.Module:
+def alexnet_paper_nogroups(**kw) -> AlexNet:
   return AlexNet(**{"groups": (1, 1, 1, 1, 1), **kw})

@@ -56,6 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from classic_cnns.models import layers
+from classic_cnns.models.inits import he_normal, he_normal_stacked
 from classic_cnns.models.layers import NormSpec
 from classic_cnns.models.registry import register_model
 
@@ -74,7 +75,7 @@ class DenseLayer(nn.Module):
   def __call__(self, feats: Sequence[jax.Array], train: bool) -> jax.Array:
     bias = layers.conv_bias(self.norm)
     conv = lambda n, k, name: self.kernels.Conv(n, (k, k), padding=layers.pad_same(k), use_bias=bias,
-                                                kernel_init=layers.he_normal, dtype=self.dtype, name=name)
+                                                kernel_init=he_normal, dtype=self.dtype, name=name)
     norm = lambda name: layers.make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name=name)
     drop = lambda y: nn.Dropout(self.dropout)(y, deterministic=not train) if self.dropout else y
     x = jnp.concatenate(feats, axis=-1) if len(feats) > 1 else feats[0]
@@ -104,8 +105,7 @@ class _ConvKernel(nn.Module):
 
   @nn.compact
   def __call__(self):
-    init = nn.initializers.variance_scaling(2.0, "fan_out", "normal", batch_axis=(0,) if self.stacked else ())
-    return self.param("kernel", init, self.shape, jnp.float32)
+    return self.param("kernel", he_normal_stacked() if self.stacked else he_normal, self.shape, jnp.float32)
 
 
 class _BlockVariables(nn.Module):
@@ -198,7 +198,7 @@ class Transition(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     x = nn.relu(layers.make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name="norm")(x, train))
-    x = self.kernels.Conv(self.features, (1, 1), use_bias=layers.conv_bias(self.norm), kernel_init=layers.he_normal,
+    x = self.kernels.Conv(self.features, (1, 1), use_bias=layers.conv_bias(self.norm), kernel_init=he_normal,
                           dtype=self.dtype, name="conv")(x)
     if self.dropout:
       x = nn.Dropout(self.dropout)(x, deterministic=not train)
@@ -305,11 +305,11 @@ class DenseNet(nn.Module):
     bias = layers.conv_bias(self.norm)
     if self.stem == "imagenet":  # Table 1: 7x7 conv, stride 2 -> 3x3 max pool, stride 2
       x = self.kernels.Conv(c, (7, 7), (2, 2), padding=layers.pad_same(7), use_bias=bias,
-                            kernel_init=layers.he_normal, dtype=self.dtype, name="stem_conv")(x)
+                            kernel_init=he_normal, dtype=self.dtype, name="stem_conv")(x)
       x = nn.relu(layers.make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name="stem_norm")(x, train))
       x = layers.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)), kernels=self.kernels)
     else:  # Sec. 3: one 3x3 conv on the input; the first dense layer's norm follows
-      x = self.kernels.Conv(c, (3, 3), padding=layers.pad_same(3), use_bias=bias, kernel_init=layers.he_normal,
+      x = self.kernels.Conv(c, (3, 3), padding=layers.pad_same(3), use_bias=bias, kernel_init=he_normal,
                             dtype=self.dtype, name="stem_conv")(x)
     # static_argnums counts `self` as 0: `train` (argument 2) stays a Python bool.
     layer_cls = nn.remat(DenseLayer, static_argnums=(2,)) if self.memory_efficient else DenseLayer
@@ -332,8 +332,13 @@ class DenseNet(nn.Module):
 
 
 # --------------------------------------------------------------------------- ImageNet (Table 1)
+def imagenet_densenet(k: int, blocks: tuple[int, ...], stem_channels: int, **kw) -> DenseNet:
+  """Table 1: DenseNet-BC with growth rate k, `blocks` layers per dense block, 7x7 stem."""
+  return DenseNet(**{"growth_rate": k, "block_config": blocks, "stem_channels": stem_channels, **kw})
+
+
 _SRC_IMAGENET = "Huang et al. 2017, Table 1 (DenseNet-BC, k=32; 161: k=48); counts = torchvision"
-_IMAGENET = {  # name: (k, blocks, stem channels, params, GMACs at 224)
+TABLE1 = {  # name: (k, blocks, stem channels, params, GMACs at 224)
     "densenet121": (32, (6, 12, 24, 16), 64, 7_978_856, 2.83),
     "densenet169": (32, (6, 12, 32, 32), 64, 14_149_480, 3.36),
     "densenet201": (32, (6, 12, 48, 32), 64, 20_013_928, 4.29),
@@ -342,15 +347,18 @@ _IMAGENET = {  # name: (k, blocks, stem channels, params, GMACs at 224)
 }
 
 
-def _imagenet_builder(k: int, blocks: tuple[int, ...], stem_c: int):
-  def build(**kw) -> nn.Module:
-    return DenseNet(**{"growth_rate": k, "block_config": blocks, "stem_channels": stem_c, **kw})
-  return build
+def _table1_variant(name: str, k: int, blocks: tuple[int, ...], stem_channels: int, params: int,
+                    gmacs: float) -> None:
+  @register_model(name, paper_params=params, paper_gmacs=gmacs, source=_SRC_IMAGENET, input_size=224,
+                  num_classes=1000)
+  def densenet(**kw) -> DenseNet:
+    return imagenet_densenet(k, blocks, stem_channels, **kw)
+
+  densenet.__name__ = densenet.__qualname__ = name
 
 
-for _name, (_k, _blocks, _c, _p, _g) in _IMAGENET.items():
-  register_model(_name, paper_params=_p, input_size=224, num_classes=1000, source=_SRC_IMAGENET,
-                 paper_gmacs=_g)(_imagenet_builder(_k, _blocks, _c))
+for _name, _row in TABLE1.items():
+  _table1_variant(_name, *_row)
 
 
 # --------------------------------------------------------------------------- CIFAR (Table 2)
@@ -359,7 +367,8 @@ for _name, (_k, _blocks, _c, _p, _g) in _IMAGENET.items():
 # bottleneck, theta = 1; BC: 2k stem, bottleneck, theta = 0.5. 10 classes at 32x32. The counts
 # below are this module's and match Table 2's rounded 0.8 / 1.0 / 7.0 / 27.2 / 15.3 / 25.6 M
 # (also the reference's independent implementation, paper_numbers.md).
-def _cifar(depth: int, k: int, bc: bool, **kw) -> nn.Module:
+def cifar_densenet(depth: int, k: int, bc: bool, **kw) -> DenseNet:
+  """Sec. 3 Implementation Details: the 3-block CIFAR DenseNet (bc: DenseNet-BC) of depth L, growth k."""
   n = (depth - 4) // (6 if bc else 3)
   base = dict(growth_rate=k, block_config=(n, n, n), bottleneck=bc, compression=0.5 if bc else 1.0,
               stem="cifar", stem_channels=2 * k if bc else 16, num_classes=10)
@@ -367,7 +376,7 @@ def _cifar(depth: int, k: int, bc: bool, **kw) -> nn.Module:
 
 
 _SRC_CIFAR = "Huang et al. 2017, Sec. 3 Implementation Details, Table 2"
-_CIFAR = {  # name: (L, k, BC, params)
+TABLE2 = {  # name: (L, k, BC, params)
     "densenet40_k12": (40, 12, False, 1_019_722),
     "densenet100_k12": (100, 12, False, 6_979_642),
     "densenet100_k24": (100, 24, False, 27_249_082),
@@ -377,13 +386,13 @@ _CIFAR = {  # name: (L, k, BC, params)
 }
 
 
+def _table2_variant(name: str, depth: int, k: int, bc: bool, params: int) -> None:
+  @register_model(name, paper_params=params, source=_SRC_CIFAR, input_size=32, num_classes=10)
+  def densenet(**kw) -> DenseNet:
+    return cifar_densenet(depth, k, bc, **kw)
 
-def _cifar_builder(depth: int, k: int, bc: bool):
-  def build(**kw) -> nn.Module:
-    return _cifar(depth, k, bc, **kw)
-  return build
+  densenet.__name__ = densenet.__qualname__ = name
 
 
-for _name, (_depth, _k, _bc, _p) in _CIFAR.items():
-  register_model(_name, paper_params=_p, input_size=32, num_classes=10, source=_SRC_CIFAR)(
-      _cifar_builder(_depth, _k, _bc))
+for _name, _row in TABLE2.items():
+  _table2_variant(_name, *_row)

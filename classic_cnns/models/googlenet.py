@@ -39,13 +39,9 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from classic_cnns.models import layers
-from classic_cnns.models.layers import ConvNormAct, LocalResponseNorm, NormSpec, he_normal
+from classic_cnns.models.inits import he_normal, normal_or
+from classic_cnns.models.layers import ConvNormAct, LocalResponseNorm, NormSpec
 from classic_cnns.models.registry import register_model
-
-
-# --------------------------------------------------------------------------- helpers
-def dense_init(init_std: float | None) -> Callable:
-  return nn.initializers.lecun_normal() if init_std is None else nn.initializers.normal(init_std)
 
 
 # --------------------------------------------------------------------------- blocks
@@ -133,7 +129,8 @@ class GoogLeNet(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     norm = layers.resolve_norm(self.norm, self.NORM_DEFAULTS)
-    kinit = he_normal if self.init_std is None else nn.initializers.normal(self.init_std)
+    kinit = normal_or(self.init_std, he_normal)
+    fc_init = normal_or(self.init_std, nn.initializers.lecun_normal())
     cna = lambda f, k, s, name: ConvNormAct(f, k, s, norm=norm, kernel_init=kinit, dtype=self.dtype,
                                             kernels=self.kernels, name=name)
     pool = lambda y, k, s: layers.max_pool_ceil(y, k, s, kernels=self.kernels)  # ceil mode
@@ -158,11 +155,11 @@ class GoogLeNet(nn.Module):
                          dtype=self.dtype, kernels=self.kernels, name=f"inception{name}")(x, train)
       if run_aux and name in AUX_AFTER:
         aux.append(AuxHead(self.num_classes, pool=self.aux_pool, dropout=self.aux_dropout, norm=norm,
-                           kernel_init=kinit, fc_init=dense_init(self.init_std), dtype=self.dtype,
+                           kernel_init=kinit, fc_init=fc_init, dtype=self.dtype,
                            kernels=self.kernels, name=f"aux{len(aux) + 1}")(x, train))
     x = jnp.mean(x, axis=(1, 2))                            # 7x7/1 average pool (global)
     x = nn.Dropout(self.dropout)(x, deterministic=not train)
-    logits = nn.Dense(self.num_classes, kernel_init=dense_init(self.init_std), dtype=self.dtype, name="fc")(x)
+    logits = nn.Dense(self.num_classes, kernel_init=fc_init, dtype=self.dtype, name="fc")(x)
     return (logits, tuple(aux)) if self.aux_logits and train else logits
 
 
@@ -172,22 +169,22 @@ _SRC = "Szegedy et al. 2015, Table 1 / Sec. 5"
 
 
 @register_model("googlenet", paper_params=6_998_552, input_size=224, source=_SRC, paper_gmacs=1.58)
-def googlenet(**kw) -> nn.Module:
+def googlenet(**kw) -> GoogLeNet:
   return GoogLeNet(**kw)
 
 
 @register_model("googlenet_aux", paper_params=13_378_280, input_size=224, source=_SRC)
-def googlenet_aux(**kw) -> nn.Module:
+def googlenet_aux(**kw) -> GoogLeNet:
   return GoogLeNet(**{"aux_logits": True, **kw})
 
 
 @register_model("googlenet_bn", paper_params=6_624_904, input_size=224, paper_gmacs=1.50,
                 source="torchvision GoogLeNet (BN, 3x3 '5x5' branch), " + _SRC)
-def googlenet_bn(**kw) -> nn.Module:
+def googlenet_bn(**kw) -> GoogLeNet:
   return GoogLeNet(**{**_TV, **kw})
 
 
 @register_model("googlenet_bn_aux", paper_params=13_004_888, input_size=224,
                 source="torchvision GoogLeNet with aux heads, " + _SRC)
-def googlenet_bn_aux(**kw) -> nn.Module:
+def googlenet_bn_aux(**kw) -> GoogLeNet:
   return GoogLeNet(**{**_TV, "aux_logits": True, **kw})

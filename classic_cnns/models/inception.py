@@ -35,7 +35,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from classic_cnns.models import layers
-from classic_cnns.models.layers import ConvNormAct, NormSpec, he_normal
+from classic_cnns.models.inits import he_normal
+from classic_cnns.models.layers import ConvNormAct, NormSpec
 from classic_cnns.models.registry import register_model
 
 VALID = ((0, 0), (0, 0))
@@ -243,17 +244,17 @@ class InceptionV3(nn.Module):
 # else it counts.
 @register_model("inception_v2", paper_params=11_285_224, input_size=224,
                 source="Ioffe & Szegedy 2015, Fig. 5 (our count; paper says 13.6M, see comment)")
-def inception_v2(**kw) -> nn.Module:
+def inception_v2(**kw) -> InceptionV2:
   return InceptionV2(**kw)
 
 
 @register_model("inception_v3", paper_params=27_161_264, input_size=299,
                 source="Szegedy et al. 2016 (torchvision layout, BN-auxiliary head)")
-def inception_v3(**kw) -> nn.Module:
+def inception_v3(**kw) -> InceptionV3:
   return InceptionV3(**kw)
 
 
 @register_model("inception_v3_noaux", paper_params=23_834_568, input_size=299,
                 source="Szegedy et al. 2016 (torchvision layout, no aux head)")
-def inception_v3_noaux(**kw) -> nn.Module:
+def inception_v3_noaux(**kw) -> InceptionV3:
   return InceptionV3(**{"aux_logits": False, **kw})

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -89,7 +90,6 @@ def rbf_centres(num_classes: int) -> np.ndarray:
 
 def _lecun_uniform(key, shape, dtype=jnp.float32):
   """Appendix C: weights uniform in [-2.4/F_i, 2.4/F_i], F_i = fan-in of the unit."""
-  import jax
   fan_in = int(np.prod(shape[:-1]))
   return jax.random.uniform(key, shape, dtype, -2.4 / fan_in, 2.4 / fan_in)
 
@@ -147,11 +147,11 @@ class LeNet5LeCun(nn.Module):
 
 @register_model("lenet5", paper_params=61_706, input_size=32, in_channels=1, num_classes=10,
                 source="LeCun et al. 1998 as in d2l.ai (dense C3, avg pool, sigmoid)")
-def lenet5(**kw) -> nn.Module:
+def lenet5(**kw) -> LeNet5:
   return LeNet5(**kw)
 
 
 @register_model("lenet5_lecun", paper_params=60_000, input_size=32, in_channels=1, num_classes=10,
                 source="LeCun et al. 1998, Sec. II.B: '60,000 trainable parameters'")
-def lenet5_lecun(**kw) -> nn.Module:
+def lenet5_lecun(**kw) -> LeNet5LeCun:
   return LeNet5LeCun(**kw)

@@ -40,7 +40,8 @@ import flax.linen as nn
 import jax
 
 from classic_cnns.models import layers
-from classic_cnns.models.layers import NormSpec, activation, conv_bias, he_normal, make_norm
+from classic_cnns.models.inits import he_normal, normal_or
+from classic_cnns.models.layers import NormSpec, activation, conv_bias, make_norm
 from classic_cnns.models.registry import register_model
 
 # (kernel, stride, padding, widths); width None = num_classes.
@@ -80,7 +81,7 @@ class MLPConv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    init = he_normal if self.init_std is None else nn.initializers.normal(self.init_std)
+    init = normal_or(self.init_std, he_normal)
     for i, c in enumerate(self.widths):
       k, s, p = (self.kernel, self.stride, self.padding) if i == 0 else (1, 1, 0)
       last = i == len(self.widths) - 1
@@ -138,18 +139,18 @@ class NiN(nn.Module):
 
 @register_model("nin_cifar", paper_params=966_986, input_size=32, num_classes=10, paper_gmacs=0.22,
                 source="Lin et al. 2014, Sec. 4.2; sizes from the authors' Caffe CIFAR-10 model")
-def nin_cifar(**kw) -> nn.Module:
+def nin_cifar(**kw) -> NiN:
   return NiN(**kw)
 
 
 @register_model("nin_cifar_bn", paper_params=968_394, input_size=32, num_classes=10,
                 source="nin_cifar + BatchNorm after each conv but the class-map conv (derived count)")
-def nin_cifar_bn(**kw) -> nn.Module:
+def nin_cifar_bn(**kw) -> NiN:
   return NiN(**{"norm": "batch", **kw})
 
 
 @register_model("nin_imagenet", paper_params=7_595_176, input_size=224, num_classes=1000,
                 source="Lin et al. 2014; Caffe model zoo NiN ImageNet model (derived count)")
-def nin_imagenet(**kw) -> nn.Module:
+def nin_imagenet(**kw) -> NiN:
   cfg = dict(blocks=IMAGENET, pools=("max", "max", "max"), dropout_after=(2,), num_classes=1000)
   return NiN(**{**cfg, **kw})

@@ -32,8 +32,6 @@ Option-A zero channels are appended after the identity channels (the paper does 
 """
 from __future__ import annotations
 
-import functools
-import math
 from typing import Any, Callable, ClassVar, Sequence
 
 import flax.linen as nn
@@ -41,6 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from classic_cnns.models import layers
+from classic_cnns.models.inits import torch_inits
 from classic_cnns.models.layers import AttnSpec, ConvNormAct, NormSpec, make_attention
 from classic_cnns.models.registry import register_model
 
@@ -128,11 +127,6 @@ class Bottleneck(_Block):
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
-def _torch_linear_bias(fan_in: int):
-  bound = 1.0 / math.sqrt(fan_in)
-  return lambda key, shape, dtype=jnp.float32: jax.random.uniform(key, shape, dtype, -bound, bound)
-
-
 class _ScanStep(nn.Module):
   """One block as an `nn.scan` body: (carry x, broadcast train) -> (x, nothing)."""
   block: type
@@ -218,56 +212,107 @@ class ResNet(nn.Module):
         for j in range(1, n):
           x = block(w * block.expansion, **fields, kernels=self.kernels, name=f"layer{i + 1}_{j}")(x, train)
     x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, dtype=self.dtype, name="fc",
-                    kernel_init=nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"),
-                    bias_init=_torch_linear_bias(x.shape[-1]))(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype, name="fc", **torch_inits(x.shape[-1]))(x)
 
 
 # --------------------------------------------------------------------------- variants
 IMAGENET = {18: ((2, 2, 2, 2), "basic"), 34: ((3, 4, 6, 3), "basic"), 50: ((3, 4, 6, 3), "bottleneck"),
             101: ((3, 4, 23, 3), "bottleneck"), 152: ((3, 8, 36, 3), "bottleneck")}
-TABLE1 = "He et al. 2016, Table 1 (option B); count = torchvision"
 
 
 def imagenet_resnet(depth: int, **kw) -> ResNet:
+  """Table 1: the ImageNet net of `depth` layers (stage sizes and block kind from the table)."""
   stages, block = IMAGENET[depth]
   return ResNet(**{"stage_sizes": stages, "block": block, **kw})
 
 
 def cifar_resnet(depth: int, **kw) -> ResNet:
+  """Sec. 4.2: 6n + 2 layers, n basic blocks per stage of 16/32/64 channels, option A shortcuts."""
   n = (depth - 2) // 6
   assert 6 * n + 2 == depth, depth
   return ResNet(**{"stage_sizes": (n, n, n), "block": "basic", "widths": (16, 32, 64), "stem": "cifar",
                    "shortcut": "A", "num_classes": 10, **kw})
 
 
-VARIANTS: list[str] = []  # names registered by this file
+# ImageNet, Table 1 / Table 3.
+TABLE1 = "He et al. 2016, Table 1 (option B); count = torchvision"
 
 
-def _reg(name: str, build, params: int | None, gmacs: float | None, source: str, **reg):
-  VARIANTS.append(name)
-  register_model(name, paper_params=params, paper_gmacs=gmacs, source=source, **reg)(build)
+@register_model("resnet18", paper_params=11_689_512, paper_gmacs=1.81, source=TABLE1, input_size=224)
+def resnet18(**kw) -> ResNet:
+  return imagenet_resnet(18, **kw)
 
 
-for _d, _p, _g in ((18, 11_689_512, 1.81), (34, 21_797_672, 3.66), (50, 25_557_032, 4.09),
-                   (101, 44_549_160, 7.80), (152, 60_192_808, 11.51)):
-  _reg(f"resnet{_d}", functools.partial(imagenet_resnet, _d), _p, _g, TABLE1)
-_reg("plain18", lambda **kw: imagenet_resnet(18, **{"residual": False, **kw}), 11_515_688, None,
-     "He et al. 2016, Table 1 / Sec. 4.1 plain net")
-_reg("plain34", lambda **kw: imagenet_resnet(34, **{"residual": False, **kw}), 21_623_848, None,
-     "He et al. 2016, Sec. 4.1 plain net (= ResNet-34 option A count)")
-_reg("resnet34_a", lambda **kw: imagenet_resnet(34, **{"shortcut": "A", **kw}), 21_623_848, None,
-     "He et al. 2016, Table 3 option A")
-_reg("resnet34_c", lambda **kw: imagenet_resnet(34, **{"shortcut": "C", **kw}), 22_716_840, None,
-     "He et al. 2016, Table 3 option C")
+@register_model("resnet34", paper_params=21_797_672, paper_gmacs=3.66, source=TABLE1, input_size=224)
+def resnet34(**kw) -> ResNet:
+  return imagenet_resnet(34, **kw)
 
+
+@register_model("resnet50", paper_params=25_557_032, paper_gmacs=4.09, source=TABLE1, input_size=224)
+def resnet50(**kw) -> ResNet:
+  return imagenet_resnet(50, **kw)
+
+
+@register_model("resnet101", paper_params=44_549_160, paper_gmacs=7.80, source=TABLE1, input_size=224)
+def resnet101(**kw) -> ResNet:
+  return imagenet_resnet(101, **kw)
+
+
+@register_model("resnet152", paper_params=60_192_808, paper_gmacs=11.51, source=TABLE1, input_size=224)
+def resnet152(**kw) -> ResNet:
+  return imagenet_resnet(152, **kw)
+
+
+@register_model("plain18", paper_params=11_515_688, source="He et al. 2016, Table 1 / Sec. 4.1 plain net",
+                input_size=224)
+def plain18(**kw) -> ResNet:
+  return imagenet_resnet(18, **{"residual": False, **kw})
+
+
+@register_model("plain34", paper_params=21_623_848,
+                source="He et al. 2016, Sec. 4.1 plain net (= ResNet-34 option A count)", input_size=224)
+def plain34(**kw) -> ResNet:
+  return imagenet_resnet(34, **{"residual": False, **kw})
+
+
+@register_model("resnet34_a", paper_params=21_623_848, source="He et al. 2016, Table 3 option A", input_size=224)
+def resnet34_a(**kw) -> ResNet:
+  return imagenet_resnet(34, **{"shortcut": "A", **kw})
+
+
+@register_model("resnet34_c", paper_params=22_716_840, source="He et al. 2016, Table 3 option C", input_size=224)
+def resnet34_c(**kw) -> ResNet:
+  return imagenet_resnet(34, **{"shortcut": "C", **kw})
+
+
+# CIFAR-10, Sec. 4.2 / Table 6: (depth, params, GMACs at 32x32). Each depth also has its plain net
+# (Fig. 6, same count), except 1202, which the paper trains with shortcuts only.
+TABLE6 = ((20, 269_722, 0.041), (32, 464_154, 0.069), (44, 658_586, 0.097), (56, 853_018, 0.125),
+          (110, 1_727_962, 0.253), (1202, 19_421_274, None))
 _CIFAR = "He et al. 2016, Sec. 4.2 / Table 6 (option A)"
-for _d, _p, _g in ((20, 269_722, 0.041), (32, 464_154, 0.069), (44, 658_586, 0.097),
-                   (56, 853_018, 0.125), (110, 1_727_962, 0.253), (1202, 19_421_274, None)):
-  _reg(f"resnet{_d}", functools.partial(cifar_resnet, _d), _p, _g, _CIFAR, input_size=32, num_classes=10)
-  if _d != 1202:  # the paper trains no plain-1202
-    _reg(f"plain{_d}", functools.partial(cifar_resnet, _d, residual=False), _p, None,
-         "He et al. 2016, Sec. 4.2 / Fig. 6 plain net", input_size=32, num_classes=10)
+
+
+def _table6_variants(depth: int, params: int, gmacs: float | None) -> None:
+  @register_model(f"resnet{depth}", paper_params=params, paper_gmacs=gmacs, source=_CIFAR, input_size=32,
+                  num_classes=10)
+  def resnet(**kw) -> ResNet:
+    return cifar_resnet(depth, **kw)
+
+  resnet.__name__ = resnet.__qualname__ = f"resnet{depth}"
+  if depth == 1202:
+    return
+
+  @register_model(f"plain{depth}", paper_params=params, source="He et al. 2016, Sec. 4.2 / Fig. 6 plain net",
+                  input_size=32, num_classes=10)
+  def plain(**kw) -> ResNet:
+    return cifar_resnet(depth, **{"residual": False, **kw})
+
+  plain.__name__ = plain.__qualname__ = f"plain{depth}"
+
+
+for _row in TABLE6:
+  _table6_variants(*_row)
+
 
 # SE / CBAM. se_resnet50 and cbam_resnet50 are the papers' exact counts; the others are DERIVED:
 # SE adds per block, with C = block output channels and r = 16 (C/r floored, at least 1):
@@ -275,19 +320,51 @@ for _d, _p, _g in ((20, 269_722, 0.041), (32, 464_154, 0.069), (44, 658_586, 0.0
 # ResNet-18: 2 blocks each at C = 64/128/256/512 -> 2*(580 + 2184 + 8464 + 33312) = 89,080;
 # ResNet-34: 3/4/6/3 blocks -> 161,196. CIFAR, per block at C = 16/32/64: 49/162/580 -> n * 791
 # (resnet20: 2,373; resnet56: 7,119), CBAM + 900 (n=3) / 2,700 (n=9).
-_SE = {"attn": "se", "stride_in": "paper"}
-_reg("se_resnet50", lambda **kw: imagenet_resnet(50, **{**_SE, **kw}), 28_088_024, 3.86,
-     "Hu et al. 2018, Table 2 (SE-ResNet-50, r=16)")
-_reg("cbam_resnet50", lambda **kw: imagenet_resnet(50, **{"attn": "cbam", "stride_in": "paper", **kw}),
-     28_089_624, 3.864, "Woo et al. 2018, Table 4 (ResNet-50 + CBAM)")
-_reg("se_resnet18", lambda **kw: imagenet_resnet(18, **{"attn": "se", **kw}), 11_689_512 + 89_080, None,
-     "derived: ResNet-18 + SE (Hu et al. 2018), r=16")
-_reg("se_resnet34", lambda **kw: imagenet_resnet(34, **{"attn": "se", **kw}), 21_797_672 + 161_196, None,
-     "derived: ResNet-34 + SE (Hu et al. 2018), r=16")
-for _d, _p in ((20, 269_722), (56, 853_018)):
-  _n = (_d - 2) // 6
-  _reg(f"se_resnet{_d}", functools.partial(cifar_resnet, _d, attn="se"), _p + 791 * _n, None,
-       "derived: CIFAR ResNet + SE (Hu et al. 2018), r=16", input_size=32, num_classes=10)
-  _reg(f"cbam_resnet{_d}", functools.partial(cifar_resnet, _d, attn="cbam"),
-       _p + 791 * _n + 300 * _n, None, "derived: CIFAR ResNet + CBAM (Woo et al. 2018), r=16",
-       input_size=32, num_classes=10)
+@register_model("se_resnet50", paper_params=28_088_024, paper_gmacs=3.86,
+                source="Hu et al. 2018, Table 2 (SE-ResNet-50, r=16)", input_size=224)
+def se_resnet50(**kw) -> ResNet:
+  return imagenet_resnet(50, **{"attn": "se", "stride_in": "paper", **kw})
+
+
+@register_model("cbam_resnet50", paper_params=28_089_624, paper_gmacs=3.864,
+                source="Woo et al. 2018, Table 4 (ResNet-50 + CBAM)", input_size=224)
+def cbam_resnet50(**kw) -> ResNet:
+  return imagenet_resnet(50, **{"attn": "cbam", "stride_in": "paper", **kw})
+
+
+@register_model("se_resnet18", paper_params=11_689_512 + 89_080,
+                source="derived: ResNet-18 + SE (Hu et al. 2018), r=16", input_size=224)
+def se_resnet18(**kw) -> ResNet:
+  return imagenet_resnet(18, **{"attn": "se", **kw})
+
+
+@register_model("se_resnet34", paper_params=21_797_672 + 161_196,
+                source="derived: ResNet-34 + SE (Hu et al. 2018), r=16", input_size=224)
+def se_resnet34(**kw) -> ResNet:
+  return imagenet_resnet(34, **{"attn": "se", **kw})
+
+
+_SE_CIFAR = "derived: CIFAR ResNet + SE (Hu et al. 2018), r=16"
+_CBAM_CIFAR = "derived: CIFAR ResNet + CBAM (Woo et al. 2018), r=16"
+
+
+@register_model("se_resnet20", paper_params=269_722 + 791 * 3, source=_SE_CIFAR, input_size=32, num_classes=10)
+def se_resnet20(**kw) -> ResNet:
+  return cifar_resnet(20, **{"attn": "se", **kw})
+
+
+@register_model("cbam_resnet20", paper_params=269_722 + (791 + 300) * 3, source=_CBAM_CIFAR, input_size=32,
+                num_classes=10)
+def cbam_resnet20(**kw) -> ResNet:
+  return cifar_resnet(20, **{"attn": "cbam", **kw})
+
+
+@register_model("se_resnet56", paper_params=853_018 + 791 * 9, source=_SE_CIFAR, input_size=32, num_classes=10)
+def se_resnet56(**kw) -> ResNet:
+  return cifar_resnet(56, **{"attn": "se", **kw})
+
+
+@register_model("cbam_resnet56", paper_params=853_018 + (791 + 300) * 9, source=_CBAM_CIFAR, input_size=32,
+                num_classes=10)
+def cbam_resnet56(**kw) -> ResNet:
+  return cifar_resnet(56, **{"attn": "cbam", **kw})

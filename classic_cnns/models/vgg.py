@@ -38,7 +38,8 @@ import jax
 import jax.numpy as jnp
 
 from classic_cnns.models import layers
-from classic_cnns.models.layers import LocalResponseNorm, NormSpec, he_normal, make_norm
+from classic_cnns.models.inits import he_normal
+from classic_cnns.models.layers import LocalResponseNorm, NormSpec, make_norm
 from classic_cnns.models.registry import register_model
 
 # Kernel sizes per stage (Table 1); the channel widths come from `widths`.
@@ -100,7 +101,7 @@ class VGG(nn.Module):
     for s, (sizes, c) in enumerate(zip(self.stages, self.widths)):
       for k in sizes:
         n += 1
-        x = self.kernels.Conv(c, (k, k), padding=((k // 2, k // 2),) * 2, use_bias=self.conv_bias,
+        x = self.kernels.Conv(c, (k, k), padding=layers.pad_same(k), use_bias=self.conv_bias,
                               kernel_init=he_normal, dtype=self.dtype, name=f"conv{n}")(x)
         x = make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name=f"norm{n}")(x, train)
         x = nn.relu(x)
@@ -124,25 +125,71 @@ class VGG(nn.Module):
     return x
 
 
-def _register(name: str, config: str, params: int, gmacs: float | None, source: str, **defaults: Any) -> None:
-  @register_model(name, paper_params=params, input_size=224, paper_gmacs=gmacs, source=source)
-  def build(**kw) -> nn.Module:
-    return VGG(**{"stages": CONFIGS[config], **defaults, **kw})
-  build.__name__ = name
-  globals()[name] = build
-
-
+# --------------------------------------------------------------------------- variants (Table 1)
 _T1 = "Simonyan & Zisserman 2015, Table 1 config "
-_register("vgg11", "A", 132_863_336, 7.61, _T1 + "A")
-_register("vgg13", "B", 133_047_848, 11.31, _T1 + "B")
-_register("vgg16c", "C", 133_638_952, 11.77, _T1 + "C (1x1 convs in stages 3-5)")
-_register("vgg16", "D", 138_357_544, 15.47, _T1 + "D")
-_register("vgg19", "E", 143_667_240, 19.63, _T1 + "E")
-_register("vgg11_lrn", "A", 132_863_336, None, _T1 + "A-LRN", lrn=True)
-_register("vgg13_5x5", "B5", 134_503_528, 9.36, "Simonyan & Zisserman 2015, Sec. 4.1: B with 5x5 convs")
 _TV = " + BatchNorm after each conv (torchvision vgg*_bn)"
-_register("vgg11_bn", "A", 132_868_840, None, _T1 + "A" + _TV, norm="batch")
-_register("vgg13_bn", "B", 133_053_736, None, _T1 + "B" + _TV + "; derived, see module docstring", norm="batch")
-_register("vgg16c_bn", "C", 133_647_400, None, _T1 + "C" + _TV + "; derived, see module docstring", norm="batch")
-_register("vgg16_bn", "D", 138_365_992, None, _T1 + "D" + _TV, norm="batch")
-_register("vgg19_bn", "E", 143_678_248, None, _T1 + "E" + _TV, norm="batch")
+_DERIVED = "; derived, see module docstring"
+
+
+@register_model("vgg11", paper_params=132_863_336, paper_gmacs=7.61, source=_T1 + "A", input_size=224)
+def vgg11(**kw) -> VGG:
+  return VGG(**{"stages": CONFIGS["A"], **kw})
+
+
+@register_model("vgg13", paper_params=133_047_848, paper_gmacs=11.31, source=_T1 + "B", input_size=224)
+def vgg13(**kw) -> VGG:
+  return VGG(**{"stages": CONFIGS["B"], **kw})
+
+
+@register_model("vgg16c", paper_params=133_638_952, paper_gmacs=11.77,
+                source=_T1 + "C (1x1 convs in stages 3-5)", input_size=224)
+def vgg16c(**kw) -> VGG:
+  return VGG(**{"stages": CONFIGS["C"], **kw})
+
+
+@register_model("vgg16", paper_params=138_357_544, paper_gmacs=15.47, source=_T1 + "D", input_size=224)
+def vgg16(**kw) -> VGG:
+  return VGG(**{"stages": CONFIGS["D"], **kw})
+
+
+@register_model("vgg19", paper_params=143_667_240, paper_gmacs=19.63, source=_T1 + "E", input_size=224)
+def vgg19(**kw) -> VGG:
+  return VGG(**{"stages": CONFIGS["E"], **kw})
+
+
+@register_model("vgg11_lrn", paper_params=132_863_336, source=_T1 + "A-LRN", input_size=224)
+def vgg11_lrn(**kw) -> VGG:
+  return VGG(**{"stages": CONFIGS["A"], "lrn": True, **kw})
+
+
+@register_model("vgg13_5x5", paper_params=134_503_528, paper_gmacs=9.36,
+                source="Simonyan & Zisserman 2015, Sec. 4.1: B with 5x5 convs", input_size=224)
+def vgg13_5x5(**kw) -> VGG:
+  return VGG(**{"stages": CONFIGS["B5"], **kw})
+
+
+@register_model("vgg11_bn", paper_params=132_868_840, source=_T1 + "A" + _TV, input_size=224)
+def vgg11_bn(**kw) -> VGG:
+  return VGG(**{"stages": CONFIGS["A"], "norm": "batch", **kw})
+
+
+@register_model("vgg13_bn", paper_params=133_053_736, source=_T1 + "B" + _TV + _DERIVED,
+                input_size=224)
+def vgg13_bn(**kw) -> VGG:
+  return VGG(**{"stages": CONFIGS["B"], "norm": "batch", **kw})
+
+
+@register_model("vgg16c_bn", paper_params=133_647_400, source=_T1 + "C" + _TV + _DERIVED,
+                input_size=224)
+def vgg16c_bn(**kw) -> VGG:
+  return VGG(**{"stages": CONFIGS["C"], "norm": "batch", **kw})
+
+
+@register_model("vgg16_bn", paper_params=138_365_992, source=_T1 + "D" + _TV, input_size=224)
+def vgg16_bn(**kw) -> VGG:
+  return VGG(**{"stages": CONFIGS["D"], "norm": "batch", **kw})
+
+
+@register_model("vgg19_bn", paper_params=143_678_248, source=_T1 + "E" + _TV, input_size=224)
+def vgg19_bn(**kw) -> VGG:
+  return VGG(**{"stages": CONFIGS["E"], "norm": "batch", **kw})

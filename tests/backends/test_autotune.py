@@ -123,7 +123,8 @@ def test_conv_geometries_records_a_forward_pass_without_compiling():
 @needs_onednn
 def test_measured_kernels_use_the_table_and_nothing_is_timed_while_tracing(cache, monkeypatch):
   import optax
-  from classic_cnns import parallel, train
+  from classic_cnns import parallel
+  from classic_cnns import build
   seen = []
   monkeypatch.setattr(autotune, "measure", _fake_measure(seen))
   batch = (4, 32, 32, 3)
@@ -134,7 +135,7 @@ def test_measured_kernels_use_the_table_and_nothing_is_timed_while_tracing(cache
   measured = len(seen)
 
   model = _resnet20(backend.kernels)
-  state = train.create_train_state(model, optax.sgd(0.1), batch[1:], 0, parallel.make_mesh(), backend)
+  state = build.create_train_state(model, optax.sgd(0.1), batch[1:], 0, parallel.make_mesh(), backend)
   x = jax.random.normal(jax.random.PRNGKey(2), batch)
   v = {"params": state.params, "batch_stats": state.batch_stats}
 

@@ -12,7 +12,8 @@ import pytest
 from jax.extend.core import Literal
 from jax.extend.core.primitives import random_bits_p
 
-from classic_cnns import backends, parallel, train
+from classic_cnns import backends, parallel
+from classic_cnns import build
 from classic_cnns.backends import cpu
 from classic_cnns.backends.cpu.batched_init import batch_random_bits
 from classic_cnns.models import create_model, model_info
@@ -98,7 +99,7 @@ def test_trainer_state_holds_model_init_parameters(backend):
   backend compiles its init (portable: one jit; cpu: batched draws at XLA level 1)."""
   backend = backends.PORTABLE_BACKEND if backend == "portable" else backends.Backend("cpu", "test", cpu.make_kernels("xla"), "xla")
   model = create_model("resnet20", kernels=backend.kernels)
-  state = train.create_train_state(model, optax.sgd(0.1, 0.9), (32, 32, 3), 5, parallel.make_mesh(), backend)
+  state = build.create_train_state(model, optax.sgd(0.1, 0.9), (32, 32, 3), 5, parallel.make_mesh(), backend)
   params_key, dropout_key, _ = jax.random.split(jax.random.PRNGKey(5), 3)
   # Compiled as the trainer compiles its init (same XLA options: equal bits, not just equal maths).
   plain = create_model("resnet20")

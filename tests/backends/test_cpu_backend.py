@@ -321,12 +321,12 @@ def test_default_xla_flags():
 
 
 def test_trainer_turns_backend_errors_into_config_errors(monkeypatch):
-  from classic_cnns import train
+  from classic_cnns import build
   from classic_cnns.config import ConfigError, base_config
   monkeypatch.setattr(onednn, "available", lambda: (False, "why: no oneDNN in this test"))
   config = base_config()
   config.kernels = "cpu"
   with pytest.raises(ConfigError, match="why: no oneDNN in this test"):
-    train.select_backend(config)
+    build.select_backend(config)
   config.kernels = "portable"
-  assert train.select_backend(config).kernels is layers.PORTABLE
+  assert build.select_backend(config).kernels is layers.PORTABLE
