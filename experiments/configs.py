@@ -292,6 +292,15 @@ def _has_key(config: ml_collections.ConfigDict, key: str) -> bool:
   return True
 
 
+def _untyped(config: ml_collections.ConfigDict, key: str) -> bool:
+  """A field holding a plain None (no placeholder type): ml_collections cannot parse a value for it."""
+  *parents, leaf = key.split(".")
+  node = config
+  for p in parents:
+    node = node[p]
+  return node.get_type(leaf) is type(None)
+
+
 def apply_sets(config: ml_collections.ConfigDict, sets: Sequence[tuple[str, str]]) -> None:
   """Applies `--set KEY=VALUE` overrides with ml_collections' command-line rules (the parser of the
   field's type, as `--config.KEY=VALUE` of classic_cnns.main). A key the config lacks is an error,
@@ -300,12 +309,12 @@ def apply_sets(config: ml_collections.ConfigDict, sets: Sequence[tuple[str, str]
     return
   from absl import flags
   from ml_collections import config_flags
-  known = [(k, v) for k, v in sets if _has_key(config, k)]
+  known = [(k, v) for k, v in sets if _has_key(config, k) and not _untyped(config, k)]
   for key, value in sets:
     if (key, value) in known:
       continue
     parts = key.split(".")
-    if len(parts) == 2 and parts[0] == "model":
+    if len(parts) == 2 and parts[0] == "model":  # a new model option, or one a plan set to None
       try:
         config.model[parts[1]] = ast.literal_eval(value)
       except (ValueError, SyntaxError):

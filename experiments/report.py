@@ -348,12 +348,13 @@ def make_figures(exp: Experiment, scale: str, plan: Plan, summary: dict[str, Any
   fig, ax = plt.subplots(figsize=(FIG_WIDTH_IN, 4.6))
   nan = lambda v: np.nan if v is None else v
   err = lambda v: 0.0 if v is None else v
+  spread = lambda key: [err(r[key]) for r in rows] if any(r[key] for r in rows) else None
   if exp.summary == "bar":
     idx = np.arange(len(rows))
-    ax.bar(idx - 0.2, [nan(r["final_train_error"]) for r in rows], 0.4,
-           yerr=[err(r["final_train_error_std"]) for r in rows], capsize=3, label="train")
-    ax.bar(idx + 0.2, [nan(r["final_eval_error"]) for r in rows], 0.4,
-           yerr=[err(r["final_eval_error_std"]) for r in rows], capsize=3, label=final_split)
+    ax.bar(idx - 0.2, [nan(r["final_train_error"]) for r in rows], 0.4, yerr=spread("final_train_error_std"),
+           capsize=3, label="train")
+    ax.bar(idx + 0.2, [nan(r["final_eval_error"]) for r in rows], 0.4, yerr=spread("final_eval_error_std"),
+           capsize=3, label=final_split)
     if any(r["paper"] is not None for r in rows):
       ax.plot(idx, [nan(r["paper"]) for r in rows], "k*", markersize=10, label="paper")
     ax.set_xticks(idx)
@@ -364,7 +365,8 @@ def make_figures(exp: Experiment, scale: str, plan: Plan, summary: dict[str, Any
       sel = [r for r in rows if r["group"] == g]
       xs = [(r["params"] if exp.summary == "params" else r["x"]) for r in sel]
       pts = sorted(((x, r) for x, r in zip(xs, sel) if x is not None), key=lambda p: p[0])
-      if g in exp.flat_groups and exp.summary == "x" and sel and all_x:  # independent of x: a horizontal line
+      # A group whose single run stands for every x (no batch statistics): a horizontal line.
+      if g in exp.flat_groups and exp.summary == "x" and len(sel) == 1 and all_x:
         r = sel[0]
         if r["final_eval_error"] is not None:
           ax.hlines(r["final_eval_error"], min(all_x), max(all_x), colors=f"C{i}", label=f"{g} (any x, {final_split})")

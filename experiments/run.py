@@ -56,8 +56,14 @@ import ml_collections
 from classic_cnns import cli, train
 from classic_cnns.config import ConfigError, base_config, validate_config
 from classic_cnns.data import sources
+
+try:  # the trainer's building blocks: classic_cnns.build and classic_cnns.data.batches (else in train.py)
+  from classic_cnns.build import build_model
+  from classic_cnns.data.batches import eval_batches, make_train_batches
+except ImportError:  # pragma: no cover
+  build_model, eval_batches, make_train_batches = train.build_model, train.eval_batches, train.make_train_batches
 from experiments import report, store
-from experiments.configs import (DatasetSpec, apply_dataset, config_dict, config_hash, describe_dataset,  # noqa: F401
+from experiments.configs import (NOT_HASHED, VAL_AUTO, DatasetSpec, apply_dataset, config_dict, config_hash, describe_dataset,  # noqa: F401
                                  flatten, parse_dataset, parse_sets, probe_dataset, resolve_validation, set_key,
                                  validation_size, variant_config)
 from experiments.definitions import EXPERIMENTS
@@ -124,7 +130,7 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict) -> Non
 def check_model(config: ml_collections.ConfigDict) -> None:
   """The model's options are accepted by its constructor (cheap: no parameters are built)."""
   try:
-    train.build_model(config, jax.device_count())
+    build_model(config, jax.device_count())
   except ConfigError:
     raise
   except (ValueError, TypeError) as e:
@@ -150,7 +156,10 @@ def prepare(name: str, scale: str, dataset: str | None, sets: Sequence[tuple[str
   for v in plan.variants:
     config = variant_config(plan, v, spec, 0, sets)
     try:
-      validate_config(config, jax.device_count())
+      checked = config.copy_and_resolve_references()
+      if checked.data.val_size == VAL_AUTO:  # resolved once the data is seen
+        checked.data.val_size = 0
+      validate_config(checked, jax.device_count())
       check_model(config)
     except ConfigError as e:
       raise ConfigError(f"variant {v.name}: {e}") from None
@@ -190,7 +199,7 @@ def _input_shape(config: ml_collections.ConfigDict, ds) -> tuple[int, int, int]:
 
 
 def abstract_params(config: ml_collections.ConfigDict, input_shape: tuple[int, ...]):
-  model = train.build_model(config, jax.device_count())
+  model = build_model(config, jax.device_count())
   try:
     return jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
                                              jnp.zeros((1,) + tuple(input_shape)), train=False))["params"]
@@ -241,7 +250,7 @@ def run_one(ctx: Context, job: Job, seed: int) -> dict[str, Any]:
       "dataset": ctx.dataset, "dataset_identity": ctx.spec.identity, "dataset_description": describe_dataset(ctx.dataset),
       "val_size": int(config.data.val_size), "params": count_params(config), "run": run,
       "machine": store.machine_info(), "wall_time_s": round(_wall_time(workdir), 1), "date": store.now(),
-      "command": ctx.command, "workdir": os.path.relpath(workdir, REPO) if workdir.startswith(REPO) else workdir}
+      "command": ctx.command}
   store.write_json(store.summary_path(ctx.results, ctx.exp.name, ctx.scale, job.variant.name, seed), summary)
   failed = store.failure_path(ctx.results, ctx.exp.name, ctx.scale, job.variant.name, seed)
   if os.path.exists(failed):
@@ -271,21 +280,28 @@ def stored_summary(ctx: Context, job: Job, seed: int) -> dict[str, Any] | None:
 
 
 # ----------------------------------------------------------------------------- dry run
-def dry_run_one(ctx: Context, job: Job) -> str:
-  """Everything the trainer does before its first step, for seed 0; returns a one-line description."""
+def dry_run_one(ctx: Context, job: Job, stats: dict | None = None) -> str:
+  """Everything the trainer does before its first step, for seed 0; returns a one-line description.
+  `stats` remembers the data statistics (mean/std, ZCA, ...) of a data config for the next variants."""
   from classic_cnns import optim, parallel
   from classic_cnns.data import augment, streaming
   config = resolved_config(ctx, job, 0)
-  ds = sources.load_dataset(config.data, config.seed)
-  if config.model.num_classes < len(ds.class_names):
-    raise ConfigError(f"config.model.num_classes={config.model.num_classes} is smaller than the "
-                      f"{len(ds.class_names)} classes of dataset {ds.name}")
-  prep = augment.preprocess_config(config.data, ds)
-  input_shape = prep.eval_shape(ds.image_shape)
+  if hasattr(train, "load_training_data"):  # the trainer's own checks of the data for this run
+    ds = train.load_training_data(config, os.path.join(ctx.out, ctx.exp.name, ctx.scale, job.variant.name, "seed0"))
+  else:
+    ds = sources.load_dataset(config.data, config.seed)
+    if config.model.num_classes < len(ds.class_names):
+      raise ConfigError(f"config.model.num_classes={config.model.num_classes} is smaller than the "
+                        f"{len(ds.class_names)} classes of dataset {ds.name}")
+  key = (json.dumps(config.data.to_dict(), sort_keys=True, default=str), config.seed)
+  stats = {} if stats is None else stats
+  if key not in stats:
+    stats[key] = augment.preprocess_config(config.data, ds)
+  input_shape = stats[key].eval_shape(ds.image_shape)
   params = abstract_params(config, input_shape)
   mesh = parallel.make_mesh()
   try:
-    batches = train.make_train_batches(ds.train, config, mesh)
+    batches = make_train_batches(ds.train, config, mesh)
   except ValueError as e:
     raise ConfigError(str(e)) from None
   spe = batches.steps_per_epoch
@@ -298,7 +314,7 @@ def dry_run_one(ctx: Context, job: Job) -> str:
   eval_bs = -(-config.eval_batch_size // n_dev) * n_dev
   if streaming.is_streamed(ds.train):  # the host pipeline runs: one training and one evaluation batch
     _, batch = next(batches.iterate(0, 1))
-    ev = next(iter(train.eval_batches(eval_split, eval_bs, config, mesh)))
+    ev = next(iter(eval_batches(eval_split, eval_bs, config, mesh)))
     shapes = {tuple(batch["image"].shape[1:]), tuple(ev["image"].shape[1:])}
     if shapes != {tuple(ds.image_shape)}:
       raise ConfigError(f"streamed batches have shapes {sorted(shapes)}, expected {tuple(ds.image_shape)}")
@@ -331,7 +347,10 @@ def build_report(ctx: Context) -> dict[str, Any]:
              "machine": store.machine_label(f["machine"])} for f in failures
             if current.get(f["variant"]) == f.get("config_hash") and (f["variant"], f["seed"]) not in done]
   default_identity = parse_dataset(ctx.exp.datasets[scale]).identity
-  summary = report.summarise(ctx.exp, ctx.plan, runs, params, comparable_identity=ctx.spec.identity == default_identity)
+  # Ours - paper only on the paper's data with the plan's own recipe (a --set of a location-only field aside).
+  own_recipe = all(k in NOT_HASHED for k, _ in ctx.sets)
+  summary = report.summarise(ctx.exp, ctx.plan, runs, params,
+                             comparable_identity=ctx.spec.identity == default_identity and own_recipe)
   machines: dict[str, dict[str, Any]] = {}
   for s in used:
     label = store.machine_label(s["machine"])
@@ -392,11 +411,13 @@ def run_experiment(name: str, scale: str, dataset: str | None = None, seeds: str
   ctx = prepare(name, scale, dataset, parse_sets(sets), only, out, results, command)
   failures: list[dict[str, Any]] = []
   todo = [j for j in ctx.jobs if only is None or j.variant.name in only]
+  if dry_run or (not report_only and any(stored_summary(ctx, j, s) is None for j in todo for s in seed_list)):
+    probe_dataset(todo[0].config if todo else ctx.jobs[0].config)  # the data is there (one error, exit 2, if not)
   if dry_run:
-    lines = {}
+    lines, stats = {}, {}
     for job in todo:
       try:
-        lines[job.variant.name] = dry_run_one(ctx, job)
+        lines[job.variant.name] = dry_run_one(ctx, job, stats)
         print(f"[dry-run] {job.variant.name} ({job.hash}): {lines[job.variant.name]}", flush=True)
       except Exception as e:  # pylint: disable=broad-except
         failures.append({"variant": job.variant.name, "seed": 0, "error": one_line(e)})
