@@ -302,7 +302,7 @@ def benchmark_model(name: str, *, batch: int = 128, input_size: int = 32, pad_to
   t_eval = _median_time(lambda: run_eval(steps), repeats)
   peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
   device_peak_mb = _device_peak_mb()
-  del holder, train_batch, eval_batch, state
+  holder = train_batch = eval_batch = state = None  # free the arrays before the roofline matmul
 
   step_s = t_train / steps
   gflops = flops / step_s / 1e9 if flops else None

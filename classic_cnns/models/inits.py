@@ -45,7 +45,7 @@ def torch_bias_init(fan_in: int) -> Initializer:
 
 def torch_inits(fan_in: int) -> dict[str, Initializer]:
   """PyTorch's default nn.Conv2d / nn.Linear init as `nn.Conv` / `nn.Dense` keywords."""
-  return dict(kernel_init=torch_kernel_init, bias_init=torch_bias_init(fan_in))
+  return {"kernel_init": torch_kernel_init, "bias_init": torch_bias_init(fan_in)}
 
 
 def normal_or(std: float | None, default: Initializer) -> Initializer:

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from classic_cnns.models import create_model, layers, list_models, model_info
+from classic_cnns.models import create_model, layers, list_models, model_info, resnet
 from classic_cnns.models.layers import AttnSpec
-from classic_cnns.models.resnet import VARIANTS, Bottleneck, stack_blocks
+from classic_cnns.models.resnet import Bottleneck, stack_blocks
 from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count, count_params,
                                   forward_backward_is_finite, init, leaves_equal)
 
-FAMILY = sorted(VARIANTS)
+FAMILY = sorted(n for n in list_models() if model_info(n).builder.__module__ == resnet.__name__)
 KEY = jax.random.PRNGKey(0)
 
 
