@@ -23,8 +23,8 @@ side. --image_size overrides every side, --batch every batch (0 = the defaults):
                                   torchvision's AdaptiveAvgPool2d, FC 25088-4096-4096-1000, 132,863,336 params
   densenet121  64 px, batch 16    DenseNet-121 (BC, k = 32), 7,978,856 params
 
-The Flax side is the trainer's own step: `train.select_backend` + `backend.prepare` +
-`train.build_model` + `train.create_train_state` + `train.make_train_step`, jitted with the trainer's
+The Flax side is the trainer's own step: `build.select_backend` + `backend.prepare` +
+`build.build_model` + `build.create_train_state` + `steps.make_train_step`, jitted with the trainer's
 shardings and the state donated, on uint8 images already on the device (normalisation runs inside the
 step; augmentation off, so both sides do the same work; the Flax step also computes its top-1/top-5
 metrics). The PyTorch twins below are written layer for layer after the Flax modules, and their
@@ -291,7 +291,7 @@ def flax_runner(s: Setting, kernels: str, cpu_convs: str = "auto") -> tuple[Call
   import jax
   import jax.numpy as jnp
   import numpy as np
-  from classic_cnns import optim, parallel, train
+  from classic_cnns import build, optim, parallel, steps
   from classic_cnns.config import base_config
   from classic_cnns.data import augment as aug
 
@@ -305,22 +305,22 @@ def flax_runner(s: Setting, kernels: str, cpu_convs: str = "auto") -> tuple[Call
   config.data.augment.flip = False
   config.data.augment.crop_padding = 0
   mesh, n_dev = parallel.make_mesh(), jax.device_count()
-  backend = train.select_backend(config)
+  backend = build.select_backend(config)
   shape = (s.side, s.side, s.channels)
-  model = train.build_model(config, n_dev)
+  model = build.build_model(config, n_dev)
   abstract = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
                                                jnp.zeros((1,) + shape), train=False))["params"]
-  backend = backend.prepare(lambda k: train.build_model(config, n_dev, k), (s.batch,) + shape)
+  backend = backend.prepare(lambda k: build.build_model(config, n_dev, k), (s.batch,) + shape)
   model = model.clone(kernels=backend.kernels)
   schedule = optim.make_schedule(config, 100, 1000)
-  state = train.create_train_state(model, optim.make_optimizer(config, schedule, abstract), shape,
+  state = build.create_train_state(model, optim.make_optimizer(config, schedule, abstract), shape,
                                    config.seed, mesh, backend)
   prep = aug.Preprocess(flip=False, crop_padding=0, mean=(127.5,) * s.channels, std=(64.0,) * s.channels)
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
   rng = np.random.default_rng(0)
   batch = jax.device_put({"image": rng.integers(0, 256, (s.batch,) + shape, dtype=np.uint8),
                           "label": rng.integers(0, s.classes, (s.batch,), dtype=np.int32)}, data)
-  step = jax.jit(train.make_train_step(model, config, prep, schedule, jnp.float32), donate_argnums=0,
+  step = jax.jit(steps.make_train_step(model, config, prep, schedule, jnp.float32), donate_argnums=0,
                  in_shardings=(rep, data), out_shardings=(rep, rep))
   step = step.lower(state, batch).compile(compiler_options=column_compiler_options(backend.name) or None)
   n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))

@@ -20,9 +20,10 @@ import jax.numpy as jnp
 from classic_cnns.backends.cpu import ops
 from classic_cnns.models.layers import Kernels
 
-# XLA:CPU: keep convolutions on XLA's Eigen path instead of YNNPACK, 1.5-4x faster per conv on this
-# machine class (BENCHMARKS.md, CPU section).
-XLA_FLAGS = "--xla_cpu_experimental_ynn_fusion_type="
+# XLA:CPU: YNNPACK for matrix products only: convolutions stay on XLA's Eigen path (1.5-4x faster per
+# conv than YNNPACK's on this machine class), while large dots keep YNNPACK (with no YNN fusion at all,
+# VGG-11's FC input gradient ran 3-5x slower: BENCHMARKS.md, CPU section).
+XLA_FLAGS = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT"
 
 # XLA options for compiling the parameter initialisation only: level 1 compiles it 2-5x faster than
 # LLVM's -O2 with bit-identical parameters (BENCHMARKS.md, first-step wait).

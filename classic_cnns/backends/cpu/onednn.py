@@ -187,7 +187,7 @@ def unsafe_passes(x_shape, w_shape, strides, padding) -> frozenset[str]:
   - Without AVX-512, any pass oneDNN would run on its gemm-based implementation ("x64:gemm:jit"):
     e.g. the input gradient of a 7x7/2 conv on 3 channels (a ResNet stem, differentiated with respect
     to the image) failed in every process."""
-  if w_shape[0] > x_shape[1] or w_shape[1] > x_shape[2]:
+  if kernel_exceeds_map(x_shape, w_shape):
     return frozenset(PASSES)
   if cpu_has_avx512():
     return frozenset()
