@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Gathers what benchmarks/gpu_check.sh needs on the lent GPU machine, which has JAX (CUDA), flax,
-# optax and orbax but no ml-collections or tensorboardX and no network (/work/.library/device):
+# optax and orbax but no ml-collections or tensorboardX and no network:
 #   .whl/base/    ml-collections, tensorboardX          (always installed there)
 #   .whl/pinned/  flax, optax, orbax-checkpoint as pinned here (installed there only if the machine's
 #                 own versions fail the smoke run; its jax/jaxlib are used either way)
-#   .gpu_data/    the CIFAR-10 JPEG training tarball of ../shared (16 MB), for the ResNet-20 schedule
+#   .gpu_data/    the CIFAR-10 JPEG training tarball (16 MB), for the ResNet-20 schedule
 # Both folders are git-ignored; the device tool carries them when named in `carry`.
 # Run from the repository root:   bash benchmarks/gpu_prepare.sh
 set -euo pipefail

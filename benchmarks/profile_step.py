@@ -7,6 +7,7 @@ jax.profiler, reads the XSpace back with jax.profiler.ProfileData and sums the w
 XLA:CPU thunk by kind (convolution forward / input-gradient / weight-gradient, fusions by their
 root op, copies, ...). Prints a table (ms per step, share of the step's op time) and writes JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,12 +29,13 @@ import numpy as np  # noqa: E402
 
 
 def build_step(model_name: str, batch: int, side: int):
-  from classic_cnns import optim, parallel, train
+  from classic_cnns import optim, parallel
   from classic_cnns import build
   from classic_cnns import steps
   from classic_cnns.config import base_config
   from classic_cnns.data import augment
   from classic_cnns.models import registry
+
   info = registry.model_info(model_name)
   c = base_config()
   c.model.name, c.model.num_classes, c.batch_size = model_name, info.num_classes, batch
@@ -41,27 +43,38 @@ def build_step(model_name: str, batch: int, side: int):
   mesh = parallel.make_mesh()
   model = build.build_model(c, 1)
   shape = (side, side, info.in_channels)
-  prep = augment.Preprocess(mean=(120.0,) * info.in_channels, std=(60.0,) * info.in_channels, crop_padding=4,
-                            flip=True)
-  abstract = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
-                                               jnp.zeros((1,) + shape), train=False))["params"]
+  prep = augment.Preprocess(
+    mean=(120.0,) * info.in_channels, std=(60.0,) * info.in_channels, crop_padding=4, flip=True
+  )
+  abstract = jax.eval_shape(
+    lambda: model.init(
+      {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+      jnp.zeros((1,) + shape),
+      train=False,
+    )
+  )["params"]
   schedule = optim.make_schedule(c, 100, 1000)
   tx = optim.make_optimizer(c, schedule, abstract)
   state = build.create_train_state(model, tx, shape, c.seed, mesh)
   step = jax.jit(steps.make_train_step(model, c, prep, schedule, jnp.float32), donate_argnums=0)
   rng = np.random.default_rng(0)
-  b = {"image": jnp.asarray(rng.integers(0, 256, (batch,) + shape, dtype=np.uint8)),
-       "label": jnp.asarray(rng.integers(0, info.num_classes, (batch,), dtype=np.int32))}
+  b = {
+    "image": jnp.asarray(rng.integers(0, 256, (batch,) + shape, dtype=np.uint8)),
+    "label": jnp.asarray(rng.integers(0, info.num_classes, (batch,), dtype=np.int32)),
+  }
   return step, state, b
 
 
 KINDS = [  # (kind, regex over the thunk / HLO name), first match wins
-    ("convolution", r"convolution"),
-    ("reduce-window (pooling / conv rewritten by XLA)", r"reduce-window"),
-    ("transpose / copy", r"transpose|copy"),
-    ("dot (matmul)", r"^dot|\bdot\b"),
-    ("reduce fusion (BN stats, loss)", r"reduce"),
-    ("other fusions (elementwise: BN apply, ReLU, adds, pads)", r"fusion|add|multiply|select|maximum"),
+  ("convolution", r"convolution"),
+  ("reduce-window (pooling / conv rewritten by XLA)", r"reduce-window"),
+  ("transpose / copy", r"transpose|copy"),
+  ("dot (matmul)", r"^dot|\bdot\b"),
+  ("reduce fusion (BN stats, loss)", r"reduce"),
+  (
+    "other fusions (elementwise: BN apply, ReLU, adds, pads)",
+    r"fusion|add|multiply|select|maximum",
+  ),
 ]
 
 
@@ -86,6 +99,7 @@ def main() -> None:
   wall = (time.perf_counter() - t0) / a.steps
   path = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0]
   from jax.profiler import ProfileData
+
   data = ProfileData.from_file(path)
   per_name = collections.Counter()
   for plane in data.planes:
@@ -99,15 +113,20 @@ def main() -> None:
     if line.startswith("tf_XLA") and not name.startswith("ThunkExecutor"):
       ops[name] += ns
   if not ops:  # print what exists so the filters can be adapted
-    print("no XLA op events found; lines:", collections.Counter((k[0], k[1]) for k in per_name).most_common(20))
+    print(
+      "no XLA op events found; lines:",
+      collections.Counter((k[0], k[1]) for k in per_name).most_common(20),
+    )
     return
   kinds = collections.Counter()
   for name, ns in ops.items():
     kind = next((k for k, rx in KINDS if re.search(rx, name, re.I)), "other")
     kinds[kind] += ns
   total = sum(kinds.values())
-  print(f"{a.model} batch {a.batch} input {a.input}: {wall * 1e3:.0f} ms wall per step, "
-        f"{total / 1e6 / a.steps:.0f} ms of op time per step (summed over threads)")
+  print(
+    f"{a.model} batch {a.batch} input {a.input}: {wall * 1e3:.0f} ms wall per step, "
+    f"{total / 1e6 / a.steps:.0f} ms of op time per step (summed over threads)"
+  )
   for k, v in kinds.most_common():
     print(f"  {k:50s} {v / 1e6 / a.steps:8.1f} ms  {100 * v / total:5.1f}%")
   print("top ops:")
@@ -122,9 +141,18 @@ def main() -> None:
     print(f"  {ns / 1e6 / a.steps:8.2f} ms  {name}")
   if a.json:
     with open(a.json, "w") as f:
-      json.dump({"model": a.model, "batch": a.batch, "input": a.input, "wall_ms": wall * 1e3,
-                 "kinds_ms": {k: v / 1e6 / a.steps for k, v in kinds.items()},
-                 "ops_ms": {n: v / 1e6 / a.steps for n, v in ops.items()}}, f, indent=1)
+      json.dump(
+        {
+          "model": a.model,
+          "batch": a.batch,
+          "input": a.input,
+          "wall_ms": wall * 1e3,
+          "kinds_ms": {k: v / 1e6 / a.steps for k, v in kinds.items()},
+          "ops_ms": {n: v / 1e6 / a.steps for n, v in ops.items()},
+        },
+        f,
+        indent=1,
+      )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@
    steps fed by the device-resident pipeline vs the same N steps on one pre-made batch.
 Medians of --repeats timed repeats after a warm-up.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,9 +23,21 @@ from absl import flags
 
 from classic_cnns import cli
 
-_CIFAR = cli.define_once(flags.DEFINE_string, "cifar_folder", "/tmp/cifar10_jpeg", "Extracted CIFAR-10 image folder (train/<class>/).")
-_JPEG_CACHE = cli.define_once(flags.DEFINE_string, "jpeg_cache", "/tmp/classic_cnns_jpeg256", "Where the upscaled JPEG folder goes.")
-_N_IMAGES = cli.define_once(flags.DEFINE_integer, "images", 10_000, "CIFAR images to load for the in-memory pipelines.")
+_CIFAR = cli.define_once(
+  flags.DEFINE_string,
+  "cifar_folder",
+  "/tmp/cifar10_jpeg",
+  "Extracted CIFAR-10 image folder (train/<class>/).",
+)
+_JPEG_CACHE = cli.define_once(
+  flags.DEFINE_string,
+  "jpeg_cache",
+  "/tmp/classic_cnns_jpeg256",
+  "Where the upscaled JPEG folder goes.",
+)
+_N_IMAGES = cli.define_once(
+  flags.DEFINE_integer, "images", 10_000, "CIFAR images to load for the in-memory pipelines."
+)
 _REPEATS = cli.define_once(flags.DEFINE_integer, "repeats", 5, "Timed repeats (median reported).")
 _STEPS = cli.define_once(flags.DEFINE_integer, "steps", 20, "Batches per timed repeat.")
 _JSON = cli.define_once(flags.DEFINE_string, "json", None, "Write the numbers here.")
@@ -43,6 +56,7 @@ def _median_rate(fn, images_per_call: int, repeats: int) -> float:
 def main(argv):
   del argv
   from absl import logging
+
   logging.set_verbosity(logging.WARNING)
   cli.set_xla_flags("auto")  # before JAX starts its backends
   import jax
@@ -53,18 +67,28 @@ def main(argv):
   from classic_cnns import steps as train_steps
   from classic_cnns.config import base_config
   from classic_cnns.data import augment, pipeline, sources, streaming
+
   if not os.path.isdir(os.path.join(_CIFAR.value, "train")):
-    cli.fail(f"{_CIFAR.value}/train not found; extract it: tar xzf ../shared/datasets/cifar10_jpeg_train.tar.gz -C /tmp")
-  results = {"devices": str(jax.devices()), "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
+    cli.fail(
+      f"{_CIFAR.value}/train not found; extract it: tar xzf ../shared/datasets/cifar10_jpeg_train.tar.gz -C /tmp"
+    )
+  results = {
+    "devices": str(jax.devices()),
+    "cpu_count": os.cpu_count(),
+    "load_average": os.getloadavg(),
+  }
   steps, repeats, mesh = _STEPS.value, _REPEATS.value, parallel.make_mesh()
 
   # --- 1. CIFAR in-memory pipelines ---------------------------------------------------------
   files, labels, _ = streaming.list_image_folder(_CIFAR.value, "train")
-  pick = np.random.default_rng(0).permutation(len(files))[:_N_IMAGES.value]
+  pick = np.random.default_rng(0).permutation(len(files))[: _N_IMAGES.value]
   from PIL import Image
+
   images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files[pick]])
   split = sources.Split(images, labels[pick])
-  prep = augment.Preprocess(flip=True, crop_padding=4, mean=(125.3, 123.0, 113.9), std=(63.0, 62.1, 66.7))
+  prep = augment.Preprocess(
+    flip=True, crop_padding=4, mean=(125.3, 123.0, 113.9), std=(63.0, 62.1, 66.7)
+  )
   batch = 128
 
   aug = jax.jit(lambda x, key: augment.preprocess(x, prep, train=True, rng=key))
@@ -78,6 +102,7 @@ def main(argv):
         b = tb.batch(next(counter))
         out = aug(b["image"], jax.random.PRNGKey(0))
       out.block_until_ready()
+
     results[f"cifar_{name}_img_per_s"] = _median_rate(run, steps * batch, repeats)
 
   tf = streaming._tf()  # pylint: disable=protected-access
@@ -88,13 +113,19 @@ def main(argv):
     x = tf.image.random_flip_left_right(x)
     return (tf.cast(x, tf.float32) - prep.mean) / prep.std, y
 
-  ds = tf.data.Dataset.from_tensor_slices((split.images, split.labels)).repeat().map(
-      tf_augment, num_parallel_calls=tf.data.AUTOTUNE).batch(batch).prefetch(2)
+  ds = (
+    tf.data.Dataset.from_tensor_slices((split.images, split.labels))
+    .repeat()
+    .map(tf_augment, num_parallel_calls=tf.data.AUTOTUNE)
+    .batch(batch)
+    .prefetch(2)
+  )
   it = ds.as_numpy_iterator()
 
   def run_tf():
     for _ in range(steps):
       next(it)
+
   results["cifar_host_tfdata_per_image_img_per_s"] = _median_rate(run_tf, steps * batch, repeats)
 
   # --- 2. ImageNet-style streaming --------------------------------------------------------
@@ -102,9 +133,13 @@ def main(argv):
   if not os.path.isdir(cache):
     os.makedirs(cache)
     for i, f in enumerate(files[pick[:2000]]):
-      Image.open(f).convert("RGB").resize((256, 256), Image.BICUBIC).save(os.path.join(cache, f"{i:05d}.jpg"), quality=90)
+      Image.open(f).convert("RGB").resize((256, 256), Image.BICUBIC).save(
+        os.path.join(cache, f"{i:05d}.jpg"), quality=90
+      )
   jfiles, jlabels, _ = streaming.list_image_folder(_JPEG_CACHE.value, "train")
-  sb = streaming.StreamingTrainBatches(jfiles, jlabels, 64, 0, mesh, mode="inception", resize=256, crop=224)
+  sb = streaming.StreamingTrainBatches(
+    jfiles, jlabels, 64, 0, mesh, mode="inception", resize=256, crop=224
+  )
   n_stream = min(steps, sb.steps_per_epoch - 1)
   start = iter(range(0, 10**9, n_stream))
 
@@ -113,6 +148,7 @@ def main(argv):
     for _, b in sb.iterate(s, s + n_stream):
       pass
     b["image"].block_until_ready()
+
   results["imagenet_style_streaming_img_per_s"] = _median_rate(run_stream, n_stream * 64, repeats)
 
   # --- 3. data-wait share of a ResNet-20 step ----------------------------------------------
@@ -122,13 +158,21 @@ def main(argv):
   backend = build.select_backend(c)
   model = build.build_model(c, jax.device_count(), backend.kernels)
   from classic_cnns import optim
+
   sched = optim.make_schedule(c, 100, 1000)
-  abstract = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False))
-  state = build.create_train_state(model, optim.make_optimizer(c, sched, abstract["params"]), (32, 32, 3), 0, mesh,
-                                   backend)
+  abstract = jax.eval_shape(
+    lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)), train=False)
+  )
+  state = build.create_train_state(
+    model, optim.make_optimizer(c, sched, abstract["params"]), (32, 32, 3), 0, mesh, backend
+  )
   rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-  step = jax.jit(train_steps.make_train_step(model, c, prep, sched, jnp.float32), donate_argnums=0,
-                 in_shardings=(rep, data), out_shardings=(rep, rep))
+  step = jax.jit(
+    train_steps.make_train_step(model, c, prep, sched, jnp.float32),
+    donate_argnums=0,
+    in_shardings=(rep, data),
+    out_shardings=(rep, rep),
+  )
   tb = pipeline.TrainBatches(split, batch, 0, mesh, True)
   fixed = tb.batch(0)
   counter = iter(range(10**9))
@@ -141,7 +185,9 @@ def main(argv):
         s, m = step(s, get())
       jax.block_until_ready(m)
       holder["state"] = s
+
     return run
+
   fed = _median_rate(run_fed(lambda: tb.batch(next(counter))), steps * batch, repeats)
   bare = _median_rate(run_fed(lambda: fixed), steps * batch, repeats)
   results["resnet20_train_img_per_s_with_pipeline"] = fed

@@ -12,6 +12,7 @@ A save that fails (disk full, quota, I/O error), at once or in Orbax's backgroun
 `CheckpointWriteError`, one line naming the directory and the cause; the partial directory of
 that step is removed and the older checkpoints are left as they were.
 """
+
 from __future__ import annotations
 
 import glob
@@ -34,6 +35,7 @@ class CheckpointError(RuntimeError):
 class CheckpointWriteError(CheckpointError):
   """A checkpoint could not be written (disk full, I/O error); the message is one line meant for
   the user. Not a problem of the input: a CLI exits with `exit_status`."""
+
   exit_status = 1
 
 
@@ -77,8 +79,11 @@ def verify(state: Any, meta: dict) -> str | None:
     if bad:
       more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
       return f"the arrays do not match their checksums: {bad[0]}{more}"
-  nonfinite = [name for name, value in leaves
-               if np.issubdtype(value.dtype, np.inexact) and not np.isfinite(value).all()]
+  nonfinite = [
+    name
+    for name, value in leaves
+    if np.issubdtype(value.dtype, np.inexact) and not np.isfinite(value).all()
+  ]
   if nonfinite:
     return f"it holds NaN/Inf values in {nonfinite[0]}"
   return None
@@ -86,8 +91,10 @@ def verify(state: Any, meta: dict) -> str | None:
 
 # ----------------------------------------------------------------------------- write failures
 _OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
-_OS_ERROR_TEXT = re.compile(r"(No space left on device|Disk quota exceeded|Read-only file system|"
-                            r"Input/output error|File too large|Permission denied)")
+_OS_ERROR_TEXT = re.compile(
+  r"(No space left on device|Disk quota exceeded|Read-only file system|"
+  r"Input/output error|File too large|Permission denied)"
+)
 
 
 def write_failure_cause(e: BaseException) -> str | None:
@@ -110,12 +117,19 @@ class Checkpointer:
     self.workdir = workdir
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self.every_steps = every_steps
-    self.unreadable: set[int] = set()  # found unusable on restore; replaced when that step is saved again
+    self.unreadable: set[int] = (
+      set()
+    )  # found unusable on restore; replaced when that step is saved again
     self._in_flight: int | None = None  # step of the asynchronous save not yet known to be complete
     self.manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True, cleanup_tmp_directories=cleanup_tmp,
-                                             enable_async_checkpointing=True))
+      self.directory,
+      options=ocp.CheckpointManagerOptions(
+        max_to_keep=keep,
+        create=True,
+        cleanup_tmp_directories=cleanup_tmp,
+        enable_async_checkpointing=True,
+      ),
+    )
 
   def steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
@@ -136,8 +150,11 @@ class Checkpointer:
       if step in self.unreadable:
         self.manager.delete(step)  # replaced by the new save below, never deleted without one
         self.unreadable.discard(step)
-      self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                                      meta=ocp.args.JsonSave(meta)), force=True)
+      self.manager.save(
+        step,
+        args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)),
+        force=True,
+      )
     except Exception as e:  # pylint: disable=broad-except
       self._raise_write_error(step, e)
     self._in_flight = step
@@ -154,25 +171,40 @@ class Checkpointer:
     if cause is None:
       raise e
     if step is not None and jax.process_index() == 0:
-      for partial in glob.glob(os.path.join(glob.escape(self.directory), f"{step}.orbax-checkpoint-tmp*")):
+      for partial in glob.glob(
+        os.path.join(glob.escape(self.directory), f"{step}.orbax-checkpoint-tmp*")
+      ):
         shutil.rmtree(partial, ignore_errors=True)
     try:
-      good = sorted(int(d) for d in os.listdir(self.directory)
-                    if d.isdigit() and int(d) != step and int(d) not in self.unreadable)
+      good = sorted(
+        int(d)
+        for d in os.listdir(self.directory)
+        if d.isdigit() and int(d) != step and int(d) not in self.unreadable
+      )
     except OSError:
       good = []
-    kept = f"the last good checkpoint (step {good[-1]}) is kept" if good else "no earlier checkpoint exists"
+    kept = (
+      f"the last good checkpoint (step {good[-1]}) is kept"
+      if good
+      else "no earlier checkpoint exists"
+    )
     what = f"the checkpoint of step {step}" if step is not None else "a checkpoint"
-    raise CheckpointWriteError(f"cannot write {what} in workdir {self.workdir}: {cause}; {kept} in "
-                               f"{self.directory}; make room and rerun the same command to resume") from e
+    raise CheckpointWriteError(
+      f"cannot write {what} in workdir {self.workdir}: {cause}; {kept} in "
+      f"{self.directory}; make room and rerun the same command to resume"
+    ) from e
 
   def restore_latest(self, abstract_state: Any) -> tuple[Any, dict] | None:
     """(state, meta) of the newest usable checkpoint, or None if there is none."""
     steps = self.steps()
     for step in reversed(steps):
       try:
-        restored = self.manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+        restored = self.manager.restore(
+          step,
+          args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()
+          ),
+        )
         state, meta = restored["state"], dict(restored["meta"])
         problem = verify(state, meta)
       except Exception as e:  # pylint: disable=broad-except
@@ -180,13 +212,19 @@ class Checkpointer:
       if problem is None:
         return state, meta
       self.unreadable.add(step)
-      logging.warning("checkpoint at step %d is unreadable (%s); trying an older one", step, problem)
+      logging.warning(
+        "checkpoint at step %d is unreadable (%s); trying an older one", step, problem
+      )
       if jax.process_index() == 0:
-        print(f"warning: checkpoint {self.directory}/{step} is unreadable ({problem}); trying an older one",
-              flush=True)
+        print(
+          f"warning: checkpoint {self.directory}/{step} is unreadable ({problem}); trying an older one",
+          flush=True,
+        )
     if steps:
-      raise CheckpointError(f"none of the checkpoints {steps} in {self.directory} can be read; "
-                            f"move the directory away to start afresh")
+      raise CheckpointError(
+        f"none of the checkpoints {steps} in {self.directory} can be read; "
+        f"move the directory away to start afresh"
+      )
     return None
 
   def wait(self) -> None:

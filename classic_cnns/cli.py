@@ -17,6 +17,7 @@ An error class may carry its own `exit_status` (class or instance attribute); ot
 `exit_status()` decides. `--debug` (or CLASSIC_CNNS_DEBUG=1 in the environment) shows the traceback
 instead of the one line. Other exceptions are bugs and keep their traceback.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,8 +38,13 @@ def set_xla_flags(kernels: str, echo: bool = True) -> str:
   CLASSIC_CNNS_DEFAULT_XLA_FLAGS is not 0), prints the XLA_FLAGS in effect (unless `echo` is
   False: a command whose stdout is its result), and returns them."""
   from classic_cnns import backends
+
   wanted = backends.default_xla_flags(kernels)
-  if wanted and "XLA_FLAGS" not in os.environ and os.environ.get("CLASSIC_CNNS_DEFAULT_XLA_FLAGS", "1") == "1":
+  if (
+    wanted
+    and "XLA_FLAGS" not in os.environ
+    and os.environ.get("CLASSIC_CNNS_DEFAULT_XLA_FLAGS", "1") == "1"
+  ):
     os.environ["XLA_FLAGS"] = wanted
   flags_now = os.environ.get("XLA_FLAGS", "")
   if flags_now and echo:
@@ -68,17 +74,24 @@ def _error_table() -> list[tuple[type, int]]:
   not imported yet cannot have been raised and are not imported here."""
   from classic_cnns.errors import ConfigError
   from classic_cnns.data.common import DatasetError
+
   table: list[tuple[type, int]] = []
-  for module, name, status in (("classic_cnns.workdir", "WorkdirBusyError", EXIT_RUNTIME),
-                               ("classic_cnns.data.streaming", "DataReadError", EXIT_RUNTIME),
-                               ("classic_cnns.steps", "TrainingDivergedError", EXIT_RUNTIME),
-                               # no checkpoint to restore, none readable (CheckpointWriteError: 1)
-                               ("classic_cnns.checkpoint", "CheckpointError", EXIT_USAGE)):
+  for module, name, status in (
+    ("classic_cnns.workdir", "WorkdirBusyError", EXIT_RUNTIME),
+    ("classic_cnns.data.streaming", "DataReadError", EXIT_RUNTIME),
+    ("classic_cnns.steps", "TrainingDivergedError", EXIT_RUNTIME),
+    # no checkpoint to restore, none readable (CheckpointWriteError: 1)
+    ("classic_cnns.checkpoint", "CheckpointError", EXIT_USAGE),
+  ):
     cls = getattr(sys.modules.get(module), name, None)
     if isinstance(cls, type):
       table.append((cls, status))
-  return table + [(ConfigError, EXIT_USAGE), (DatasetError, EXIT_USAGE), (PermissionError, EXIT_USAGE),
-                  (OSError, EXIT_RUNTIME)]
+  return table + [
+    (ConfigError, EXIT_USAGE),
+    (DatasetError, EXIT_USAGE),
+    (PermissionError, EXIT_USAGE),
+    (OSError, EXIT_RUNTIME),
+  ]
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
@@ -103,7 +116,11 @@ def one_line(e: BaseException) -> str:
   if isinstance(e, OSError) and not str(e).startswith(("error", "cannot")) and e.strerror:
     what = e.strerror[0].lower() + e.strerror[1:]
     where = f": {e.filename}" if e.filename else ""
-    hint = "; free some space and rerun the command to resume" if e.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+    hint = (
+      "; free some space and rerun the command to resume"
+      if e.errno in (errno.ENOSPC, errno.EDQUOT)
+      else ""
+    )
     return f"{what}{where}{hint}"
   lines = [l.strip() for l in str(e).strip().splitlines() if l.strip()]
   return lines[0] if lines else type(e).__name__
@@ -134,12 +151,18 @@ def config_file_error(e: BaseException, path: str | None) -> str | None:
     seen.add(id(e))
     if isinstance(e, SyntaxError) and e.filename and os.path.abspath(e.filename) == target:
       return f"{path}:{e.lineno}: {e.msg}"
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if os.path.abspath(f.filename) == target]
+    frames = [
+      f for f in traceback.extract_tb(e.__traceback__) if os.path.abspath(f.filename) == target
+    ]
     if frames:
       msg = " ".join(str(e).split())[:300]
       if isinstance(e, (KeyError, AttributeError)) and e.args:
         return f"{path}:{frames[-1].lineno}: {_missing_field(e)}"
-      return f"{path}:{frames[-1].lineno}: {type(e).__name__}: {msg}" if msg else f"{path}:{frames[-1].lineno}: {type(e).__name__}"
+      return (
+        f"{path}:{frames[-1].lineno}: {type(e).__name__}: {msg}"
+        if msg
+        else f"{path}:{frames[-1].lineno}: {type(e).__name__}"
+      )
     if isinstance(e, AttributeError) and "get_config" in str(e):
       return f"{path}: defines no get_config()"
     e = e.__cause__ or e.__context__
@@ -150,13 +173,16 @@ def _missing_field(e: BaseException) -> str:
   """ml_collections' KeyError / AttributeError for a missing field, as `no config field 'x'` plus
   its suggestion."""
   import re
+
   arg = e.args[0]
   while isinstance(arg, BaseException) and arg.args:
     arg = arg.args[0]
   text = str(arg)
   name = re.match(r"""^['"]*([^'"\n]+)""", text)
   hint = re.search(r"Did you mean \"([^\"]+)\"", text)
-  return (f"no config field {name.group(1) if name else text!r}" + (f" (did you mean {hint.group(1)!r}?)" if hint else ""))
+  return f"no config field {name.group(1) if name else text!r}" + (
+    f" (did you mean {hint.group(1)!r}?)" if hint else ""
+  )
 
 
 def config_path(argv: list[str], name: str = "config") -> str | None:
@@ -193,8 +219,12 @@ def _unknown_key_message(argv: list[str], key: str) -> str:
 def run(main) -> None:
   """app.run with flag-parsing and config-file errors reduced to one line (exit status 2), and a
   `--debug` flag (tracebacks instead of one-line errors)."""
-  define_once(flags.DEFINE_bool, "debug", False, "Show the traceback of an error instead of one line "
-              "(also CLASSIC_CNNS_DEBUG=1).")
+  define_once(
+    flags.DEFINE_bool,
+    "debug",
+    False,
+    "Show the traceback of an error instead of one line (also CLASSIC_CNNS_DEBUG=1).",
+  )
 
   def parse(argv):
     try:
@@ -206,7 +236,9 @@ def run(main) -> None:
       where = config_file_error(e, path)
       if where:
         fail(f"cannot load --config={path}: {where}")
-      if isinstance(e, (KeyError, AttributeError)):  # ml_collections: a key not in the locked config
+      if isinstance(
+        e, (KeyError, AttributeError)
+      ):  # ml_collections: a key not in the locked config
         fail(_unknown_key_message(argv, str(e.args[0]) if e.args else ""))
       if isinstance(e, (flags.Error, ValueError, TypeError, OSError)):
         cause = e.__cause__ or e.__context__
@@ -214,6 +246,7 @@ def run(main) -> None:
           fail(_unknown_key_message(argv, str(cause.args[0]) if cause.args else ""))
         fail(f"bad command line: {_one_line_flag_error(e)}")
       raise
+
   app.run(main, flags_parser=parse)
 
 
@@ -232,7 +265,9 @@ def load_config(holder, argv: list[str] | None = None):
     if debugging():
       raise
     where = config_file_error(e, path)
-    if where is None and not isinstance(e, (OSError, ImportError, SyntaxError, AttributeError, KeyError)):
+    if where is None and not isinstance(
+      e, (OSError, ImportError, SyntaxError, AttributeError, KeyError)
+    ):
       raise
     fail(f"cannot load --config={path}: {where or ' '.join(str(e).split())[:300]}")
 

@@ -11,6 +11,7 @@ Durations are in epochs or steps, both accepted: `num_epochs` / `num_steps` (a p
 `num_steps` wins), `eval_every_epochs` / `eval_every_steps`, and the schedule's `unit`
 ("epoch" or "step") for its warmup, boundaries and step size.
 """
+
 from __future__ import annotations
 
 import math
@@ -72,8 +73,17 @@ def base_config() -> ml_collections.ConfigDict:
   # square; every in-jit op of data.augment then applies). stats_images: images sampled for statistics
   # (mean/std, pixel mean, ZCA, PCA) when the dataset's metadata has none.
   c.data.streaming = ml_collections.ConfigDict(
-      {"enabled": False, "augment": "inception", "resize": 256, "crop": 224, "threads": 0,
-       "scale_min": 256, "scale_max": 512, "stats_images": 1000})
+    {
+      "enabled": False,
+      "augment": "inception",
+      "resize": 256,
+      "crop": 224,
+      "threads": 0,
+      "scale_min": 256,
+      "scale_max": 512,
+      "stats_images": 1000,
+    }
+  )
   # Training augmentation, in jit with JAX RNG (classic_cnns/data/augment.py); enabled=False turns
   # every op off at once (training then sees the evaluation view): the augmentation ablation.
   c.data.augment = ml_collections.ConfigDict()
@@ -99,7 +109,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.batch_size = 128  # global batch per optimizer step, split over all devices
   c.accum_steps = 1  # gradient accumulation: the batch is processed in this many micro-batches
-  c.dtype = "float32"  # compute dtype: float32 | bfloat16 (params, optimizer state, BN stats stay float32)
+  c.dtype = (
+    "float32"  # compute dtype: float32 | bfloat16 (params, optimizer state, BN stats stay float32)
+  )
   # Kernels, the implementation of the models' primitive ops (classic_cnns/backends): portable
   # (plain Flax / lax, every platform) | cpu (the XLA:CPU backend: oneDNN convolutions, custom
   # gradients, batched init; CPU-only runs; one line and exit 2 where it cannot run) | auto (cpu on a
@@ -151,7 +163,9 @@ def base_config() -> ml_collections.ConfigDict:
   # (the papers' multi-GPU runs), or ghost batches of `ghost_batch_size`.
   c.bn = ml_collections.ConfigDict({"stats": "global", "ghost_batch_size": 0})
 
-  c.skip_nonfinite_steps = False  # True: an update with NaN/Inf loss or gradients is skipped, not fatal
+  c.skip_nonfinite_steps = (
+    False  # True: an update with NaN/Inf loss or gradients is skipped, not fatal
+  )
   c.log_every_steps = 50
   c.eval_every_epochs = 1.0
   c.eval_every_steps = -1  # > 0 overrides eval_every_epochs
@@ -168,13 +182,18 @@ def _choice(value: str, options: tuple[str, ...], key: str) -> None:
 def _check_data(d: ml_collections.ConfigDict) -> None:
   """The normalisation / augmentation / evaluation-view fields of config.data."""
   from classic_cnns.data.augment import CROPS
+
   a = d.augment
   _choice(d.normalize, ("channel", "pixel", "none"), "data.normalize")
   _choice(d.stats, ("auto", "data", "metadata"), "data.stats")
   _choice(a.crop, CROPS, "data.augment.crop")
-  for key, value in (("data.pad_to", d.pad_to), ("data.eval_resize", d.eval_resize),
-                     ("data.eval_crop", d.eval_crop), ("data.augment.crop_padding", a.crop_padding),
-                     ("data.augment.crop_size", a.crop_size)):
+  for key, value in (
+    ("data.pad_to", d.pad_to),
+    ("data.eval_resize", d.eval_resize),
+    ("data.eval_crop", d.eval_crop),
+    ("data.augment.crop_padding", a.crop_padding),
+    ("data.augment.crop_size", a.crop_size),
+  ):
     if value < 0:
       raise ConfigError(f"config.{key} must be >= 0, got {value}")
   for key in ("gcn", "zca_bias"):
@@ -184,33 +203,51 @@ def _check_data(d: ml_collections.ConfigDict) -> None:
     if not 0 <= a[key] <= 10:
       raise ConfigError(f"config.data.augment.{key} must be in [0, 10], got {a[key]}")
   s = d.streaming
-  _choice(s.augment, ("inception", "resize_crop", "scale_jitter", "canvas"), "data.streaming.augment")
+  _choice(
+    s.augment, ("inception", "resize_crop", "scale_jitter", "canvas"), "data.streaming.augment"
+  )
   if min(s.resize, s.crop, s.scale_min, s.stats_images) <= 0 or s.scale_max < s.scale_min:
-    raise ConfigError(f"config.data.streaming: resize, crop, scale_min, stats_images must be positive and "
-                      f"scale_max >= scale_min, got {s.resize}, {s.crop}, {s.scale_min}..{s.scale_max}, {s.stats_images}")
-  if s.augment in ("resize_crop", "scale_jitter") and s.crop > (s.resize if s.augment == "resize_crop" else s.scale_min):
-    raise ConfigError(f"config.data.streaming.crop={s.crop} does not fit the {s.augment} images "
-                      f"(resize={s.resize}, scale_min={s.scale_min})")
+    raise ConfigError(
+      f"config.data.streaming: resize, crop, scale_min, stats_images must be positive and "
+      f"scale_max >= scale_min, got {s.resize}, {s.crop}, {s.scale_min}..{s.scale_max}, {s.stats_images}"
+    )
+  if s.augment in ("resize_crop", "scale_jitter") and s.crop > (
+    s.resize if s.augment == "resize_crop" else s.scale_min
+  ):
+    raise ConfigError(
+      f"config.data.streaming.crop={s.crop} does not fit the {s.augment} images "
+      f"(resize={s.resize}, scale_min={s.scale_min})"
+    )
   if (d.gcn or d.zca) and d.normalize != "none":
-    raise ConfigError("config.data.gcn / data.zca replace the mean/std normalisation; also set "
-                      "config.data.normalize=none")
+    raise ConfigError(
+      "config.data.gcn / data.zca replace the mean/std normalisation; also set "
+      "config.data.normalize=none"
+    )
   if d.zca and not d.zca_bias > 0:
     raise ConfigError(f"config.data.zca needs a positive config.data.zca_bias, got {d.zca_bias}")
   if a.crop != "none":
     if a.crop_padding:
-      raise ConfigError(f"config.data.augment.crop={a.crop!r} and crop_padding={a.crop_padding} are two "
-                        f"crop families; use one")
+      raise ConfigError(
+        f"config.data.augment.crop={a.crop!r} and crop_padding={a.crop_padding} are two "
+        f"crop families; use one"
+      )
     if not 0 < a.resize <= 8192:
       raise ConfigError(f"config.data.augment.resize must be in [1, 8192], got {a.resize}")
     if not 0 < a.scale_min <= a.scale_max <= 8192:
-      raise ConfigError(f"config.data.augment.scale_min/scale_max must satisfy 0 < min <= max <= 8192, "
-                        f"got {a.scale_min}, {a.scale_max}")
+      raise ConfigError(
+        f"config.data.augment.scale_min/scale_max must satisfy 0 < min <= max <= 8192, "
+        f"got {a.scale_min}, {a.scale_max}"
+      )
     if not 0 < a.area_min <= a.area_max <= 1:
-      raise ConfigError(f"config.data.augment.area_min/area_max must satisfy 0 < min <= max <= 1, "
-                        f"got {a.area_min}, {a.area_max}")
+      raise ConfigError(
+        f"config.data.augment.area_min/area_max must satisfy 0 < min <= max <= 1, "
+        f"got {a.area_min}, {a.area_max}"
+      )
     if not 0 < a.aspect_min <= a.aspect_max < float("inf"):
-      raise ConfigError(f"config.data.augment.aspect_min/aspect_max must satisfy 0 < min <= max, "
-                        f"got {a.aspect_min}, {a.aspect_max}")
+      raise ConfigError(
+        f"config.data.augment.aspect_min/aspect_max must satisfy 0 < min <= max, "
+        f"got {a.aspect_min}, {a.aspect_max}"
+      )
 
 
 def _leaves(cfg, prefix: str = ""):
@@ -225,7 +262,7 @@ def _check_finite(config: ml_collections.ConfigDict) -> None:
   """No field may be NaN or infinite (a NaN learning rate trains on NaNs, an infinite length never
   ends); tuples of numbers included."""
   for key, value in _leaves(config):
-    for v in (value if isinstance(value, (tuple, list)) else (value,)):
+    for v in value if isinstance(value, (tuple, list)) else (value,):
       if isinstance(v, float) and not math.isfinite(v):
         raise ConfigError(f"config.{key} must be a finite number, got {value}")
 
@@ -236,13 +273,23 @@ def _check_schema(config: ml_collections.ConfigDict) -> None:
   known = {key for key, _ in _leaves(base_config())}
   for key, _ in _leaves(config):
     if not key.startswith("model.") and key not in known:
-      raise ConfigError(f"config.{key} is not a config field (a typo in the config file? the fields are in "
-                        f"classic_cnns/config.py)")
+      raise ConfigError(
+        f"config.{key} is not a config field (a typo in the config file? the fields are in "
+        f"classic_cnns/config.py)"
+      )
 
 
-def _in_range(key: str, value, low: float, high: float = math.inf, low_open: bool = False,
-              high_open: bool = False) -> None:
-  ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+def _in_range(
+  key: str,
+  value,
+  low: float,
+  high: float = math.inf,
+  low_open: bool = False,
+  high_open: bool = False,
+) -> None:
+  ok = (value > low if low_open else value >= low) and (
+    value < high if high_open else value <= high
+  )
   if not ok:
     lo, hi = "(" if low_open else "[", ")" if high_open or high == math.inf else "]"
     raise ConfigError(f"config.{key} must be in {lo}{low:g}, {high:g}{hi}, got {value}")
@@ -251,7 +298,7 @@ def _in_range(key: str, value, low: float, high: float = math.inf, low_open: boo
 def _check_numbers(config: ml_collections.ConfigDict) -> None:
   """Ranges of the numeric hyperparameters (after _check_finite)."""
   o, s, m = config.optimizer, config.schedule, config.model
-  if not isinstance(config.seed, int) or not 0 <= config.seed < 2 ** 31:
+  if not isinstance(config.seed, int) or not 0 <= config.seed < 2**31:
     raise ConfigError(f"config.seed must be an integer in [0, 2**31), got {config.seed}")
   _in_range("optimizer.lr", o.lr, 0, low_open=True)
   _in_range("optimizer.momentum", o.momentum, 0, 1, high_open=True)
@@ -266,13 +313,17 @@ def _check_numbers(config: ml_collections.ConfigDict) -> None:
   _in_range("schedule.decay_factor", s.decay_factor, 0, low_open=True)
   _in_range("schedule.final_lr_fraction", s.final_lr_fraction, 0)
   bounds = list(s.boundaries)
-  if any(not isinstance(b, (int, float)) or isinstance(b, bool) or b < 0 for b in bounds) or bounds != sorted(bounds):
-    raise ConfigError(f"config.schedule.boundaries must be non-negative numbers in increasing order, got {s.boundaries}")
+  if any(
+    not isinstance(b, (int, float)) or isinstance(b, bool) or b < 0 for b in bounds
+  ) or bounds != sorted(bounds):
+    raise ConfigError(
+      f"config.schedule.boundaries must be non-negative numbers in increasing order, got {s.boundaries}"
+    )
   _in_range("loss.aux_weight", config.loss.aux_weight, 0)
   _in_range("data.val_size", config.data.val_size, 0)
   _in_range("data.streaming.threads", config.data.streaming.threads, 0)
   if config.num_steps > 0:
-    _in_range("num_steps", config.num_steps, 1, 2 ** 31 - 1)
+    _in_range("num_steps", config.num_steps, 1, 2**31 - 1)
   else:
     _in_range("num_epochs", config.num_epochs, 0, 1e6, low_open=True)
   if config.eval_every_steps <= 0:
@@ -289,6 +340,7 @@ def _check_numbers(config: ml_collections.ConfigDict) -> None:
 def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None:
   """Raises ConfigError (one line) for any value that cannot work; builds nothing."""
   from classic_cnns.models import registry
+
   _check_schema(config)
   _check_finite(config)
   registry.list_models()  # registers the families
@@ -306,31 +358,46 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   _choice(config.cpu_convs, CPU_CONVS, "cpu_convs")
   if config.data.source in ("npz", "folder") and not config.data.path:
     raise ConfigError(f"config.data.source={config.data.source!r} needs config.data.path")
-  for key in ("batch_size", "eval_batch_size", "log_every_steps", "keep_checkpoints",
-              "checkpoint_every_steps"):
+  for key in (
+    "batch_size",
+    "eval_batch_size",
+    "log_every_steps",
+    "keep_checkpoints",
+    "checkpoint_every_steps",
+  ):
     if config[key] <= 0:
       raise ConfigError(f"config.{key} must be positive, got {config[key]}")
   if not isinstance(config.model.get("num_classes"), int) or config.model.num_classes < 1:
-    raise ConfigError(f"config.model.num_classes must be a positive integer, got {config.model.get('num_classes')!r}")
+    raise ConfigError(
+      f"config.model.num_classes must be a positive integer, got {config.model.get('num_classes')!r}"
+    )
   if config.num_steps <= 0 and config.num_epochs <= 0:
     raise ConfigError("set a positive config.num_epochs or config.num_steps")
   if config.batch_size % num_devices:
-    raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the "
-                      f"{num_devices} devices; use a multiple of {num_devices}")
+    raise ConfigError(
+      f"config.batch_size={config.batch_size} is not divisible by the "
+      f"{num_devices} devices; use a multiple of {num_devices}"
+    )
   if config.accum_steps < 1 or config.batch_size % (num_devices * config.accum_steps):
-    raise ConfigError(f"config.batch_size={config.batch_size} must be divisible by devices x accum_steps "
-                      f"= {num_devices} x {config.accum_steps}")
+    raise ConfigError(
+      f"config.batch_size={config.batch_size} must be divisible by devices x accum_steps "
+      f"= {num_devices} x {config.accum_steps}"
+    )
   _choice(config.dtype, ("float32", "bfloat16"), "dtype")
   _check_numbers(config)
   if not 0 <= config.ema_decay < 1:
     raise ConfigError(f"config.ema_decay must be in [0, 1) (0 = off), got {config.ema_decay}")
   if not 0 <= config.loss.label_smoothing < 1:
-    raise ConfigError(f"config.loss.label_smoothing must be in [0, 1), got {config.loss.label_smoothing}")
+    raise ConfigError(
+      f"config.loss.label_smoothing must be in [0, 1), got {config.loss.label_smoothing}"
+    )
   if config.bn.stats == "ghost":
     g = config.bn.ghost_batch_size
     micro = config.batch_size // max(config.accum_steps, 1)
     if g <= 0 or micro % g:
-      raise ConfigError(f"config.bn.ghost_batch_size={g} must be positive and divide the (micro-)batch {micro}")
+      raise ConfigError(
+        f"config.bn.ghost_batch_size={g} must be positive and divide the (micro-)batch {micro}"
+      )
   if config.schedule.name == "multistep" and not config.schedule.boundaries:
     raise ConfigError("schedule.name='multistep' needs config.schedule.boundaries")
   if config.schedule.name == "step" and config.schedule.step_size <= 0:

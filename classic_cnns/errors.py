@@ -1,4 +1,5 @@
 """The user-facing error classes every layer may raise; the CLIs turn them into one line."""
+
 from __future__ import annotations
 
 

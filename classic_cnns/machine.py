@@ -1,4 +1,5 @@
 """Facts about the machine a run is on, for reports and per-machine caches."""
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,9 @@ def cpu_model() -> str:
   model = platform.processor() or ""
   try:
     with open("/proc/cpuinfo") as f:
-      return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+      return next(
+        (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model
+      )
   except OSError:
     return model
 
@@ -19,7 +22,8 @@ def cache_root() -> str:
   """The project's cache directory: $CLASSIC_CNNS_CACHE, else $XDG_CACHE_HOME/classic_cnns, else
   ~/.cache/classic_cnns (the CPU backend's kernel library and conv choices, the XLA cache)."""
   return os.environ.get("CLASSIC_CNNS_CACHE") or os.path.join(
-      os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "classic_cnns")
+    os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "classic_cnns"
+  )
 
 
 def cache_dir() -> str:

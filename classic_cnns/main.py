@@ -18,6 +18,7 @@ Multi-host: run the same command on every host with --coordinator_address=HOST0:
 --num_processes=N --process_id=I (or in an environment JAX detects, e.g. SLURM or Cloud TPU); each
 process feeds its own slice of every global batch, only process 0 writes logs and metrics.
 """
+
 from __future__ import annotations
 
 import sys
@@ -27,11 +28,17 @@ from ml_collections import config_flags
 
 from classic_cnns import cli
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a config file in configs/.",
-                                          lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and TensorBoard files.")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
-                                   "Multi-host: host:port of process 0 (or set JAX's cluster environment).")
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Path to a config file in configs/.", lock_config=True
+)
+_WORKDIR = flags.DEFINE_string(
+  "workdir", None, "Directory for checkpoints, metrics and TensorBoard files."
+)
+_COORDINATOR = flags.DEFINE_string(
+  "coordinator_address",
+  None,
+  "Multi-host: host:port of process 0 (or set JAX's cluster environment).",
+)
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes.")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Multi-host: this process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
@@ -41,6 +48,7 @@ def main(argv: list[str]) -> None:
   if len(argv) > 1:
     cli.fail(f"unexpected arguments {argv[1:]}")
   from absl import logging
+
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
   config = cli.load_config(_CONFIG)
@@ -48,6 +56,7 @@ def main(argv: list[str]) -> None:
   import jax
   from classic_cnns import parallel, train
   from classic_cnns.config import validate_config
+
   with cli.user_errors():
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     validate_config(config, jax.device_count())

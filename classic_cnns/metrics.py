@@ -10,6 +10,7 @@ A train record whose averaging window lacks steps because the run resumed from a
 did not carry them (one written by an older version, or a changed config.log_every_steps) has
 `"partial_window": true`.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,6 +37,7 @@ class MetricsWriter:
       f.writelines(kept)
     os.replace(tmp, self.path)
     from tensorboardX import SummaryWriter
+
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
   def _records_up_to(self, resume_step: int) -> list[str]:
@@ -56,13 +58,22 @@ class MetricsWriter:
       if step <= resume_step and not split.endswith("_final"):
         kept.append(line if line.endswith("\n") else line + "\n")
     if dropped:
-      where = ("its last line, cut short by an interrupted write" if dropped == [len(lines)]
-               else f"unreadable line(s) {', '.join(map(str, dropped[:5]))}{' ...' if len(dropped) > 5 else ''}")
+      where = (
+        "its last line, cut short by an interrupted write"
+        if dropped == [len(lines)]
+        else f"unreadable line(s) {', '.join(map(str, dropped[:5]))}{' ...' if len(dropped) > 5 else ''}"
+      )
       print(f"warning: {self.path}: dropped {where}", flush=True)
     return kept
 
-  def write(self, step: int, split: str, values: dict[str, float], extra_tb: dict[str, float] | None = None,
-            partial_window: bool = False):
+  def write(
+    self,
+    step: int,
+    split: str,
+    values: dict[str, float],
+    extra_tb: dict[str, float] | None = None,
+    partial_window: bool = False,
+  ):
     """One record; `partial_window`: a train record averaged over fewer steps than an uninterrupted
     run's (marked so in metrics.jsonl)."""
     if not self.enabled:
@@ -109,16 +120,21 @@ class Progress:
       return
     eta = (self.total - step) / rates["steps_per_s"] if rates["steps_per_s"] > 0 else float("inf")
     acc = f" top1 {100 * values['top1']:.2f}%" if "top1" in values else ""
-    print(f"step {step}/{self.total} (epoch {step / self.spe:.2f}) loss {values['loss']:.4f}{acc} "
-          f"lr {values.get('lr', float('nan')):.4g} | {rates['steps_per_s']:.1f} steps/s "
-          f"{rates['img_per_s']:.0f} img/s | ETA {format_duration(eta)}", flush=True)
+    print(
+      f"step {step}/{self.total} (epoch {step / self.spe:.2f}) loss {values['loss']:.4f}{acc} "
+      f"lr {values.get('lr', float('nan')):.4g} | {rates['steps_per_s']:.1f} steps/s "
+      f"{rates['img_per_s']:.0f} img/s | ETA {format_duration(eta)}",
+      flush=True,
+    )
 
 
 # ----------------------------------------------------------------------------- logging windows
 def summarise_window(step_metrics: list[dict[str, np.ndarray]]) -> tuple[dict[str, float], int]:
   """Mean of each metric over the logged steps (skipped steps excluded), #skipped."""
   kept = [m for m in step_metrics if m["skipped"] == 0] or step_metrics
-  values = {k: float(np.mean([m[k] for m in kept])) for k in kept[0] if k not in ("skipped", "finite")}
+  values = {
+    k: float(np.mean([m[k] for m in kept])) for k in kept[0] if k not in ("skipped", "finite")
+  }
   skipped = int(sum(m["skipped"] for m in step_metrics))
   return values, skipped
 
@@ -127,24 +143,35 @@ def window_meta(window: list[dict[str, np.ndarray]], window_start: int) -> dict:
   """The per-step metrics since the last train record, for a checkpoint's metadata: a run resumed
   from it logs the same averages as an uninterrupted run."""
   keys = list(window[0]) if window else []
-  return {"start": window_start,
-          "metrics": {k: {"dtype": str(np.asarray(window[0][k]).dtype),
-                          "values": [np.asarray(m[k]).item() for m in window]} for k in keys}}
+  return {
+    "start": window_start,
+    "metrics": {
+      k: {
+        "dtype": str(np.asarray(window[0][k]).dtype),
+        "values": [np.asarray(m[k]).item() for m in window],
+      }
+      for k in keys
+    },
+  }
 
 
-def window_from_meta(carried: dict | None, resume_step: int, log_every: int) -> tuple[list[dict[str, np.ndarray]], int]:
+def window_from_meta(
+  carried: dict | None, resume_step: int, log_every: int
+) -> tuple[list[dict[str, np.ndarray]], int]:
   """(per-step metrics, the step before the first of them) to continue the logging window of a run
   resumed at `resume_step` from what its checkpoint carried: the steps after the last multiple of
   `log_every`, or as many as it carried (a partial window) or none (a checkpoint without them)."""
   try:
     start, metrics = int(carried["start"]), carried["metrics"]
     n = resume_step - start
-    window = [{k: np.asarray(v["values"][i], v["dtype"]) for k, v in metrics.items()} for i in range(n)]
+    window = [
+      {k: np.asarray(v["values"][i], v["dtype"]) for k, v in metrics.items()} for i in range(n)
+    ]
     if n < 0 or any(len(v["values"]) != n for v in metrics.values()):
       raise ValueError(n)
   except (TypeError, KeyError, ValueError, IndexError):
     return [], resume_step
   boundary = resume_step - resume_step % log_every
   if start < boundary:
-    window, start = window[boundary - start:], boundary
+    window, start = window[boundary - start :], boundary
   return window, start

@@ -8,6 +8,7 @@ Weight decay comes in two forms (config.optimizer.weight_decay_mode):
 Both are masked to conv/dense kernels by default (decay_mask="kernels": no decay on biases and
 norm scales/offsets); decay_mask="all" decays every parameter (GN paper Sec. 5.1).
 """
+
 from __future__ import annotations
 
 import jax
@@ -30,7 +31,9 @@ def l2_penalty(params, which: str) -> jax.Array:
   return 0.5 * sum(jax.tree.leaves(sq))
 
 
-def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int) -> optax.Schedule:
+def make_schedule(
+  cfg: ml_collections.ConfigDict, steps_per_epoch: int, total_steps: int
+) -> optax.Schedule:
   """Learning rate per step: linear warmup, then constant / step / multistep / cosine."""
   to_steps = (lambda v: int(round(v * steps_per_epoch))) if cfg.schedule.unit == "epoch" else int
   s, lr = cfg.schedule, cfg.optimizer.lr
@@ -39,7 +42,8 @@ def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, total_st
     main = optax.constant_schedule(lr)
   elif s.name == "multistep":
     main = optax.piecewise_constant_schedule(
-        lr, {to_steps(b) - warmup: s.decay_factor for b in s.boundaries})
+      lr, {to_steps(b) - warmup: s.decay_factor for b in s.boundaries}
+    )
   elif s.name == "step":
     main = optax.exponential_decay(lr, to_steps(s.step_size), s.decay_factor, staircase=True)
   elif s.name == "cosine":
@@ -52,10 +56,16 @@ def make_schedule(cfg: ml_collections.ConfigDict, steps_per_epoch: int, total_st
   return optax.join_schedules([ramp, main], [warmup])
 
 
-def make_optimizer(cfg: ml_collections.ConfigDict, schedule: optax.Schedule, params) -> optax.GradientTransformation:
+def make_optimizer(
+  cfg: ml_collections.ConfigDict, schedule: optax.Schedule, params
+) -> optax.GradientTransformation:
   o = cfg.optimizer
   if o.name in ("sgd", "nesterov"):
-    direction = optax.trace(decay=o.momentum, nesterov=o.name == "nesterov") if o.momentum else optax.identity()
+    direction = (
+      optax.trace(decay=o.momentum, nesterov=o.name == "nesterov")
+      if o.momentum
+      else optax.identity()
+    )
   elif o.name in ("adam", "adamw"):
     direction = optax.scale_by_adam(o.b1, o.b2, o.eps)
   elif o.name == "rmsprop":

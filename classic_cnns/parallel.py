@@ -4,6 +4,7 @@ Parameters and optimizer state are replicated (`P()`); every batch is split alon
 axis over the mesh axis "data" (`P("data")`). With several processes (multi-host), each process
 feeds only its own slice of the global batch (`jax.make_array_from_process_local_data`).
 """
+
 from __future__ import annotations
 
 import jax
@@ -13,11 +14,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 DATA_AXIS = "data"
 
 
-def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> None:
+def initialize_distributed(
+  coordinator_address: str | None = None,
+  num_processes: int | None = None,
+  process_id: int | None = None,
+) -> None:
   """`jax.distributed.initialize` from flags (or JAX's cluster auto-detection when
   JAX_COORDINATOR_ADDRESS etc. are set). CPU processes talk through gloo collectives."""
   import os
+
   explicit = coordinator_address is not None
   if not explicit and "JAX_COORDINATOR_ADDRESS" not in os.environ:
     return  # single process
@@ -50,5 +55,6 @@ def process_slice(global_batch: int) -> slice:
 
 def to_global(local: np.ndarray, mesh: Mesh, global_batch: int) -> jax.Array:
   """Assembles per-process local rows into one global array sharded over the batch axis."""
-  return jax.make_array_from_process_local_data(batch_sharded(mesh), local,
-                                                (global_batch,) + local.shape[1:])
+  return jax.make_array_from_process_local_data(
+    batch_sharded(mesh), local, (global_batch,) + local.shape[1:]
+  )

@@ -12,6 +12,7 @@ ends with one line `error: ...` and exit status 2 (classic_cnns/cli.py; --debug 
 traceback). The command holds the workdir's lock shared (classic_cnns/workdir.py): it runs beside
 evaluations, but not beside a training run in the same workdir (one line, exit status 1).
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,10 @@ _FLAGS: dict = {}
 
 
 def _define_flags() -> dict:
-  return {"workdir": flags.DEFINE_string("workdir", None, "A training run's workdir."),
-          "top": flags.DEFINE_integer("top", 5, "How many classes to print per image.")}
+  return {
+    "workdir": flags.DEFINE_string("workdir", None, "A training run's workdir."),
+    "top": flags.DEFINE_integer("top", 5, "How many classes to print per image."),
+  }
 
 
 def _tuples(v):
@@ -52,17 +55,22 @@ def load_run(workdir: str):
   """(config, class names) of a workdir written by the trainer."""
   import ml_collections
   from classic_cnns.config import ConfigError, base_config
+
   paths = [os.path.join(workdir, f) for f in ("config.json", "classes.json")]
   for p in paths:
     if not os.path.isfile(p):
       raise ConfigError(f"{p} not found; --workdir must be a training run's workdir")
   try:
     with open(paths[0]) as f:
-      config = ml_collections.ConfigDict(_with_defaults(_tuples(json.load(f)), base_config().to_dict()))
+      config = ml_collections.ConfigDict(
+        _with_defaults(_tuples(json.load(f)), base_config().to_dict())
+      )
     with open(paths[1]) as f:
       classes = [str(c) for c in json.load(f)]
   except (OSError, ValueError, TypeError, AttributeError) as e:
-    raise ConfigError(f"cannot read the run in {workdir}: {' '.join(str(e).split())[:200]}") from None
+    raise ConfigError(
+      f"cannot read the run in {workdir}: {' '.join(str(e).split())[:200]}"
+    ) from None
   return config, classes
 
 
@@ -71,6 +79,7 @@ def read_images(paths: list[str], image_shape: tuple[int, int, int]):
   import numpy as np
   from PIL import Image, UnidentifiedImageError
   from classic_cnns.data.sources import DatasetError
+
   h, w, c = image_shape
   out = []
   for p in paths:
@@ -90,6 +99,7 @@ def predict(workdir: str, paths: list[str], top: int = 5) -> list[list[tuple[str
   """For each image, its `top` (class name, probability) pairs, most probable first. Holds the
   workdir's shared lock (WorkdirBusyError while a training run holds it)."""
   from classic_cnns import workdir as workdir_lib
+
   with workdir_lib.lock(workdir, shared=True):
     return _predict(workdir, paths, top)
 
@@ -102,6 +112,7 @@ def _predict(workdir: str, paths: list[str], top: int) -> list[list[tuple[str, f
   from classic_cnns import backends
   from classic_cnns import steps
   from classic_cnns.evaluate import restore
+
   config, classes = load_run(workdir)
   cli.set_xla_flags(config.get("kernels", "auto"), echo=False)  # before JAX starts its backends
   backends.use_compilation_cache(config.compilation_cache_dir)  # the run's own setting
@@ -132,6 +143,7 @@ def main(argv: list[str]) -> None:
   if not paths:
     cli.fail("give one or more image files: python -m classic_cnns.predict --workdir=DIR IMAGE...")
   from absl import logging
+
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)
   if _FLAGS["top"].value < 1:

@@ -6,6 +6,7 @@ and the host-side checks of the state's finiteness.
 metrics)`; `make_eval_step(model, prep, dtype)` returns `step(state, batch) -> sums` over a padded,
 masked batch; `evaluate` adds them up over a split.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -24,6 +25,7 @@ from classic_cnns.data import augment
 
 class TrainingDivergedError(RuntimeError):
   """Loss or parameters became NaN/Inf; the message is one line meant for the user."""
+
   exit_status = 1  # a runtime failure, not bad input
 
 
@@ -70,26 +72,40 @@ def all_finite(tree: Any) -> jax.Array:
   return jnp.isfinite(sum(sums)) if sums else jnp.array(True)
 
 
-def make_train_step(model: nn.Module, config: ml_collections.ConfigDict, prep: augment.Preprocess,
-                    schedule: optax.Schedule, dtype):
+def make_train_step(
+  model: nn.Module,
+  config: ml_collections.ConfigDict,
+  prep: augment.Preprocess,
+  schedule: optax.Schedule,
+  dtype,
+):
   l2 = optim.uses_l2_loss(config)
 
   accum = config.accum_steps
 
   def grads_of(params, batch_stats, images, labels, dropout_key):
     def loss_fn(params):
-      out, new_vars = model.apply({"params": params, "batch_stats": batch_stats}, images,
-                                  train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+      out, new_vars = model.apply(
+        {"params": params, "batch_stats": batch_stats},
+        images,
+        train=True,
+        rngs={"dropout": dropout_key},
+        mutable=["batch_stats"],
+      )
       logits, aux = split_aux(out)
       data_loss = cross_entropy(logits, labels, config.loss.label_smoothing).mean()
       # GoogLeNet Sec. 5: auxiliary losses added with weight 0.3 during training only.
       aux_loss = sum(cross_entropy(a, labels, config.loss.label_smoothing).mean() for a in aux)
       loss = data_loss + config.loss.aux_weight * aux_loss
       if l2:
-        loss = loss + config.optimizer.weight_decay * optim.l2_penalty(params, config.optimizer.decay_mask)
+        loss = loss + config.optimizer.weight_decay * optim.l2_penalty(
+          params, config.optimizer.decay_mask
+        )
       return loss, (data_loss, logits.astype(jnp.float32), new_vars.get("batch_stats", {}))
 
-    (loss, (data_loss, logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    (loss, (data_loss, logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+      params
+    )
     return grads, loss, data_loss, logits, new_stats
 
   def train_step(state: TrainState, batch: dict[str, jax.Array]):
@@ -98,8 +114,9 @@ def make_train_step(model: nn.Module, config: ml_collections.ConfigDict, prep: a
     images = augment.preprocess(batch["image"], prep, train=True, rng=aug_key, dtype=dtype)
     labels = batch["label"]
     if accum == 1:
-      grads, loss, data_loss, logits, batch_stats = grads_of(state.params, state.batch_stats, images, labels,
-                                                             dropout_key)
+      grads, loss, data_loss, logits, batch_stats = grads_of(
+        state.params, state.batch_stats, images, labels, dropout_key
+      )
     else:
       # Gradient accumulation: `accum` micro-batches, rows strided (i, i+accum, ...) so that every
       # micro-batch spans all devices; gradients averaged = one step on the whole batch (without BN).
@@ -108,31 +125,42 @@ def make_train_step(model: nn.Module, config: ml_collections.ConfigDict, prep: a
       def body(carry, xs):
         grad_sum, stats = carry
         imgs, lbls, i = xs
-        g, l, dl, lg, stats = grads_of(state.params, stats, imgs, lbls, jax.random.fold_in(dropout_key, i))
+        g, l, dl, lg, stats = grads_of(
+          state.params, stats, imgs, lbls, jax.random.fold_in(dropout_key, i)
+        )
         return (jax.tree.map(jnp.add, grad_sum, g), stats), (l, dl, lg)
 
       zeros = jax.tree.map(jnp.zeros_like, state.params)
       (grads, batch_stats), (losses, data_losses, logits) = jax.lax.scan(
-          body, (zeros, state.batch_stats), (micro(images), micro(labels), jnp.arange(accum)))
+        body, (zeros, state.batch_stats), (micro(images), micro(labels), jnp.arange(accum))
+      )
       grads = jax.tree.map(lambda g: g / accum, grads)
       loss, data_loss = losses.mean(), data_losses.mean()
       logits = logits.swapaxes(0, 1).reshape((labels.shape[0],) + logits.shape[2:])
     new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
     if config.ema_decay:  # Inception-v3 Sec. 8: evaluate a running average of the parameters
       d = config.ema_decay
-      new_state = new_state.replace(ema_params=jax.tree.map(lambda e, p: d * e + (1 - d) * p,
-                                                            state.ema_params, new_state.params))
+      new_state = new_state.replace(
+        ema_params=jax.tree.map(
+          lambda e, p: d * e + (1 - d) * p, state.ema_params, new_state.params
+        )
+      )
     ok = jnp.isfinite(loss)
-    if config.skip_nonfinite_steps:  # keep the previous state; the step counter (data order) advances
+    if (
+      config.skip_nonfinite_steps
+    ):  # keep the previous state; the step counter (data order) advances
       ok = ok & all_finite(grads)  # a finite loss can still have non-finite gradients
       kept = state.replace(step=new_state.step)
       new_state = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, kept)
-    metrics = {"loss": data_loss, "total_loss": loss,
-               "top1": topk_correct(logits, labels, 1).mean(),
-               "top5": topk_correct(logits, labels, 5).mean(),
-               "lr": schedule(state.step),
-               "skipped": 1.0 - ok.astype(jnp.float32),
-               "finite": jnp.isfinite(loss)}
+    metrics = {
+      "loss": data_loss,
+      "total_loss": loss,
+      "top1": topk_correct(logits, labels, 1).mean(),
+      "top5": topk_correct(logits, labels, 5).mean(),
+      "lr": schedule(state.step),
+      "skipped": 1.0 - ok.astype(jnp.float32),
+      "finite": jnp.isfinite(loss),
+    }
     return new_state, metrics
 
   return train_step
@@ -143,10 +171,12 @@ def make_eval_step(model: nn.Module, prep: augment.Preprocess, dtype):
     images = augment.preprocess(batch["image"], prep, train=False, rng=None, dtype=dtype)
     logits = model.apply(eval_variables(state), images, train=False)
     labels, mask = batch["label"], batch["mask"]
-    return {"loss": jnp.sum(cross_entropy(logits, labels, 0.0) * mask),
-            "top1": jnp.sum(topk_correct(logits, labels, 1) * mask),
-            "top5": jnp.sum(topk_correct(logits, labels, 5) * mask),
-            "count": jnp.sum(mask)}
+    return {
+      "loss": jnp.sum(cross_entropy(logits, labels, 0.0) * mask),
+      "top1": jnp.sum(topk_correct(logits, labels, 1) * mask),
+      "top5": jnp.sum(topk_correct(logits, labels, 5) * mask),
+      "count": jnp.sum(mask),
+    }
 
   return eval_step
 
@@ -159,18 +189,25 @@ def evaluate(eval_step, state: TrainState, batches) -> dict[str, float]:
     totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
   totals = jax.device_get(totals)
   n = float(totals["count"])
-  return {"loss": float(totals["loss"]) / n, "top1": float(totals["top1"]) / n,
-          "top5": float(totals["top5"]) / n, "count": n}
+  return {
+    "loss": float(totals["loss"]) / n,
+    "top1": float(totals["top1"]) / n,
+    "top5": float(totals["top5"]) / n,
+    "count": n,
+  }
 
 
 # ----------------------------------------------------------------------------- guard
 # The whole state (parameters, BatchNorm statistics, optimizer state), checked wherever the loop
 # logs, evaluates or saves: nothing NaN/Inf is ever written to a checkpoint.
-state_all_finite = jax.jit(lambda state: all_finite((state.params, state.batch_stats, state.opt_state)))
+state_all_finite = jax.jit(
+  lambda state: all_finite((state.params, state.batch_stats, state.opt_state))
+)
 
 
-def check_finite(window: list[dict[str, np.ndarray]], window_start: int, state: TrainState, config,
-                 directory: str) -> None:
+def check_finite(
+  window: list[dict[str, np.ndarray]], window_start: int, state: TrainState, config, directory: str
+) -> None:
   """Raises TrainingDivergedError if a step of `window` (the host metrics of steps window_start+1 ..
   window_start+len(window)) has a NaN/Inf loss and was not skipped, or if `state` (after the last of
   them) is not finite. The step named is the first such loss, else the last step: the same at every
@@ -182,6 +219,7 @@ def check_finite(window: list[dict[str, np.ndarray]], window_start: int, state: 
   what = "the loss became" if bad is not None else "the model or optimizer state holds"
   hint = "" if config.skip_nonfinite_steps else ", or set config.skip_nonfinite_steps=True"
   raise TrainingDivergedError(
-      f"training diverged: {what} NaN/Inf at step {window_start + index + 1} (lr {float(window[index]['lr']):.4g}); "
-      f"start again in a new --workdir with a lower config.optimizer.lr or warmup (config.schedule.warmup)"
-      f"{hint}; nothing from that step on was saved, the last good checkpoint is kept in {directory}")
+    f"training diverged: {what} NaN/Inf at step {window_start + index + 1} (lr {float(window[index]['lr']):.4g}); "
+    f"start again in a new --workdir with a lower config.optimizer.lr or warmup (config.schedule.warmup)"
+    f"{hint}; nothing from that step on was saved, the last good checkpoint is kept in {directory}"
+  )

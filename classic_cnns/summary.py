@@ -26,6 +26,7 @@ Numbers reported (per image, eval mode: auxiliary heads and dropout off):
 
 Imports no TensorFlow.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -37,19 +38,38 @@ from absl import flags
 from classic_cnns import cli
 
 _MODEL = cli.define_once(flags.DEFINE_string, "model", None, "Registered model name (see --all).")
-_INPUT = cli.define_once(flags.DEFINE_integer, "input", None, "Square input size (default: the model's registered input_size).")
-_BATCH = cli.define_once(flags.DEFINE_integer, "batch", 1, "Batch size traced (numbers are reported per image).")
-_CHANNELS = flags.DEFINE_integer("in_channels", None, "Input channels (default: the registered value).")
+_INPUT = cli.define_once(
+  flags.DEFINE_integer,
+  "input",
+  None,
+  "Square input size (default: the model's registered input_size).",
+)
+_BATCH = cli.define_once(
+  flags.DEFINE_integer, "batch", 1, "Batch size traced (numbers are reported per image)."
+)
+_CHANNELS = flags.DEFINE_integer(
+  "in_channels", None, "Input channels (default: the registered value)."
+)
 _CLASSES = flags.DEFINE_integer("num_classes", None, "Override the model's num_classes.")
-_DEPTH = flags.DEFINE_integer("depth", None, "Show layers down to this nesting depth (default: all).")
-_ALL = cli.define_once(flags.DEFINE_bool, "all", False, "One row per registered model instead of a layer table.")
-_FLOPS = flags.DEFINE_bool("flops", False, "With --all: also lower every model for XLA FLOPs (slower).")
-_PATTERN = flags.DEFINE_string("pattern", "", "With --all: only the models whose name contains this.")
+_DEPTH = flags.DEFINE_integer(
+  "depth", None, "Show layers down to this nesting depth (default: all)."
+)
+_ALL = cli.define_once(
+  flags.DEFINE_bool, "all", False, "One row per registered model instead of a layer table."
+)
+_FLOPS = flags.DEFINE_bool(
+  "flops", False, "With --all: also lower every model for XLA FLOPs (slower)."
+)
+_PATTERN = flags.DEFINE_string(
+  "pattern", "", "With --all: only the models whose name contains this."
+)
 
 
 @dataclasses.dataclass
 class Layer:
-  path: tuple[str, ...]  # module path from the root, e.g. ("layer1_0", "conv1"); ("(model)",) = root
+  path: tuple[
+    str, ...
+  ]  # module path from the root, e.g. ("layer1_0", "conv1"); ("(model)",) = root
   kind: str  # module class name
   output_shape: str  # e.g. "1x56x56x64", tuples as "(...)"
   params: int  # trainable parameters of this module and its submodules
@@ -70,11 +90,13 @@ class Summary:
 
 def _size(tree) -> int:
   import jax
+
   return sum(int(math.prod(x.shape)) for x in jax.tree.leaves(tree))
 
 
 def _shape_str(out) -> str:
   import jax
+
   if hasattr(out, "shape"):
     return "x".join(str(d) for d in out.shape) or "scalar"
   if isinstance(out, (tuple, list)):
@@ -109,7 +131,7 @@ def _jaxpr_macs(jaxpr) -> int:
     else:
       subs = []
       for v in eqn.params.values():
-        for item in (v if isinstance(v, (tuple, list)) else (v,)):
+        for item in v if isinstance(v, (tuple, list)) else (v,):
           inner = getattr(item, "jaxpr", item)  # ClosedJaxpr -> Jaxpr
           if hasattr(inner, "eqns"):
             subs.append(_jaxpr_macs(inner))
@@ -150,20 +172,28 @@ def trace(model, input_shape: tuple[int, int, int, int]) -> tuple[dict, list[Lay
   def init(x):
     with nn.intercept_methods(interceptor):
       out, variables = model.init_with_output(
-          {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=False)
+        {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=False
+      )
     result["out"] = _shape_str(out)
     return variables
 
   variables = dict(jax.eval_shape(init, jax.ShapeDtypeStruct(input_shape, jnp.float32)))
   params = variables.get("params", {})
-  layers = [Layer(p if p else ("(model)",), kind, slot[0] if slot else "-",
-                  _size(_subtree(params, p)) if p else _size(params))
-            for p, kind, slot in calls]
+  layers = [
+    Layer(
+      p if p else ("(model)",),
+      kind,
+      slot[0] if slot else "-",
+      _size(_subtree(params, p)) if p else _size(params),
+    )
+    for p, kind, slot in calls
+  ]
   return variables, layers, result.get("out", "-")
 
 
-def inference_cost(model, variables, input_shape: tuple[int, int, int, int],
-                   flops: bool = True) -> tuple[int, float | None]:
+def inference_cost(
+  model, variables, input_shape: tuple[int, int, int, int], flops: bool = True
+) -> tuple[int, float | None]:
   """(MACs, XLA FLOPs or None) of the eval-mode forward pass over the batch.
 
   The MACs are counted on the traced jaxpr (every conv and matrix product, the papers' and
@@ -173,7 +203,10 @@ def inference_cost(model, variables, input_shape: tuple[int, int, int, int],
   import jax.numpy as jnp
   import dataclasses
   from classic_cnns.models.layers import PORTABLE
-  if "kernels" in {f.name for f in dataclasses.fields(model)}:  # oneDNN custom calls hide their convs
+
+  if "kernels" in {
+    f.name for f in dataclasses.fields(model)
+  }:  # oneDNN custom calls hide their convs
     model = model.clone(kernels=PORTABLE)
   x = jax.ShapeDtypeStruct(input_shape, jnp.float32)
   traced = jax.jit(lambda v, x: model.apply(v, x, train=False)).trace(variables, x)
@@ -186,12 +219,20 @@ def inference_cost(model, variables, input_shape: tuple[int, int, int, int],
   return macs, (float(cost["flops"]) if cost and "flops" in cost else None)
 
 
-def build(name: str, input_size: int | None = None, batch: int = 1, in_channels: int | None = None,
-          num_classes: int | None = None, macs: bool = True, flops: bool = True) -> Summary:
+def build(
+  name: str,
+  input_size: int | None = None,
+  batch: int = 1,
+  in_channels: int | None = None,
+  num_classes: int | None = None,
+  macs: bool = True,
+  flops: bool = True,
+) -> Summary:
   """Summary of the registered model `name` (ValueError for an unknown name). macs=False skips
   the trace of the forward pass (parameter counts only: one abstract init); flops=False skips the
   XLA lowering."""
   from classic_cnns.models import registry
+
   info = registry.model_info(name)
   overrides = {} if num_classes is None else {"num_classes": num_classes}
   model = registry.create_model(name, **overrides)
@@ -202,8 +243,17 @@ def build(name: str, input_size: int | None = None, batch: int = 1, in_channels:
   other = sum(_size(v) for k, v in variables.items() if k != "params")
   m, f = inference_cost(model, variables, shape, flops) if (macs or flops) else (None, None)
   comparable = shape[-1] == info.in_channels and num_classes in (None, info.num_classes)
-  return Summary(name, shape, layers, params, other, None if m is None else m // batch,
-                 None if f is None else f / batch, out, comparable)
+  return Summary(
+    name,
+    shape,
+    layers,
+    params,
+    other,
+    None if m is None else m // batch,
+    None if f is None else f / batch,
+    out,
+    comparable,
+  )
 
 
 def _g(x: float | None) -> str:
@@ -216,14 +266,21 @@ def _g(x: float | None) -> str:
 
 def format_summary(s: Summary, depth: int | None = None) -> str:
   from classic_cnns.models import registry
+
   info = registry.model_info(s.name)
   rows = [("layer", "module", "output", "params")]
   for layer in s.layers:
     d = len(layer.path) - 1
     if depth is not None and d + 1 > max(depth, 0) and layer.path != ("(model)",):
       continue
-    rows.append(("  " * d + layer.path[-1] if layer.path != ("(model)",) else s.name, layer.kind,
-                 layer.output_shape, f"{layer.params:,}"))
+    rows.append(
+      (
+        "  " * d + layer.path[-1] if layer.path != ("(model)",) else s.name,
+        layer.kind,
+        layer.output_shape,
+        f"{layer.params:,}",
+      )
+    )
   w = [max(len(r[i]) for r in rows) for i in range(4)]
   lines = [f"{s.name}: input {'x'.join(map(str, s.input_shape))} (NHWC), output {s.output_shape}"]
   for i, r in enumerate(rows):
@@ -237,17 +294,29 @@ def format_summary(s: Summary, depth: int | None = None) -> str:
   elif not s.comparable:
     match = f"  (for {info.in_channels} input channels and {info.num_classes} classes)"
   else:
-    match = "  (match)" if info.paper_params == s.params else f"  (MISMATCH: {s.params - info.paper_params:+,})"
+    match = (
+      "  (match)"
+      if info.paper_params == s.params
+      else f"  (MISMATCH: {s.params - info.paper_params:+,})"
+    )
   lines.append(f"trainable params:      {s.params:,}")
   lines.append(f"non-trainable:         {s.non_trainable:,} (batch_stats)")
   lines.append(f"paper params:          {paper}{match}")
   size = s.input_shape[1]
-  note = "" if size == info.input_size else f"; the paper numbers are at {info.input_size}x{info.input_size}"
+  note = (
+    ""
+    if size == info.input_size
+    else f"; the paper numbers are at {info.input_size}x{info.input_size}"
+  )
   if s.macs is not None:
-    lines.append(f"GMACs (conv+fc):       {_g(s.macs)} per image at {size}x{size} ({s.macs:,} multiply-adds{note})")
+    lines.append(
+      f"GMACs (conv+fc):       {_g(s.macs)} per image at {size}x{size} ({s.macs:,} multiply-adds{note})"
+    )
   if s.xla_flops is not None:
-    lines.append(f"XLA GFLOPs:            {_g(s.xla_flops)} (= {_g(s.xla_flops / 2)} GMACs; padding taps "
-                 f"excluded, element-wise ops included)")
+    lines.append(
+      f"XLA GFLOPs:            {_g(s.xla_flops)} (= {_g(s.xla_flops / 2)} GMACs; padding taps "
+      f"excluded, element-wise ops included)"
+    )
   lines.append(f"paper GMACs:           {'-' if info.paper_gmacs is None else info.paper_gmacs}")
   lines.append(f"source:                {info.source}")
   return "\n".join(lines)
@@ -256,12 +325,19 @@ def format_summary(s: Summary, depth: int | None = None) -> str:
 def row(name: str, macs: bool = True, flops: bool = False) -> dict[str, Any]:
   """The `--all` row of one registered model at its registered input size."""
   from classic_cnns.models import registry
+
   info = registry.model_info(name)
   s = build(name, macs=macs, flops=flops)
-  return {"name": name, "params": s.params, "paper_params": info.paper_params,
-          "match": None if info.paper_params is None else s.params == info.paper_params,
-          "input": info.input_size, "gmacs": None if s.macs is None else s.macs / 1e9,
-          "paper_gmacs": info.paper_gmacs, "xla_gflops": None if s.xla_flops is None else s.xla_flops / 1e9}
+  return {
+    "name": name,
+    "params": s.params,
+    "paper_params": info.paper_params,
+    "match": None if info.paper_params is None else s.params == info.paper_params,
+    "input": info.input_size,
+    "gmacs": None if s.macs is None else s.macs / 1e9,
+    "paper_gmacs": info.paper_gmacs,
+    "xla_gflops": None if s.xla_flops is None else s.xla_flops / 1e9,
+  }
 
 
 def all_rows(pattern: str = "", macs: bool = True, flops: bool = False) -> list[dict[str, Any]]:
@@ -269,6 +345,7 @@ def all_rows(pattern: str = "", macs: bool = True, flops: bool = False) -> list[
   `eval_shape` of init per model, a trace of the forward pass for the MACs, its lowering for the
   XLA FLOPs."""
   from classic_cnns.models import registry
+
   return [row(name, macs, flops) for name in registry.list_models(pattern)]
 
 
@@ -280,21 +357,31 @@ def format_all(rows: list[dict[str, Any]]) -> str:
   table = [head]
   for r in rows:
     match = "-" if r["match"] is None else ("yes" if r["match"] else "NO")
-    line = [r["name"], f"{r['params']:,}", "-" if r["paper_params"] is None else f"{r['paper_params']:,}",
-            match, str(r["input"]), "-" if r["gmacs"] is None else _g(r["gmacs"] * 1e9),
-            "-" if r["paper_gmacs"] is None else f"{r['paper_gmacs']:g}"]
+    line = [
+      r["name"],
+      f"{r['params']:,}",
+      "-" if r["paper_params"] is None else f"{r['paper_params']:,}",
+      match,
+      str(r["input"]),
+      "-" if r["gmacs"] is None else _g(r["gmacs"] * 1e9),
+      "-" if r["paper_gmacs"] is None else f"{r['paper_gmacs']:g}",
+    ]
     if flops:
       line.append(_g(r["xla_gflops"] / 2 * 1e9))
     table.append(line)
   w = [max(len(t[i]) for t in table) for i in range(len(head))]
   out = []
   for i, t in enumerate(table):
-    out.append("  ".join(c.ljust(w[j]) if j in (0, 3) else c.rjust(w[j]) for j, c in enumerate(t)).rstrip())
+    out.append(
+      "  ".join(c.ljust(w[j]) if j in (0, 3) else c.rjust(w[j]) for j, c in enumerate(t)).rstrip()
+    )
     if i == 0:
       out.append("-" * len(out[0]))
   n_no = sum(r["match"] is False for r in rows)
-  out.append(f"{len(rows)} models; {sum(r['match'] is True for r in rows)} match the reference "
-             f"parameter count{f', {n_no} do NOT' if n_no else ''}. GMACs: conv+fc multiply-adds per image.")
+  out.append(
+    f"{len(rows)} models; {sum(r['match'] is True for r in rows)} match the reference "
+    f"parameter count{f', {n_no} do NOT' if n_no else ''}. GMACs: conv+fc multiply-adds per image."
+  )
   return "\n".join(out)
 
 
@@ -307,9 +394,11 @@ def _main(argv: list[str]) -> None:
   if len(argv) > 1:
     cli.fail(f"unexpected arguments {argv[1:]}")
   from absl import logging
+
   if not flags.FLAGS["verbosity"].present:
     logging.set_verbosity(logging.WARNING)  # no INFO lines from JAX's backend probing
   from classic_cnns.models import registry
+
   if _ALL.value:
     rows = all_rows(_PATTERN.value, flops=_FLOPS.value)
     if not rows:
@@ -321,8 +410,12 @@ def _main(argv: list[str]) -> None:
   registry.list_models()
   if _MODEL.value not in registry._REGISTRY:  # pylint: disable=protected-access
     cli.fail(registry.unknown_model_message(_MODEL.value))
-  for flag, value in (("input", _INPUT.value), ("batch", _BATCH.value), ("in_channels", _CHANNELS.value),
-                      ("num_classes", _CLASSES.value)):
+  for flag, value in (
+    ("input", _INPUT.value),
+    ("batch", _BATCH.value),
+    ("in_channels", _CHANNELS.value),
+    ("num_classes", _CLASSES.value),
+  ):
     if value is not None and value <= 0:
       cli.fail(f"--{flag} must be positive, got {value}")
   try:
@@ -330,8 +423,10 @@ def _main(argv: list[str]) -> None:
   except Exception as e:  # e.g. an input too small for the architecture: one line, not a traceback
     if cli.debugging():
       raise
-    cli.fail(f"cannot build {_MODEL.value!r} for input {_INPUT.value or 'default'}: "
-             f"{type(e).__name__}: {' '.join(str(e).split())[:300]}")
+    cli.fail(
+      f"cannot build {_MODEL.value!r} for input {_INPUT.value or 'default'}: "
+      f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+    )
   print(format_summary(s, _DEPTH.value), flush=True)
 
 

@@ -20,6 +20,7 @@ Continuing a run. A workdir with checkpoints is continued only by a config that 
 (logging, evaluation and checkpoint frequency, kernels, caches: not what is trained) and a longer
 `num_steps` / `num_epochs` (the run continues to the new end).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -38,11 +39,24 @@ LOCK_FILE = ".lock"
 
 # Config fields that may differ between the runs of one workdir (they change how a run is logged,
 # evaluated, checkpointed or compiled, not what it computes).
-MAY_CHANGE = frozenset({
-    "log_every_steps", "eval_every_epochs", "eval_every_steps", "eval_batch_size",
-    "checkpoint_every_steps", "keep_checkpoints", "kernels", "cpu_convs", "compilation_cache_dir",
-    "skip_nonfinite_steps", "data.on_device", "data.download", "data.data_dir", "data.streaming.threads",
-})
+MAY_CHANGE = frozenset(
+  {
+    "log_every_steps",
+    "eval_every_epochs",
+    "eval_every_steps",
+    "eval_batch_size",
+    "checkpoint_every_steps",
+    "keep_checkpoints",
+    "kernels",
+    "cpu_convs",
+    "compilation_cache_dir",
+    "skip_nonfinite_steps",
+    "data.on_device",
+    "data.download",
+    "data.data_dir",
+    "data.streaming.threads",
+  }
+)
 # The run's length: a larger value continues a run, a smaller one is refused.
 MAY_GROW = ("num_steps", "num_epochs")
 
@@ -52,6 +66,7 @@ _UNSET = object()
 
 class WorkdirBusyError(RuntimeError):
   """Another process holds the workdir's lock; the message is one line naming it."""
+
   exit_status = 1
 
 
@@ -100,13 +115,19 @@ def _busy_message(workdir: str, fd: int, shared: bool) -> str:
   if writers or not readers:  # a training run (or a holder /proc/locks does not show)
     pid = str(writers[0]) if writers else (_recorded_pid(fd) or "unknown")
     if shared:
-      return (f"workdir {workdir} is in use by a training run (pid {pid}), which holds it exclusively; "
-              f"evaluate or predict when it has ended, or on a copy of the workdir")
-    return (f"workdir {workdir} is in use by another training run (pid {pid}); wait for it to end or "
-            f"use another --workdir")
+      return (
+        f"workdir {workdir} is in use by a training run (pid {pid}), which holds it exclusively; "
+        f"evaluate or predict when it has ended, or on a copy of the workdir"
+      )
+    return (
+      f"workdir {workdir} is in use by another training run (pid {pid}); wait for it to end or "
+      f"use another --workdir"
+    )
   pids = ", ".join(str(p) for p in sorted(set(readers)))
-  return (f"workdir {workdir} is being read by pid {pids} (evaluate or predict); train in it when "
-          f"they have ended, or use another --workdir")
+  return (
+    f"workdir {workdir} is being read by pid {pids} (evaluate or predict); train in it when "
+    f"they have ended, or use another --workdir"
+  )
 
 
 def _open_lock_file(workdir: str, shared: bool) -> int | None:
@@ -149,7 +170,9 @@ def _acquire(workdir: str, shared: bool) -> int | None:
     if same:
       return fd
     os.close(fd)
-  raise WorkdirBusyError(f"workdir {workdir}: cannot take its lock (its {LOCK_FILE} keeps being replaced)")
+  raise WorkdirBusyError(
+    f"workdir {workdir}: cannot take its lock (its {LOCK_FILE} keeps being replaced)"
+  )
 
 
 def _write_pid(fd: int) -> None:
@@ -251,13 +274,16 @@ def holds_lock(workdir: str) -> bool:
 def training_lock(fn):
   """Decorator of `fn(config, workdir, ...)`: holds `workdir`'s exclusive lock while fn runs (on
   process 0 of a multi-host run; the others write nothing)."""
+
   @functools.wraps(fn)
   def wrapper(config, workdir, *args, **kwargs):
     import jax
+
     if jax.process_index() != 0:
       return fn(config, workdir, *args, **kwargs)
     with lock(workdir):
       return fn(config, workdir, *args, **kwargs)
+
   return wrapper
 
 
@@ -299,8 +325,10 @@ def read_run_config(workdir: str) -> dict[str, Any] | None:
     if not isinstance(saved, dict):
       raise ValueError("not a JSON object")
   except (OSError, ValueError) as e:
-    raise ConfigError(f"cannot read {path} ({' '.join(str(e).split())[:150]}); the run in the workdir "
-                      f"cannot be checked: move the workdir away or use another --workdir") from None
+    raise ConfigError(
+      f"cannot read {path} ({' '.join(str(e).split())[:150]}); the run in the workdir "
+      f"cannot be checked: move the workdir away or use another --workdir"
+    ) from None
   return _flat(saved)
 
 
@@ -310,7 +338,9 @@ def _show(v: Any) -> str:
   return repr(v) if isinstance(v, str) else json.dumps(v) if isinstance(v, list) else str(v)
 
 
-def differences(before: dict[str, Any], now: dict[str, Any], prefixes: tuple[str, ...] = ("",)) -> list[str]:
+def differences(
+  before: dict[str, Any], now: dict[str, Any], prefixes: tuple[str, ...] = ("",)
+) -> list[str]:
   """The dotted fields of `now` that differ from `before` and would make another run: those under
   `prefixes`, not in MAY_CHANGE, and num_steps / num_epochs only when they shrink. A schema field
   one side lacks (a run of an older version) is not compared. config.model holds the model's own
@@ -323,7 +353,9 @@ def differences(before: dict[str, Any], now: dict[str, Any], prefixes: tuple[str
     if key in before and key in now:
       if _normal(before[key]) != _normal(now[key]):
         out.append(key)
-    elif key.startswith("model.") and (now.get(key) is True or before.get(key, None) not in (None, False)):
+    elif key.startswith("model.") and (
+      now.get(key) is True or before.get(key, None) not in (None, False)
+    ):
       out.append(key)  # a model option the run set and this config does not, or a switch turned on
   if "" in prefixes:
     out += _length_differences(before, now)
@@ -353,20 +385,33 @@ def check_compatible(workdir: str, config, prefixes: tuple[str, ...] = ("",)) ->
     return
   key = diff[0]
   before, now = {key: before.get(key, _UNSET), **before}, {key: now.get(key, _UNSET), **now}
-  more = f" (and {len(diff) - 1} more field{'s' if len(diff) > 2 else ''}: {', '.join(diff[1:4])})" if len(diff) > 1 else ""
+  more = (
+    f" (and {len(diff) - 1} more field{'s' if len(diff) > 2 else ''}: {', '.join(diff[1:4])})"
+    if len(diff) > 1
+    else ""
+  )
   if key == "model.name":
-    raise ConfigError(f"workdir {workdir} holds a run of model {before[key]!r}, not {now[key]!r}; "
-                      f"use another --workdir")
+    raise ConfigError(
+      f"workdir {workdir} holds a run of model {before[key]!r}, not {now[key]!r}; "
+      f"use another --workdir"
+    )
   if key in MAY_GROW:
     unit = "num_steps" if before.get("num_steps", 0) > 0 else "num_epochs"
-    raise ConfigError(f"workdir {workdir} holds a run of {unit}={_show(before[unit])}; it continues only "
-                      f"to a {unit} at least as large (this config: num_steps={_show(now['num_steps'])}, "
-                      f"num_epochs={_show(now['num_epochs'])}); use another --workdir for a shorter run")
-  same = (f"--config.{key}={_show(before[key])}" if before[key] is not _UNSET else
-          f"a config without {key}")
-  raise ConfigError(f"workdir {workdir} holds a run with {key}={_show(before[key])}, this config has "
-                    f"{key}={_show(now[key])}{more}; a run continues only with the same {key}: use "
-                    f"{same} or another --workdir")
+    raise ConfigError(
+      f"workdir {workdir} holds a run of {unit}={_show(before[unit])}; it continues only "
+      f"to a {unit} at least as large (this config: num_steps={_show(now['num_steps'])}, "
+      f"num_epochs={_show(now['num_epochs'])}); use another --workdir for a shorter run"
+    )
+  same = (
+    f"--config.{key}={_show(before[key])}"
+    if before[key] is not _UNSET
+    else f"a config without {key}"
+  )
+  raise ConfigError(
+    f"workdir {workdir} holds a run with {key}={_show(before[key])}, this config has "
+    f"{key}={_show(now[key])}{more}; a run continues only with the same {key}: use "
+    f"{same} or another --workdir"
+  )
 
 
 def check_classes(workdir: str, class_names: list[str]) -> None:
@@ -379,14 +424,20 @@ def check_classes(workdir: str, class_names: list[str]) -> None:
     with open(path) as f:
       before = [str(c) for c in json.load(f)]
   except (OSError, ValueError, TypeError) as e:
-    raise ConfigError(f"cannot read {path} ({' '.join(str(e).split())[:150]}); move the workdir away or "
-                      f"use another --workdir") from None
+    raise ConfigError(
+      f"cannot read {path} ({' '.join(str(e).split())[:150]}); move the workdir away or "
+      f"use another --workdir"
+    ) from None
   now = [str(c) for c in class_names]
   if before != now:
+
     def brief(names):
       return ", ".join(names[:5]) + (f", ... ({len(names)} classes)" if len(names) > 5 else "")
-    raise ConfigError(f"workdir {workdir} holds a run on the classes [{brief(before)}] but the data now has "
-                      f"[{brief(now)}]; the dataset changed: use another --workdir")
+
+    raise ConfigError(
+      f"workdir {workdir} holds a run on the classes [{brief(before)}] but the data now has "
+      f"[{brief(now)}]; the dataset changed: use another --workdir"
+    )
 
 
 def check_workdir_model(workdir: str, config: Any) -> None:

@@ -42,6 +42,7 @@ As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSV
 and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
 The model builds and summarises on any machine: python -m classic_cnns.summary --model=alexnet_paper
 """
+
 from classic_cnns.config import base_config
 
 NETS = {"paper": "alexnet_paper", "nogroups": "alexnet_paper_nogroups", "torchvision": "alexnet"}
@@ -58,7 +59,9 @@ def get_config(arg: str | None = None):
 
   c.data.source = "tfds"
   c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
-  c.data.normalize = "channel"  # deviation: the paper subtracts the per-pixel mean (see the docstring)
+  c.data.normalize = (
+    "channel"  # deviation: the paper subtracts the per-pixel mean (see the docstring)
+  )
   c.data.augment.flip = True  # Sec. 4.1: horizontal reflections
   c.data.augment.pca_lighting = 0.1  # Sec. 4.1: PCA colour augmentation, sigma 0.1
   c.data.streaming.enabled = True  # decoded and cropped on the host (see the docstring)

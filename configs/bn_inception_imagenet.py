@@ -57,6 +57,7 @@ As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSV
 and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
 The model builds and summarises on any machine: python -m classic_cnns.summary --model=inception_v2
 """
+
 from classic_cnns.config import base_config
 
 # variant -> (initial lr, Sec. 4.2.1 changes applied)
@@ -77,13 +78,17 @@ def get_config(arg: str | None = None):
   c.model.name = "inception_v2"
   c.model.num_classes = 1000
   c.model.norm = "batch"  # Sec. 4.2: BN before each nonlinearity
-  c.model.dropout = 0.0 if accelerated else 0.4  # Sec. 4.2.1 "Remove Dropout"; GoogLeNet Sec. 5: 40%
+  c.model.dropout = (
+    0.0 if accelerated else 0.4
+  )  # Sec. 4.2.1 "Remove Dropout"; GoogLeNet Sec. 5: 40%
 
   c.data.source = "tfds"
   c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
   c.data.normalize = "channel"
   c.data.augment.flip = True
-  jitter = 0.2 if accelerated else 0.4  # Sec. 4.2.1 "Reduce the photometric distortions" (amounts ours)
+  jitter = (
+    0.2 if accelerated else 0.4
+  )  # Sec. 4.2.1 "Reduce the photometric distortions" (amounts ours)
   c.data.augment.brightness = c.data.augment.contrast = c.data.augment.saturation = jitter
   c.data.streaming.enabled = True
   c.data.streaming.augment = "inception"  # GoogLeNet Sec. 6 crops + flips
@@ -97,12 +102,16 @@ def get_config(arg: str | None = None):
   c.optimizer.name = "sgd"  # Sec. 4.2: SGD with momentum
   c.optimizer.lr = lr  # Sec. 4.2.2
   c.optimizer.momentum = 0.9  # ours (GoogLeNet Sec. 6)
-  c.optimizer.weight_decay = INCEPTION_WEIGHT_DECAY / 5 if accelerated else INCEPTION_WEIGHT_DECAY  # Sec. 4.2.1
+  c.optimizer.weight_decay = (
+    INCEPTION_WEIGHT_DECAY / 5 if accelerated else INCEPTION_WEIGHT_DECAY
+  )  # Sec. 4.2.1
   c.optimizer.weight_decay_mode = "l2"
 
   c.schedule.name = "step"  # exponential decay, 4% per step (GoogLeNet Sec. 6)
   c.schedule.unit = "epoch"
-  c.schedule.step_size = INCEPTION_LR_DECAY_EPOCHS / 6 if accelerated else INCEPTION_LR_DECAY_EPOCHS  # Sec. 4.2.1
+  c.schedule.step_size = (
+    INCEPTION_LR_DECAY_EPOCHS / 6 if accelerated else INCEPTION_LR_DECAY_EPOCHS
+  )  # Sec. 4.2.1
   c.schedule.decay_factor = 0.96
 
   c.log_every_steps = 200

@@ -26,10 +26,17 @@ Data: TFDS "cifar10" by default (needs network). Offline, the train-only JPEG tr
 Memory: the O(L^2) concatenations of the deep nets are large; --config.model.memory_efficient=True
 recomputes them in the backward pass (same results).
 """
+
 from classic_cnns.config import base_config
 
-NETS = {"40_12": "densenet40_k12", "100_12": "densenet100_k12", "100_24": "densenet100_k24",
-        "bc100_12": "densenet_bc_100_12", "bc250_24": "densenet_bc_250_24", "bc190_40": "densenet_bc_190_40"}
+NETS = {
+  "40_12": "densenet40_k12",
+  "100_12": "densenet100_k12",
+  "100_24": "densenet100_k24",
+  "bc100_12": "densenet_bc_100_12",
+  "bc250_24": "densenet_bc_250_24",
+  "bc190_40": "densenet_bc_190_40",
+}
 ARGS = tuple(NETS) + tuple(f"{n},noaug" for n in NETS)
 
 
@@ -37,7 +44,9 @@ def get_config(arg: str | None = None):
   parts = [p.strip() for p in (arg or "bc100_12").split(",") if p.strip()]
   net, opts = parts[0], set(parts[1:])
   if net not in NETS or not opts <= {"noaug"}:
-    raise ValueError(f"configs/densenet_cifar.py:{arg}: use <net>[,noaug] with <net> one of {', '.join(NETS)}")
+    raise ValueError(
+      f"configs/densenet_cifar.py:{arg}: use <net>[,noaug] with <net> one of {', '.join(NETS)}"
+    )
   augment = "noaug" not in opts
 
   c = base_config()
@@ -45,7 +54,9 @@ def get_config(arg: str | None = None):
   c.model.num_classes = 10
   c.model.norm = "batch"
   c.model.dropout = 0.0 if augment else 0.2  # Sec. 4.2: dropout 0.2 only without augmentation
-  c.model.memory_efficient = False  # Pleiss et al. 2017: recompute the concatenations (same outputs)
+  c.model.memory_efficient = (
+    False  # Pleiss et al. 2017: recompute the concatenations (same outputs)
+  )
   # Not from the paper: True runs each dense block as one lax.scan (same variables and function;
   # the 1x1 convs run over the block's full width): DenseNet-BC-250 waits 118 s instead of 298 s for
   # its first step on 2 CPU cores but trains slower (BENCHMARKS.md "First-step wait").

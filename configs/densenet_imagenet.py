@@ -38,10 +38,16 @@ As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSV
 and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
 The model builds and summarises on any machine: python -m classic_cnns.summary --model=densenet121
 """
+
 from classic_cnns.config import base_config
 
-NETS = {"121": "densenet121", "169": "densenet169", "201": "densenet201", "161": "densenet161",
-        "264": "densenet264"}
+NETS = {
+  "121": "densenet121",
+  "169": "densenet169",
+  "201": "densenet201",
+  "161": "densenet161",
+  "264": "densenet264",
+}
 ARGS = tuple(NETS)
 
 
@@ -54,7 +60,9 @@ def get_config(arg: str | None = None):
   c.model.num_classes = 1000
   c.model.norm = "batch"
   c.model.dropout = 0.0  # Sec. 4.2: dropout only without data augmentation (CIFAR/SVHN)
-  c.model.memory_efficient = False  # Pleiss et al. 2017: recompute the concatenations (same outputs)
+  c.model.memory_efficient = (
+    False  # Pleiss et al. 2017: recompute the concatenations (same outputs)
+  )
   # Not from the paper: True runs each dense block as one lax.scan (same variables and function).
   c.model.scan_layers = False
 

@@ -36,6 +36,7 @@ As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSV
 and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
 The model builds and summarises on any machine: python -m classic_cnns.summary --model=googlenet_aux
 """
+
 from classic_cnns.config import base_config
 
 NETS = {"paper": "googlenet_aux", "noaux": "googlenet"}

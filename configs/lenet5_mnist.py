@@ -15,6 +15,7 @@ stochastic diagonal Levenberg-Marquardt, a per-parameter step size, for 20 epoch
 Appendix C). We use Adam (also per-parameter steps) with a cosine schedule: with sigmoid units,
 SGD+momentum at lr 0.1 reached only 93% on the sample in 20 epochs, at lr 0.5 it did not train.
 """
+
 from classic_cnns.config import base_config
 
 
@@ -22,7 +23,9 @@ def get_config():
   c = base_config()
   c.model.name = "lenet5"
   c.model.num_classes = 10
-  c.model.act = "sigmoid"  # LeNet5 field: sigmoid | tanh | relu | scaled_tanh (lenet5_lecun: scaled_tanh)
+  c.model.act = (
+    "sigmoid"  # LeNet5 field: sigmoid | tanh | relu | scaled_tanh (lenet5_lecun: scaled_tanh)
+  )
   c.data.source = "embedded"
   c.data.pad_to = 32
   c.batch_size = 64

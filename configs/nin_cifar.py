@@ -22,6 +22,7 @@ Recipe:
               He init), weight decay 1e-4 on kernels, 200 epochs with the two drops at epochs 100
               and 150 instead of on plateau.
 """
+
 from classic_cnns.config import base_config
 
 HEADS = {"gap": ("gap", 0.0), "fc": ("fc", 0.0), "fc_dropout": ("fc", 0.5)}
@@ -32,7 +33,9 @@ def get_config(arg: str | None = None):
   parts = [p.strip() for p in (arg or "gap").split(",") if p.strip()]
   head, opts = parts[0], set(parts[1:])
   if head not in HEADS or not opts <= {"aug"}:
-    raise ValueError(f"configs/nin_cifar.py:{arg}: use <head>[,aug] with <head> one of {', '.join(HEADS)}")
+    raise ValueError(
+      f"configs/nin_cifar.py:{arg}: use <head>[,aug] with <head> one of {', '.join(HEADS)}"
+    )
   augment = "aug" in opts
 
   c = base_config()

@@ -35,6 +35,7 @@ accuracy, compare variants with each other):
 The folder has no test split, so data.val_size=5000 holds out the validation images and the final
 evaluation is on those 5k validation images (there are no test images to report).
 """
+
 from classic_cnns.config import base_config
 
 DEPTHS = (20, 32, 44, 56, 110, 1202)
@@ -47,7 +48,7 @@ def get_config(arg: str | None = None):
   if arg not in ARGS:
     raise ValueError(f"configs/resnet_cifar.py:{arg}: choose one of {', '.join(ARGS)}")
   plain = arg.startswith("plain")
-  depth = int(arg[len("plain"):] if plain else arg)
+  depth = int(arg[len("plain") :] if plain else arg)
 
   c = base_config()
   c.model.name = f"plain{depth}" if plain else f"resnet{depth}"

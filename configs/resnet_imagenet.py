@@ -48,10 +48,20 @@ As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSV
 and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
 The model builds and summarises on any machine: python -m classic_cnns.summary --model=resnet50
 """
+
 from classic_cnns.config import base_config
 
-NETS = {"18": "resnet18", "34": "resnet34", "50": "resnet50", "101": "resnet101", "152": "resnet152",
-        "plain18": "plain18", "plain34": "plain34", "34A": "resnet34_a", "34C": "resnet34_c"}
+NETS = {
+  "18": "resnet18",
+  "34": "resnet34",
+  "50": "resnet50",
+  "101": "resnet101",
+  "152": "resnet152",
+  "plain18": "plain18",
+  "plain34": "plain34",
+  "34A": "resnet34_a",
+  "34C": "resnet34_c",
+}
 ARGS = tuple(NETS)
 
 
@@ -70,9 +80,13 @@ def get_config(arg: str | None = None):
 
   c.data.source = "tfds"
   c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
-  c.data.normalize = "channel"  # deviation: the paper subtracts the per-pixel mean (see the docstring)
+  c.data.normalize = (
+    "channel"  # deviation: the paper subtracts the per-pixel mean (see the docstring)
+  )
   c.data.augment.flip = True  # Sec. 3.4: horizontal flips
-  c.data.augment.pca_lighting = 0.1  # Sec. 3.4: "the standard color augmentation" of AlexNet Sec. 4.1
+  c.data.augment.pca_lighting = (
+    0.1  # Sec. 3.4: "the standard color augmentation" of AlexNet Sec. 4.1
+  )
   c.data.streaming.enabled = True  # decoded and cropped on the host (see the docstring)
   c.data.streaming.augment = "scale_jitter"  # Sec. 3.4: shorter side in [256, 480], random 224 crop
   c.data.streaming.scale_min = 256

@@ -32,6 +32,7 @@ As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSV
 and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
 The model builds and summarises on any machine: python -m classic_cnns.summary --model=se_resnet50
 """
+
 from classic_cnns.config import base_config
 
 NETS = {"50": "se_resnet50", "18": "se_resnet18", "34": "se_resnet34"}

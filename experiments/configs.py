@@ -32,6 +32,7 @@ The config hash (`config_hash`) names a variant's recipe: the whole config excep
 fields that do not change the numbers or only say where things are on this machine (NOT_HASHED),
 plus the dataset's identity (kind and name, not its path). Results made under another hash are stale.
 """
+
 from __future__ import annotations
 
 import ast
@@ -49,16 +50,29 @@ from classic_cnns.config import ConfigError, base_config
 from classic_cnns.data.common import IMAGE_EXTENSIONS, DatasetError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CIFAR_TARBALL = os.path.join(os.path.dirname(REPO), "shared", "datasets", "cifar10_jpeg_train.tar.gz")
+CIFAR_TARBALL = os.path.join(
+  os.path.dirname(REPO), "shared", "datasets", "cifar10_jpeg_train.tar.gz"
+)
 DEFAULT_CIFAR_FOLDER = "/tmp/cifar10_jpeg"
 VAL_AUTO = -1
 VAL_FRACTION = 0.1
 VAL_MAX = 5000
 KINDS = ("embedded", "cifar10_folder", "folder", "tfds", "npz", "imagenet_folder")
 # Where things are on this machine, how fast they run, how often they are saved: not the recipe.
-NOT_HASHED = ("seed", "data.path", "data.data_dir", "data.download", "data.on_device", "data.streaming.threads",
-              "kernels", "cpu_convs", "compilation_cache_dir", "checkpoint_every_steps", "keep_checkpoints",
-              "eval_batch_size")
+NOT_HASHED = (
+  "seed",
+  "data.path",
+  "data.data_dir",
+  "data.download",
+  "data.on_device",
+  "data.streaming.threads",
+  "kernels",
+  "cpu_convs",
+  "compilation_cache_dir",
+  "checkpoint_every_steps",
+  "keep_checkpoints",
+  "eval_batch_size",
+)
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -81,8 +95,10 @@ class DatasetSpec:
 def parse_dataset(spec: str) -> DatasetSpec:
   kind, _, arg = spec.partition(":")
   if kind not in KINDS:
-    raise ConfigError(f"--dataset={spec!r}: use embedded | cifar10_folder[:PATH] | folder:PATH | tfds:NAME[@DIR] | "
-                      f"npz:PATH | imagenet_folder:PATH")
+    raise ConfigError(
+      f"--dataset={spec!r}: use embedded | cifar10_folder[:PATH] | folder:PATH | tfds:NAME[@DIR] | "
+      f"npz:PATH | imagenet_folder:PATH"
+    )
   if kind == "cifar10_folder":
     arg = arg or DEFAULT_CIFAR_FOLDER
   if kind == "tfds":
@@ -106,6 +122,7 @@ def apply_dataset(config: ml_collections.ConfigDict, dataset: str | DatasetSpec)
     return f"{what} {spec.identity.split(':', 1)[1]} (in memory; validation held out if it has no test split)"
   if spec.kind == "tfds":
     from classic_cnns.data import metadata
+
     d.source, d.name, d.data_dir, d.val_size = "tfds", spec.arg, spec.data_dir, VAL_AUTO
     info = metadata.get(spec.arg)
     if info is not None and info.image_shape is None:  # images of different sizes: streamed
@@ -117,7 +134,10 @@ def apply_dataset(config: ml_collections.ConfigDict, dataset: str | DatasetSpec)
     return f"npz arrays {os.path.basename(spec.arg)}"
   d.source, d.path, d.val_size = "folder", spec.arg, VAL_AUTO  # imagenet_folder
   d.streaming.enabled = True
-  d.name, d.stats = "imagenet2012", "metadata"  # ImageNet's channel statistics (metadata.py), no image scan
+  d.name, d.stats = (
+    "imagenet2012",
+    "metadata",
+  )  # ImageNet's channel statistics (metadata.py), no image scan
   return f"ImageNet-style folder {spec.identity.split(':', 1)[1]}, streamed (train/, final numbers on val/)"
 
 
@@ -132,13 +152,16 @@ def ensure_cifar_folder(path: str) -> None:
     print(f"extracting {CIFAR_TARBALL} -> /tmp", flush=True)
     subprocess.run(["tar", "xzf", CIFAR_TARBALL, "-C", "/tmp"], check=True)
     return
-  raise DatasetError(f"no CIFAR-10 image folder at {path}; extract it with "
-                     f"`tar xzf ../shared/datasets/cifar10_jpeg_train.tar.gz -C /tmp`")
+  raise DatasetError(
+    f"no CIFAR-10 image folder at {path}; extract it with "
+    f"`tar xzf ../shared/datasets/cifar10_jpeg_train.tar.gz -C /tmp`"
+  )
 
 
 @dataclasses.dataclass(frozen=True)
 class DataFacts:
   """What the validation rule needs to know of a dataset."""
+
   num_train: int
   num_classes: int
   has_test: bool  # a test split of its own (test/ or val/ folder, TFDS test/validation, npz x_test)
@@ -153,8 +176,11 @@ def probe_dataset(config: ml_collections.ConfigDict) -> DataFacts:
 
 
 @functools.lru_cache(maxsize=8)
-def _probe(source: str, path: str, name: str, data_dir: str, download: bool, streamed: bool) -> DataFacts:
+def _probe(
+  source: str, path: str, name: str, data_dir: str, download: bool, streamed: bool
+) -> DataFacts:
   from classic_cnns.data import sources
+
   if source == "embedded":
     ds = sources.load_embedded()
     return DataFacts(len(ds.train), ds.num_classes, True)
@@ -181,7 +207,12 @@ def _count_folder(root: str) -> DataFacts:
   if not os.path.isdir(train):
     raise DatasetError(f"{root} has no train/ subfolder (expects root/train/<class>/*.jpg)")
   classes = sorted(c for c in os.listdir(train) if os.path.isdir(os.path.join(train, c)))
-  n = sum(1 for c in classes for f in os.listdir(os.path.join(train, c)) if f.lower().endswith(IMAGE_EXTENSIONS))
+  n = sum(
+    1
+    for c in classes
+    for f in os.listdir(os.path.join(train, c))
+    if f.lower().endswith(IMAGE_EXTENSIONS)
+  )
   if not n:
     raise DatasetError(f"no images (*.jpg, *.jpeg, *.png) under {train}/<class>/")
   has_test = any(os.path.isdir(os.path.join(root, s)) for s in ("test", "val"))
@@ -192,14 +223,19 @@ def _prepared_tfds_facts(name: str, data_dir: str) -> DataFacts | None:
   """The split sizes of a prepared TFDS dataset from its info (no data read); None if not prepared."""
   try:
     from classic_cnns.data.tf_ops import _tf
+
     _tf()
     import tensorflow_datasets as tfds
+
     builder = tfds.builder(name, data_dir=data_dir or None)
     if not builder.is_prepared():
       return None
     splits = builder.info.splits
-    return DataFacts(splits["train"].num_examples, builder.info.features["label"].num_classes,
-                     any(s in splits for s in ("test", "validation")))
+    return DataFacts(
+      splits["train"].num_examples,
+      builder.info.features["label"].num_classes,
+      any(s in splits for s in ("test", "validation")),
+    )
   except Exception:  # pylint: disable=broad-except  # unknown name, no info: loading says why
     return None
 
@@ -210,14 +246,18 @@ def validation_size(facts: DataFacts, source: str, streamed: bool) -> int:
     return 0
   n = min(VAL_MAX, max(facts.num_classes, int(round(VAL_FRACTION * facts.num_train))))
   if facts.num_train - n < max(facts.num_classes, 1):
-    raise DatasetError(f"{facts.num_train} training images in {facts.num_classes} classes are too few to hold out "
-                       f"{n} for validation and train on the rest; give more images or --set data.val_size=N")
+    raise DatasetError(
+      f"{facts.num_train} training images in {facts.num_classes} classes are too few to hold out "
+      f"{n} for validation and train on the rest; give more images or --set data.val_size=N"
+    )
   return n
 
 
 def resolve_validation(config: ml_collections.ConfigDict, facts: DataFacts) -> None:
   if config.data.val_size == VAL_AUTO:
-    config.data.val_size = validation_size(facts, config.data.source, bool(config.data.streaming.enabled))
+    config.data.val_size = validation_size(
+      facts, config.data.source, bool(config.data.streaming.enabled)
+    )
 
 
 # ----------------------------------------------------------------------------- streamed crops
@@ -232,22 +272,35 @@ def host_crops(config: ml_collections.ConfigDict) -> None:
     return
   crop = int(a.crop_size) or int(s.crop)
   if a.crop == "inception":
-    if (a.area_min, a.area_max, round(a.aspect_min, 4), round(a.aspect_max, 4)) != (0.08, 1.0, 0.75, 1.3333):
-      raise ConfigError("streamed data: the host's inception crop has area 8-100% and aspect 3/4-4/3; other "
-                        "data.augment.area_*/aspect_* need data.streaming.augment=canvas")
+    if (a.area_min, a.area_max, round(a.aspect_min, 4), round(a.aspect_max, 4)) != (
+      0.08,
+      1.0,
+      0.75,
+      1.3333,
+    ):
+      raise ConfigError(
+        "streamed data: the host's inception crop has area 8-100% and aspect 3/4-4/3; other "
+        "data.augment.area_*/aspect_* need data.streaming.augment=canvas"
+      )
     s.augment, s.resize = "inception", int(d.eval_resize) or int(round(crop * 8 / 7))
   elif a.crop == "scale_jitter":
     s.augment, s.scale_min, s.scale_max = "scale_jitter", int(a.scale_min), int(a.scale_max)
     s.resize = int(d.eval_resize) or int(a.scale_min)
   elif a.crop == "resize":
     if d.eval_resize and d.eval_resize != a.resize:
-      raise ConfigError(f"streamed data: the host's resize_crop mode evaluates at the training resize "
-                        f"{a.resize}, not data.eval_resize={d.eval_resize}; use data.streaming.augment=canvas")
+      raise ConfigError(
+        f"streamed data: the host's resize_crop mode evaluates at the training resize "
+        f"{a.resize}, not data.eval_resize={d.eval_resize}; use data.streaming.augment=canvas"
+      )
     s.augment, s.resize = "resize_crop", int(a.resize)
   else:
-    raise ConfigError(f"streamed data: no host mode for data.augment.crop={a.crop!r}; use data.streaming.augment=canvas")
+    raise ConfigError(
+      f"streamed data: no host mode for data.augment.crop={a.crop!r}; use data.streaming.augment=canvas"
+    )
   if d.eval_crop and d.eval_crop != crop:
-    raise ConfigError(f"streamed data evaluates on the training crop size {crop}, not data.eval_crop={d.eval_crop}")
+    raise ConfigError(
+      f"streamed data evaluates on the training crop size {crop}, not data.eval_crop={d.eval_crop}"
+    )
   s.crop = crop
   a.crop, a.crop_size, a.flip = "none", 0, False
   d.eval_resize = d.eval_crop = 0
@@ -264,7 +317,12 @@ def set_key(config: ml_collections.ConfigDict, key: str, value: Any) -> None:
     node = node[p]
   if leaf not in node and parents != ["model"]:
     raise ConfigError(f"experiment override {key!r} is not a config field (classic_cnns/config.py)")
-  if leaf in node and node[leaf] is not None and isinstance(node[leaf], float) and isinstance(value, int):
+  if (
+    leaf in node
+    and node[leaf] is not None
+    and isinstance(node[leaf], float)
+    and isinstance(value, int)
+  ):
     value = float(value)
   node[leaf] = value
 
@@ -309,6 +367,7 @@ def apply_sets(config: ml_collections.ConfigDict, sets: Sequence[tuple[str, str]
     return
   from absl import flags
   from ml_collections import config_flags
+
   known = [(k, v) for k, v in sets if _has_key(config, k) and not _untyped(config, k)]
   for key, value in sets:
     if (key, value) in known:
@@ -320,24 +379,31 @@ def apply_sets(config: ml_collections.ConfigDict, sets: Sequence[tuple[str, str]
       except (ValueError, SyntaxError):
         config.model[parts[1]] = value
       continue
-    raise ConfigError(f"--set {key}=...: unknown config key {key!r} (classic_cnns/config.py; new keys only as "
-                      f"model options model.NAME)")
+    raise ConfigError(
+      f"--set {key}=...: unknown config key {key!r} (classic_cnns/config.py; new keys only as "
+      f"model options model.NAME)"
+    )
   if not known:
     return
   argv = ["experiments.run"] + [f"--config.{k}={v}" for k, v in known]
   fv = flags.FlagValues()
   try:
-    config_flags.DEFINE_config_dict("config", config, flag_values=fv, lock_config=False, sys_argv=argv)
+    config_flags.DEFINE_config_dict(
+      "config", config, flag_values=fv, lock_config=False, sys_argv=argv
+    )
     fv(argv)
   except (KeyError, AttributeError) as e:
-    raise ConfigError(f"--set: unknown config key {str(e.args[0] if e.args else e).strip(chr(34) + chr(39))!r}") from None
+    raise ConfigError(
+      f"--set: unknown config key {str(e.args[0] if e.args else e).strip(chr(34) + chr(39))!r}"
+    ) from None
   except (flags.Error, ValueError, TypeError) as e:
     text = " ".join(str(e).split()).replace("flag --config.", "--set ")
     raise ConfigError(text[:300]) from None
 
 
-def variant_config(plan, variant, dataset: str | DatasetSpec, seed: int,
-                   sets: Sequence[tuple[str, str]] = ()) -> ml_collections.ConfigDict:
+def variant_config(
+  plan, variant, dataset: str | DatasetSpec, seed: int, sets: Sequence[tuple[str, str]] = ()
+) -> ml_collections.ConfigDict:
   """base_config -> dataset -> plan.base -> variant -> --set -> host-side crops; seed. Reads no data."""
   config = base_config()
   apply_dataset(config, dataset)

@@ -10,6 +10,7 @@ side at n=1 its spread stands for both). With n=1 on both sides the verdict is t
 n=1. "Steps to reach" a target is taken at the logging/evaluation resolution; a seed that never
 reached it counts as infinitely many steps in a claim.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,11 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from experiments import store
 from experiments.spec import Check, Experiment, Plan, Target
 
-FIELDS = ("final_train_error", "final_eval_error", "final_eval_top5_error", "final_train_loss", "final_eval_loss",
-          "best_eval_accuracy")
+FIELDS = (
+  "final_train_error",
+  "final_eval_error",
+  "final_eval_top5_error",
+  "final_train_loss",
+  "final_eval_loss",
+  "best_eval_accuracy",
+)
 _OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 FIG_WIDTH_IN, FIG_DPI = 9.0, 100  # 900 px: README width
 
@@ -75,31 +81,53 @@ def seed_steps(target: Target, level: float | None, run: dict[str, Any]) -> int 
 
 
 # ----------------------------------------------------------------------------- rows and claims
-def summarise(exp: Experiment, plan: Plan, runs: dict[str, list[dict[str, Any]]], params: dict[str, int | None],
-              comparable_identity: bool = True) -> dict[str, Any]:
+def summarise(
+  exp: Experiment,
+  plan: Plan,
+  runs: dict[str, list[dict[str, Any]]],
+  params: dict[str, int | None],
+  comparable_identity: bool = True,
+) -> dict[str, Any]:
   """Per variant: mean / std / per-seed values of the final numbers, mean curves with their spread,
   the paper's number and the difference; the target and the claims. `runs[variant]` are the
   summaries (store.summarise_run fields, `seed` optional) of its finished seeds."""
   rows: dict[str, dict[str, Any]] = {}
   for v in plan.variants:
     per_seed = [r for r in runs.get(v.name, []) if r.get("finished", True)]
-    row: dict[str, Any] = {"name": v.name, "label": v.title, "group": v.group, "x": v.x, "params": params.get(v.name),
-                           "paper": v.paper, "paper_text": v.paper_text, "n": len(per_seed),
-                           "seeds": [r.get("seed", i) for i, r in enumerate(per_seed)]}
+    row: dict[str, Any] = {
+      "name": v.name,
+      "label": v.title,
+      "group": v.group,
+      "x": v.x,
+      "params": params.get(v.name),
+      "paper": v.paper,
+      "paper_text": v.paper_text,
+      "n": len(per_seed),
+      "seeds": [r.get("seed", i) for i, r in enumerate(per_seed)],
+    }
     for k in FIELDS:
       vals = [r.get(k) for r in per_seed]
       row[k], row[f"{k}_std"] = mean_std(vals)
       row.setdefault("per_seed", {})[k] = vals
     row["steps"] = max((r["steps"] for r in per_seed), default=None)
     row["final_split"] = next((r["final_split"] for r in per_seed if r.get("final_split")), None)
-    row["heldout_split"] = next((r["heldout_split"] for r in per_seed if r.get("heldout_split")), None)
+    row["heldout_split"] = next(
+      (r["heldout_split"] for r in per_seed if r.get("heldout_split")), None
+    )
     row["curve_train"], row["curve_train_std"] = mean_curve([r["curve_train"] for r in per_seed])
     row["curve_eval"], row["curve_eval_std"] = mean_curve([r["curve_eval"] for r in per_seed])
     splits = sorted({s for r in per_seed for s in r.get("curves", {}) if s != "train"})
-    row["curves"] = {s: mean_curve([r.get("curves", {}).get(s, []) for r in per_seed])[0] for s in splits}
-    row["difference"] = (row["final_eval_error"] - v.paper
-                         if plan.comparable and comparable_identity and v.paper is not None
-                         and row["final_eval_error"] is not None else None)
+    row["curves"] = {
+      s: mean_curve([r.get("curves", {}).get(s, []) for r in per_seed])[0] for s in splits
+    }
+    row["difference"] = (
+      row["final_eval_error"] - v.paper
+      if plan.comparable
+      and comparable_identity
+      and v.paper is not None
+      and row["final_eval_error"] is not None
+      else None
+    )
     row["_runs"] = per_seed
     rows[v.name] = row
   target = plan.target or exp.target
@@ -130,10 +158,23 @@ def _values(rows: dict[str, dict[str, Any]], ref: tuple[str, str]) -> list[float
 
 def evaluate_check(check: Check, rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
   lhs, rhs = _values(rows, check.lhs), _values(rows, check.rhs)
-  out = {"claim": check.claim, "lhs": list(check.lhs), "op": check.op, "rhs": list(check.rhs),
-         "tolerance": check.tolerance, "n_lhs": len(lhs), "n_rhs": len(rhs), "lhs_value": None, "rhs_value": None,
-         "lhs_std": None, "rhs_std": None, "difference": None, "two_se": None, "holds": None,
-         "verdict": "not measured"}
+  out = {
+    "claim": check.claim,
+    "lhs": list(check.lhs),
+    "op": check.op,
+    "rhs": list(check.rhs),
+    "tolerance": check.tolerance,
+    "n_lhs": len(lhs),
+    "n_rhs": len(rhs),
+    "lhs_value": None,
+    "rhs_value": None,
+    "lhs_std": None,
+    "rhs_std": None,
+    "difference": None,
+    "two_se": None,
+    "holds": None,
+    "verdict": "not measured",
+  }
   if not lhs or not rhs:
     return out
   inf_l, inf_r = any(math.isinf(x) for x in lhs), any(math.isinf(x) for x in rhs)
@@ -155,7 +196,7 @@ def evaluate_check(check: Check, rows: dict[str, dict[str, Any]]) -> dict[str, A
   if sl is not None or sr is not None:
     s_l = sl if sl is not None else sr
     s_r = sr if sr is not None else sl
-    two_se = 2.0 * math.sqrt(s_l ** 2 / len(lhs) + s_r ** 2 / len(rhs))
+    two_se = 2.0 * math.sqrt(s_l**2 / len(lhs) + s_r**2 / len(rhs))
     out["two_se"] = two_se
     if abs(diff) < two_se:
       out["holds"], out["verdict"] = None, "inconclusive"
@@ -192,8 +233,14 @@ def _steps_cell(r: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- the report
-def write_report(exp: Experiment, scale: str, plan: Plan, summary: dict[str, Any], meta: dict[str, Any],
-                 outdir: str) -> list[str]:
+def write_report(
+  exp: Experiment,
+  scale: str,
+  plan: Plan,
+  summary: dict[str, Any],
+  meta: dict[str, Any],
+  outdir: str,
+) -> list[str]:
   """results.json, the figures and results.md in `outdir` (a pure function of its inputs: rebuilding
   from the same summaries writes the same files); returns the file names."""
   os.makedirs(outdir, exist_ok=True)
@@ -201,18 +248,48 @@ def write_report(exp: Experiment, scale: str, plan: Plan, summary: dict[str, Any
   rows = summary["rows"]
   target = plan.target or exp.target
   with open(os.path.join(outdir, "results.json"), "w") as f:
-    json.dump({"experiment": exp.name, "title": exp.title, "source": exp.source, "figure": exp.figure, "scale": scale,
-               "note": plan.note, "target": target.label if target else None,
-               "target_level": summary["target_level"], "checks": summary["checks"],
-               "variants": list(rows.values()), "figures": figures, **meta}, f, indent=1, sort_keys=True)
+    json.dump(
+      {
+        "experiment": exp.name,
+        "title": exp.title,
+        "source": exp.source,
+        "figure": exp.figure,
+        "scale": scale,
+        "note": plan.note,
+        "target": target.label if target else None,
+        "target_level": summary["target_level"],
+        "checks": summary["checks"],
+        "variants": list(rows.values()),
+        "figures": figures,
+        **meta,
+      },
+      f,
+      indent=1,
+      sort_keys=True,
+    )
     f.write("\n")
   split = next((r["final_split"] for r in rows.values() if r["final_split"]), "eval")
   datasets = "; ".join(meta["datasets"]) or meta["default_dataset"]
-  lines = [f"# {exp.name}: {exp.title}", "",
-           f"Paper: {exp.source}. Scale: **{scale}**. Data: {datasets}.", "",
-           f"What the paper shows: {exp.compare}", "",
-           f"Reductions at this scale: {plan.note}", ""]
-  head = ["variant", "params", "steps", "seeds", "train error %", f"{split} error %", "paper %", "ours - paper"]
+  lines = [
+    f"# {exp.name}: {exp.title}",
+    "",
+    f"Paper: {exp.source}. Scale: **{scale}**. Data: {datasets}.",
+    "",
+    f"What the paper shows: {exp.compare}",
+    "",
+    f"Reductions at this scale: {plan.note}",
+    "",
+  ]
+  head = [
+    "variant",
+    "params",
+    "steps",
+    "seeds",
+    "train error %",
+    f"{split} error %",
+    "paper %",
+    "ours - paper",
+  ]
   if target is not None:
     head.append(f"steps to {target.label or 'target'}")
   lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -221,51 +298,94 @@ def write_report(exp: Experiment, scale: str, plan: Plan, summary: dict[str, Any
     if r["paper_text"]:
       paper = f"{paper} ({r['paper_text']})" if paper else r["paper_text"]
     if not r["n"]:
-      cells = [r["label"], f"{r['params']:,}" if r["params"] else "—", "—", "0", "not run yet", "—", paper or "—", "—"]
+      cells = [
+        r["label"],
+        f"{r['params']:,}" if r["params"] else "—",
+        "—",
+        "0",
+        "not run yet",
+        "—",
+        paper or "—",
+        "—",
+      ]
     else:
-      cells = [r["label"], f"{r['params']:,}" if r["params"] else "—", str(r["steps"]), str(r["n"]),
-               fmt(r["final_train_error"], r["final_train_error_std"], r["n"]),
-               fmt(r["final_eval_error"], r["final_eval_error_std"], r["n"]), paper or "—",
-               fmt(r["difference"]) if r["difference"] is not None else "—"]
+      cells = [
+        r["label"],
+        f"{r['params']:,}" if r["params"] else "—",
+        str(r["steps"]),
+        str(r["n"]),
+        fmt(r["final_train_error"], r["final_train_error_std"], r["n"]),
+        fmt(r["final_eval_error"], r["final_eval_error_std"], r["n"]),
+        paper or "—",
+        fmt(r["difference"]) if r["difference"] is not None else "—",
+      ]
     if target is not None:
       cells.append(_steps_cell(r) if r["n"] else "—")
     lines.append("| " + " | ".join(cells) + " |")
-  lines += ["", "Mean ± sample standard deviation (ddof=1) over the seeds; n=1: one seed, no spread measured. "
-            "Train error: 1 - top-1 on the augmented training batches in training mode, averaged over the last "
-            f"logging window; {split} error: the final evaluation on the {split} split (one pass, evaluation view). "
-            "Ours - paper is shown only where our number is the paper's metric on the paper's data (the `paper` "
-            "scale on its default dataset); otherwise the paper's numbers are for reference."]
+  lines += [
+    "",
+    "Mean ± sample standard deviation (ddof=1) over the seeds; n=1: one seed, no spread measured. "
+    "Train error: 1 - top-1 on the augmented training batches in training mode, averaged over the last "
+    f"logging window; {split} error: the final evaluation on the {split} split (one pass, evaluation view). "
+    "Ours - paper is shown only where our number is the paper's metric on the paper's data (the `paper` "
+    "scale on its default dataset); otherwise the paper's numbers are for reference.",
+  ]
   if exp.paper_note:
     lines += ["", f"Paper's numbers: {exp.paper_note}"]
   if target is not None:
     level = summary["target_level"]
-    what = ("training error at or below" if target.kind == "train_error_below"
-            else f"{rows[next(iter(rows))]['heldout_split'] or 'held-out'} accuracy at or above")
-    lines += ["", f"Target: {target.label} = {fmt(level)}% ({what}"
-              f"{', the mean best accuracy of ' + target.reference if target.reference else ''}); steps at the "
-              "logging/evaluation resolution, mean over the seeds that reached it."]
+    what = (
+      "training error at or below"
+      if target.kind == "train_error_below"
+      else f"{rows[next(iter(rows))]['heldout_split'] or 'held-out'} accuracy at or above"
+    )
+    lines += [
+      "",
+      f"Target: {target.label} = {fmt(level)}% ({what}"
+      f"{', the mean best accuracy of ' + target.reference if target.reference else ''}); steps at the "
+      "logging/evaluation resolution, mean over the seeds that reached it.",
+    ]
   if summary["checks"]:
     lines += ["", "## The paper's claims in our run", ""]
     for c in summary["checks"]:
       lines.append(f"- {c['claim']}: **{c['verdict']}** ({_claim_numbers(c)})")
-    lines += ["", "A claim is inconclusive when the difference of the means is below two standard errors of "
-              "that difference (seeds' sample spread, Welch); with one seed per side the verdict is the means'."]
+    lines += [
+      "",
+      "A claim is inconclusive when the difference of the means is below two standard errors of "
+      "that difference (seeds' sample spread, Welch); with one seed per side the verdict is the means'.",
+    ]
   if meta["failures"]:
     lines += ["", "## Failed runs", ""]
-    lines += [f"- {f['variant']} seed {f['seed']}: {f['error']} ({f['machine']}, {f['date']})" for f in meta["failures"]]
+    lines += [
+      f"- {f['variant']} seed {f['seed']}: {f['error']} ({f['machine']}, {f['date']})"
+      for f in meta["failures"]
+    ]
   if meta["stale"]:
-    lines += ["", "## Stale results (not used)", "",
-              "Summaries made with another config than the current plan's (the plan, the code's config schema "
-              "or a --set changed since); rerun those variants to replace them:", ""]
-    lines += [f"- {s['variant']} seed {s['seed']}: config {s['config_hash']} (now {s['current'] or 'not in the plan'}), "
-              f"{s['date']}" for s in meta["stale"]]
+    lines += [
+      "",
+      "## Stale results (not used)",
+      "",
+      "Summaries made with another config than the current plan's (the plan, the code's config schema "
+      "or a --set changed since); rerun those variants to replace them:",
+      "",
+    ]
+    lines += [
+      f"- {s['variant']} seed {s['seed']}: config {s['config_hash']} (now {s['current'] or 'not in the plan'}), "
+      f"{s['date']}"
+      for s in meta["stale"]
+    ]
   lines += ["", "## Figures", ""] + [f"![{f}]({f})" for f in figures]
   lines += ["", "## How it was run", "", "```", meta["command"], "```", ""]
   if meta["commands"]:
-    lines += ["Commands that made the runs: " + "; ".join(f"`{c}`" for c in meta["commands"]) + ".", ""]
+    lines += [
+      "Commands that made the runs: " + "; ".join(f"`{c}`" for c in meta["commands"]) + ".",
+      "",
+    ]
   for m in meta["machines"]:
-    lines.append(f"- {m['label']}; jax {m['jax']}, flax {m['flax']}: {m['runs']} run(s), "
-                 f"{m['wall_time']} wall time in all, {m['dates']}.")
+    lines.append(
+      f"- {m['label']}; jax {m['jax']}, flax {m['flax']}: {m['runs']} run(s), "
+      f"{m['wall_time']} wall time in all, {m['dates']}."
+    )
   if meta.get("notes"):
     lines += ["", "## Notes", "", meta["notes"].strip()]
   with open(os.path.join(outdir, "results.md"), "w") as f:
@@ -275,9 +395,14 @@ def write_report(exp: Experiment, scale: str, plan: Plan, summary: dict[str, Any
 
 def _claim_numbers(c: dict[str, Any]) -> str:
   def side(ref, value, std, n):
-    return f"{ref[0]} {ref[1]} = {_fmt_value(value, std, n)}" + (f" (n={n})" if std is not None else "")
-  text = (f"{side(c['lhs'], c['lhs_value'], c['lhs_std'], c['n_lhs'])} {c['op']} "
-          f"{side(c['rhs'], c['rhs_value'], c['rhs_std'], c['n_rhs'])}")
+    return f"{ref[0]} {ref[1]} = {_fmt_value(value, std, n)}" + (
+      f" (n={n})" if std is not None else ""
+    )
+
+  text = (
+    f"{side(c['lhs'], c['lhs_value'], c['lhs_std'], c['n_lhs'])} {c['op']} "
+    f"{side(c['rhs'], c['rhs_value'], c['rhs_std'], c['n_rhs'])}"
+  )
   if c["tolerance"]:
     text += f" + {c['tolerance']}"
   if c["two_se"] is not None:
@@ -293,18 +418,30 @@ def format_duration(seconds: float) -> str:
 
 
 # ----------------------------------------------------------------------------- figures
-def _title(exp: Experiment, scale: str, meta: dict[str, Any], rows: list[dict[str, Any]], what: str) -> str:
+def _title(
+  exp: Experiment, scale: str, meta: dict[str, Any], rows: list[dict[str, Any]], what: str
+) -> str:
   ns = sorted({r["n"] for r in rows if r["n"]})
   seeds = "no finished runs" if not ns else ("seeds per variant: " + "/".join(map(str, ns)))
   data = meta["dataset_short"] or meta["default_dataset"]
-  return f"{exp.name}: {what} (cf. {exp.figure or exp.source})\nours: {data}, {scale} scale, {seeds}"
+  return (
+    f"{exp.name}: {what} (cf. {exp.figure or exp.source})\nours: {data}, {scale} scale, {seeds}"
+  )
 
 
-def make_figures(exp: Experiment, scale: str, plan: Plan, summary: dict[str, Any], meta: dict[str, Any],
-                 outdir: str) -> list[str]:
+def make_figures(
+  exp: Experiment,
+  scale: str,
+  plan: Plan,
+  summary: dict[str, Any],
+  meta: dict[str, Any],
+  outdir: str,
+) -> list[str]:
   import matplotlib
+
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
   rows = list(summary["rows"].values())
   heldout = next((r["heldout_split"] for r in rows if r["heldout_split"]), "eval")
   final_split = next((r["final_split"] for r in rows if r["final_split"]), heldout)
@@ -313,7 +450,9 @@ def make_figures(exp: Experiment, scale: str, plan: Plan, summary: dict[str, Any
   groups = list(dict.fromkeys(r["group"] for r in rows))
   ncols = min(len(groups), 3)
   nrows = -(-len(groups) // ncols)
-  fig, axes = plt.subplots(nrows, ncols, figsize=(FIG_WIDTH_IN, 1.0 + 3.4 * nrows), squeeze=False, sharey=True)
+  fig, axes = plt.subplots(
+    nrows, ncols, figsize=(FIG_WIDTH_IN, 1.0 + 3.4 * nrows), squeeze=False, sharey=True
+  )
   for ax, g in zip(axes.flat, groups):
     for i, r in enumerate(r for r in rows if r["group"] == g):
       color = f"C{i}"
@@ -331,7 +470,7 @@ def make_figures(exp: Experiment, scale: str, plan: Plan, summary: dict[str, Any
     ax.grid(alpha=0.3)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7)
-  for ax in list(axes.flat)[len(groups):]:
+  for ax in list(axes.flat)[len(groups) :]:
     ax.axis("off")
   key = f"error (%): dashed training, solid {heldout}"
   if final_split != heldout:
@@ -351,10 +490,22 @@ def make_figures(exp: Experiment, scale: str, plan: Plan, summary: dict[str, Any
   spread = lambda key: [err(r[key]) for r in rows] if any(r[key] for r in rows) else None
   if exp.summary == "bar":
     idx = np.arange(len(rows))
-    ax.bar(idx - 0.2, [nan(r["final_train_error"]) for r in rows], 0.4, yerr=spread("final_train_error_std"),
-           capsize=3, label="train")
-    ax.bar(idx + 0.2, [nan(r["final_eval_error"]) for r in rows], 0.4, yerr=spread("final_eval_error_std"),
-           capsize=3, label=final_split)
+    ax.bar(
+      idx - 0.2,
+      [nan(r["final_train_error"]) for r in rows],
+      0.4,
+      yerr=spread("final_train_error_std"),
+      capsize=3,
+      label="train",
+    )
+    ax.bar(
+      idx + 0.2,
+      [nan(r["final_eval_error"]) for r in rows],
+      0.4,
+      yerr=spread("final_eval_error_std"),
+      capsize=3,
+      label=final_split,
+    )
     if any(r["paper"] is not None for r in rows):
       ax.plot(idx, [nan(r["paper"]) for r in rows], "k*", markersize=10, label="paper")
     ax.set_xticks(idx)
@@ -369,23 +520,57 @@ def make_figures(exp: Experiment, scale: str, plan: Plan, summary: dict[str, Any
       if g in exp.flat_groups and exp.summary == "x" and len(sel) == 1 and all_x:
         r = sel[0]
         if r["final_eval_error"] is not None:
-          ax.hlines(r["final_eval_error"], min(all_x), max(all_x), colors=f"C{i}", label=f"{g} (any x, {final_split})")
+          ax.hlines(
+            r["final_eval_error"],
+            min(all_x),
+            max(all_x),
+            colors=f"C{i}",
+            label=f"{g} (any x, {final_split})",
+          )
           if r["final_eval_error_std"]:
-            ax.fill_between([min(all_x), max(all_x)], r["final_eval_error"] - r["final_eval_error_std"],
-                            r["final_eval_error"] + r["final_eval_error_std"], color=f"C{i}", alpha=0.15)
+            ax.fill_between(
+              [min(all_x), max(all_x)],
+              r["final_eval_error"] - r["final_eval_error_std"],
+              r["final_eval_error"] + r["final_eval_error_std"],
+              color=f"C{i}",
+              alpha=0.15,
+            )
         if r["paper"] is not None:
-          ax.hlines(r["paper"], min(all_x), max(all_x), colors=f"C{i}", linestyles=":", label=f"{g} (paper)")
+          ax.hlines(
+            r["paper"], min(all_x), max(all_x), colors=f"C{i}", linestyles=":", label=f"{g} (paper)"
+          )
         continue
       if not pts:
         continue
       x = [p[0] for p in pts]
-      ax.errorbar(x, [nan(p[1]["final_eval_error"]) for p in pts], yerr=[err(p[1]["final_eval_error_std"]) for p in pts],
-                  fmt="-o", color=f"C{i}", capsize=3, label=f"{g} ({final_split})")
-      ax.errorbar(x, [nan(p[1]["final_train_error"]) for p in pts],
-                  yerr=[err(p[1]["final_train_error_std"]) for p in pts], fmt="--", color=f"C{i}", alpha=0.7,
-                  capsize=2, label=f"{g} (train)")
+      ax.errorbar(
+        x,
+        [nan(p[1]["final_eval_error"]) for p in pts],
+        yerr=[err(p[1]["final_eval_error_std"]) for p in pts],
+        fmt="-o",
+        color=f"C{i}",
+        capsize=3,
+        label=f"{g} ({final_split})",
+      )
+      ax.errorbar(
+        x,
+        [nan(p[1]["final_train_error"]) for p in pts],
+        yerr=[err(p[1]["final_train_error_std"]) for p in pts],
+        fmt="--",
+        color=f"C{i}",
+        alpha=0.7,
+        capsize=2,
+        label=f"{g} (train)",
+      )
       if any(p[1]["paper"] is not None for p in pts):
-        ax.plot(x, [nan(p[1]["paper"]) for p in pts], ":*", color=f"C{i}", markersize=9, label=f"{g} (paper)")
+        ax.plot(
+          x,
+          [nan(p[1]["paper"]) for p in pts],
+          ":*",
+          color=f"C{i}",
+          markersize=9,
+          label=f"{g} (paper)",
+        )
     ax.set_xlabel("parameters" if exp.summary == "params" else exp.x_label, fontsize=8)
     if exp.log_x or exp.summary == "params":
       ax.set_xscale("log", base=2 if exp.summary != "params" else 10)
@@ -405,8 +590,17 @@ def _band(ax, points, stds, color, style, width, marker=None, label=None) -> Non
     return
   s = np.array([p[0] for p in points], float)
   m = np.array([p[1] for p in points], float)
-  ax.plot(s, m, style, color=color, linewidth=width, marker=marker, markersize=3 if marker else None, label=label,
-          alpha=1.0 if style == "-" else 0.8)
+  ax.plot(
+    s,
+    m,
+    style,
+    color=color,
+    linewidth=width,
+    marker=marker,
+    markersize=3 if marker else None,
+    label=label,
+    alpha=1.0 if style == "-" else 0.8,
+  )
   if stds and all(v is not None for v in stds):
     sd = np.array(stds, float)
     ax.fill_between(s, m - sd, m + sd, color=color, alpha=0.15, linewidth=0)

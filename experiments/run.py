@@ -36,6 +36,7 @@ Options:
 Exit status: 0 when every requested run finished (or validated, with --dry-run); 1 when a run failed;
 2 for a bad command line or config (nothing runs); 128 + signal when interrupted (rerun to resume).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,11 +62,29 @@ try:  # the trainer's building blocks: classic_cnns.build and classic_cnns.data.
   from classic_cnns.build import build_model
   from classic_cnns.data.batches import eval_batches, make_train_batches
 except ImportError:  # pragma: no cover
-  build_model, eval_batches, make_train_batches = train.build_model, train.eval_batches, train.make_train_batches
+  build_model, eval_batches, make_train_batches = (
+    train.build_model,
+    train.eval_batches,
+    train.make_train_batches,
+  )
 from experiments import report, store
-from experiments.configs import (NOT_HASHED, VAL_AUTO, DatasetSpec, apply_dataset, config_dict, config_hash, describe_dataset,  # noqa: F401
-                                 flatten, parse_dataset, parse_sets, probe_dataset, resolve_validation, set_key,
-                                 validation_size, variant_config)
+from experiments.configs import (
+  NOT_HASHED,
+  VAL_AUTO,
+  DatasetSpec,
+  apply_dataset,  # noqa: F401  (part of the runner's API)
+  config_dict,
+  config_hash,
+  describe_dataset,  # noqa: F401
+  flatten,
+  parse_dataset,
+  parse_sets,
+  probe_dataset,
+  resolve_validation,
+  set_key,  # noqa: F401  (part of the runner's API)
+  validation_size,  # noqa: F401  (part of the runner's API)
+  variant_config,
+)
 from experiments.definitions import EXPERIMENTS
 from experiments.report import steps_to, summarise  # noqa: F401
 from experiments.spec import SCALES, Experiment, Plan, Variant
@@ -90,6 +109,7 @@ class Interrupted(Exception):
 @dataclasses.dataclass
 class Job:
   """One variant of the plan: its config (seed 0, before the data is seen) and the config's hash."""
+
   variant: Variant
   config: ml_collections.ConfigDict
   hash: str
@@ -120,8 +140,10 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict) -> Non
     if before != now:
       fb, fn = flatten(before), flatten(now)
       diff = sorted(k for k in set(fb) | set(fn) if fb.get(k) != fn.get(k))
-      raise ConfigError(f"{workdir} holds a run of another config (differs in {', '.join(diff[:5])}); "
-                        f"use another --out or delete it")
+      raise ConfigError(
+        f"{workdir} holds a run of another config (differs in {', '.join(diff[:5])}); "
+        f"use another --out or delete it"
+      )
   os.makedirs(workdir, exist_ok=True)
   with open(path, "w") as f:
     json.dump(now, f, indent=1, sort_keys=True)
@@ -137,8 +159,16 @@ def check_model(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(" ".join(str(e).split())[:300]) from None
 
 
-def prepare(name: str, scale: str, dataset: str | None, sets: Sequence[tuple[str, str]], only: list[str] | None,
-            out: str, results: str, command: str | None) -> Context:
+def prepare(
+  name: str,
+  scale: str,
+  dataset: str | None,
+  sets: Sequence[tuple[str, str]],
+  only: list[str] | None,
+  out: str,
+  results: str,
+  command: str | None,
+) -> Context:
   """Validates everything that needs no data: the experiment, scale, --only, and every variant's config."""
   if name not in EXPERIMENTS:
     raise ConfigError(f"unknown experiment {name!r}; --list shows them: {', '.join(EXPERIMENTS)}")
@@ -149,7 +179,9 @@ def prepare(name: str, scale: str, dataset: str | None, sets: Sequence[tuple[str
   if only:
     unknown = set(only) - {v.name for v in plan.variants}
     if unknown:
-      raise ConfigError(f"--only: no variant {', '.join(sorted(unknown))} in {name} at scale {scale}")
+      raise ConfigError(
+        f"--only: no variant {', '.join(sorted(unknown))} in {name} at scale {scale}"
+      )
   dataset = dataset or exp.datasets[scale]
   spec = parse_dataset(dataset)
   jobs = []
@@ -165,12 +197,15 @@ def prepare(name: str, scale: str, dataset: str | None, sets: Sequence[tuple[str
       raise ConfigError(f"variant {v.name}: {e}") from None
     jobs.append(Job(v, config, config_hash(config, spec)))
   if command is None:
-    command = canonical_command(name, scale, None, dataset if dataset != exp.datasets[scale] else None, sets)
+    command = canonical_command(
+      name, scale, None, dataset if dataset != exp.datasets[scale] else None, sets
+    )
   return Context(exp, scale, plan, spec, dataset, list(sets), jobs, out, results, command)
 
 
-def canonical_command(name: str, scale: str, seeds: int | None, dataset: str | None,
-                      sets: Sequence[tuple[str, str]]) -> str:
+def canonical_command(
+  name: str, scale: str, seeds: int | None, dataset: str | None, sets: Sequence[tuple[str, str]]
+) -> str:
   args = ["python", "-m", "experiments.run", name, f"--scale={scale}"]
   if seeds and seeds > 1:
     args.append(f"--seeds={seeds}")
@@ -193,19 +228,33 @@ def resolved_config(ctx: Context, job: Job, seed: int) -> ml_collections.ConfigD
 def _input_shape(config: ml_collections.ConfigDict, ds) -> tuple[int, int, int]:
   """The model's input shape for the data: the augmentation's evaluation view, without statistics."""
   from classic_cnns.data import augment
+
   data = ml_collections.ConfigDict(config.data.to_dict())
-  data.normalize, data.zca, data.gcn, data.augment.pca_lighting, data.stats = "none", False, 0.0, 0.0, "data"
+  data.normalize, data.zca, data.gcn, data.augment.pca_lighting, data.stats = (
+    "none",
+    False,
+    0.0,
+    0.0,
+    "data",
+  )
   return augment.preprocess_config(data, ds).eval_shape(ds.image_shape)
 
 
 def abstract_params(config: ml_collections.ConfigDict, input_shape: tuple[int, ...]):
   model = build_model(config, jax.device_count())
   try:
-    return jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
-                                             jnp.zeros((1,) + tuple(input_shape)), train=False))["params"]
+    return jax.eval_shape(
+      lambda: model.init(
+        {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+        jnp.zeros((1,) + tuple(input_shape)),
+        train=False,
+      )
+    )["params"]
   except (ValueError, TypeError, ZeroDivisionError) as e:
-    raise ConfigError(f"config.model {config.model.name!r} cannot be built for input {tuple(input_shape)}: "
-                      f"{' '.join(str(e).split())[:300]}") from None
+    raise ConfigError(
+      f"config.model {config.model.name!r} cannot be built for input {tuple(input_shape)}: "
+      f"{' '.join(str(e).split())[:300]}"
+    ) from None
 
 
 def count_params(config: ml_collections.ConfigDict) -> int:
@@ -245,13 +294,28 @@ def run_one(ctx: Context, job: Job, seed: int) -> dict[str, Any]:
   if not run["finished"]:
     raise RuntimeError(f"{workdir}: the run ended without its final evaluation")
   summary = {
-      "format": store.FORMAT, "experiment": ctx.exp.name, "scale": ctx.scale, "variant": job.variant.name, "seed": seed,
-      "config_hash": job.hash, "config": config_dict(config), "sets": [f"{k}={v}" for k, v in ctx.sets],
-      "dataset": ctx.dataset, "dataset_identity": ctx.spec.identity, "dataset_description": describe_dataset(ctx.dataset),
-      "val_size": int(config.data.val_size), "params": count_params(config), "run": run,
-      "machine": store.machine_info(), "wall_time_s": round(_wall_time(workdir), 1), "date": store.now(),
-      "command": ctx.command}
-  store.write_json(store.summary_path(ctx.results, ctx.exp.name, ctx.scale, job.variant.name, seed), summary)
+    "format": store.FORMAT,
+    "experiment": ctx.exp.name,
+    "scale": ctx.scale,
+    "variant": job.variant.name,
+    "seed": seed,
+    "config_hash": job.hash,
+    "config": config_dict(config),
+    "sets": [f"{k}={v}" for k, v in ctx.sets],
+    "dataset": ctx.dataset,
+    "dataset_identity": ctx.spec.identity,
+    "dataset_description": describe_dataset(ctx.dataset),
+    "val_size": int(config.data.val_size),
+    "params": count_params(config),
+    "run": run,
+    "machine": store.machine_info(),
+    "wall_time_s": round(_wall_time(workdir), 1),
+    "date": store.now(),
+    "command": ctx.command,
+  }
+  store.write_json(
+    store.summary_path(ctx.results, ctx.exp.name, ctx.scale, job.variant.name, seed), summary
+  )
   failed = store.failure_path(ctx.results, ctx.exp.name, ctx.scale, job.variant.name, seed)
   if os.path.exists(failed):
     os.remove(failed)
@@ -266,17 +330,34 @@ def one_line(e: BaseException) -> str:
 
 
 def record_failure(ctx: Context, job: Job, seed: int, e: BaseException) -> dict[str, Any]:
-  failure = {"format": store.FORMAT, "experiment": ctx.exp.name, "scale": ctx.scale, "variant": job.variant.name,
-             "seed": seed, "config_hash": job.hash, "error": one_line(e), "machine": store.machine_info(),
-             "date": store.now(), "command": ctx.command}
-  store.write_json(store.failure_path(ctx.results, ctx.exp.name, ctx.scale, job.variant.name, seed), failure)
+  failure = {
+    "format": store.FORMAT,
+    "experiment": ctx.exp.name,
+    "scale": ctx.scale,
+    "variant": job.variant.name,
+    "seed": seed,
+    "config_hash": job.hash,
+    "error": one_line(e),
+    "machine": store.machine_info(),
+    "date": store.now(),
+    "command": ctx.command,
+  }
+  store.write_json(
+    store.failure_path(ctx.results, ctx.exp.name, ctx.scale, job.variant.name, seed), failure
+  )
   print(f"[failed] {job.variant.name} seed {seed}: {failure['error']}", flush=True)
   return failure
 
 
 def stored_summary(ctx: Context, job: Job, seed: int) -> dict[str, Any] | None:
-  s = store.read_json(store.summary_path(ctx.results, ctx.exp.name, ctx.scale, job.variant.name, seed))
-  return s if s is not None and s.get("config_hash") == job.hash and s.get("format") == store.FORMAT else None
+  s = store.read_json(
+    store.summary_path(ctx.results, ctx.exp.name, ctx.scale, job.variant.name, seed)
+  )
+  return (
+    s
+    if s is not None and s.get("config_hash") == job.hash and s.get("format") == store.FORMAT
+    else None
+  )
 
 
 # ----------------------------------------------------------------------------- dry run
@@ -285,14 +366,19 @@ def dry_run_one(ctx: Context, job: Job, stats: dict | None = None) -> str:
   `stats` remembers the data statistics (mean/std, ZCA, ...) of a data config for the next variants."""
   from classic_cnns import optim, parallel
   from classic_cnns.data import augment, streaming
+
   config = resolved_config(ctx, job, 0)
   if hasattr(train, "load_training_data"):  # the trainer's own checks of the data for this run
-    ds = train.load_training_data(config, os.path.join(ctx.out, ctx.exp.name, ctx.scale, job.variant.name, "seed0"))
+    ds = train.load_training_data(
+      config, os.path.join(ctx.out, ctx.exp.name, ctx.scale, job.variant.name, "seed0")
+    )
   else:
     ds = sources.load_dataset(config.data, config.seed)
     if config.model.num_classes < len(ds.class_names):
-      raise ConfigError(f"config.model.num_classes={config.model.num_classes} is smaller than the "
-                        f"{len(ds.class_names)} classes of dataset {ds.name}")
+      raise ConfigError(
+        f"config.model.num_classes={config.model.num_classes} is smaller than the "
+        f"{len(ds.class_names)} classes of dataset {ds.name}"
+      )
   key = (json.dumps(config.data.to_dict(), sort_keys=True, default=str), config.seed)
   stats = {} if stats is None else stats
   if key not in stats:
@@ -312,17 +398,23 @@ def dry_run_one(ctx: Context, job: Job, stats: dict | None = None) -> str:
   final_name = "test" if ds.test is not None else "val"
   n_dev = jax.device_count()
   eval_bs = -(-config.eval_batch_size // n_dev) * n_dev
-  if streaming.is_streamed(ds.train):  # the host pipeline runs: one training and one evaluation batch
+  if streaming.is_streamed(
+    ds.train
+  ):  # the host pipeline runs: one training and one evaluation batch
     _, batch = next(batches.iterate(0, 1))
     ev = next(iter(eval_batches(eval_split, eval_bs, config, mesh)))
     shapes = {tuple(batch["image"].shape[1:]), tuple(ev["image"].shape[1:])}
     if shapes != {tuple(ds.image_shape)}:
-      raise ConfigError(f"streamed batches have shapes {sorted(shapes)}, expected {tuple(ds.image_shape)}")
+      raise ConfigError(
+        f"streamed batches have shapes {sorted(shapes)}, expected {tuple(ds.image_shape)}"
+      )
   n_params = int(sum(math.prod(p.shape) for p in jax.tree.leaves(params)))
-  return (f"{n_params:,} params, input {tuple(input_shape)}; {len(ds.train)} train / "
-          f"{len(ds.val) if ds.val is not None else 0} val / {len(ds.test) if ds.test is not None else 0} test; "
-          f"batch {config.batch_size}, {total} steps ({total / spe:.2f} epochs of {spe}); evaluations on {eval_name}, "
-          f"final on {final_name}")
+  return (
+    f"{n_params:,} params, input {tuple(input_shape)}; {len(ds.train)} train / "
+    f"{len(ds.val) if ds.val is not None else 0} val / {len(ds.test) if ds.test is not None else 0} test; "
+    f"batch {config.batch_size}, {total} steps ({total / spe:.2f} epochs of {spe}); evaluations on {eval_name}, "
+    f"final on {final_name}"
+  )
 
 
 # ----------------------------------------------------------------------------- report
@@ -340,38 +432,80 @@ def build_report(ctx: Context) -> dict[str, Any]:
       params.setdefault(s["variant"], s.get("params"))
       used.append(s)
     else:
-      stale.append({"variant": s["variant"], "seed": s["seed"], "config_hash": s.get("config_hash"),
-                    "current": current.get(s["variant"]), "date": s.get("date")})
+      stale.append(
+        {
+          "variant": s["variant"],
+          "seed": s["seed"],
+          "config_hash": s.get("config_hash"),
+          "current": current.get(s["variant"]),
+          "date": s.get("date"),
+        }
+      )
   done = {(s["variant"], s["seed"]) for s in used}
-  failed = [{"variant": f["variant"], "seed": f["seed"], "error": f["error"], "date": f["date"],
-             "machine": store.machine_label(f["machine"])} for f in failures
-            if current.get(f["variant"]) == f.get("config_hash") and (f["variant"], f["seed"]) not in done]
+  failed = [
+    {
+      "variant": f["variant"],
+      "seed": f["seed"],
+      "error": f["error"],
+      "date": f["date"],
+      "machine": store.machine_label(f["machine"]),
+    }
+    for f in failures
+    if current.get(f["variant"]) == f.get("config_hash") and (f["variant"], f["seed"]) not in done
+  ]
   default_identity = parse_dataset(ctx.exp.datasets[scale]).identity
   # Ours - paper only on the paper's data with the plan's own recipe (a --set of a location-only field aside).
   own_recipe = all(k in NOT_HASHED for k, _ in ctx.sets)
-  summary = report.summarise(ctx.exp, ctx.plan, runs, params,
-                             comparable_identity=ctx.spec.identity == default_identity and own_recipe)
+  summary = report.summarise(
+    ctx.exp,
+    ctx.plan,
+    runs,
+    params,
+    comparable_identity=ctx.spec.identity == default_identity and own_recipe,
+  )
   machines: dict[str, dict[str, Any]] = {}
   for s in used:
     label = store.machine_label(s["machine"])
-    m = machines.setdefault(label, {"label": label, "jax": s["machine"].get("jax"), "flax": s["machine"].get("flax"),
-                                    "runs": 0, "seconds": 0.0, "first": s["date"], "last": s["date"]})
+    m = machines.setdefault(
+      label,
+      {
+        "label": label,
+        "jax": s["machine"].get("jax"),
+        "flax": s["machine"].get("flax"),
+        "runs": 0,
+        "seconds": 0.0,
+        "first": s["date"],
+        "last": s["date"],
+      },
+    )
     m["runs"] += 1
     m["seconds"] += s.get("wall_time_s") or 0.0
     m["first"], m["last"] = min(m["first"], s["date"]), max(m["last"], s["date"])
-  machine_rows = [{**m, "wall_time": report.format_duration(m["seconds"]),
-                   "dates": m["first"] if m["first"] == m["last"] else f"{m['first']} to {m['last']}"}
-                  for m in sorted(machines.values(), key=lambda m: m["label"])]
+  machine_rows = [
+    {
+      **m,
+      "wall_time": report.format_duration(m["seconds"]),
+      "dates": m["first"] if m["first"] == m["last"] else f"{m['first']} to {m['last']}",
+    }
+    for m in sorted(machines.values(), key=lambda m: m["label"])
+  ]
   outdir = os.path.join(ctx.results, name, scale)
   notes_path = os.path.join(outdir, "notes.md")
   notes = open(notes_path).read() if os.path.exists(notes_path) else ""
   n_max = max((r["n"] for r in summary["rows"].values()), default=1)
   dataset = ctx.dataset if ctx.dataset != ctx.exp.datasets[scale] else None
-  meta = {"command": canonical_command(name, scale, n_max, dataset, ctx.sets),
-          "commands": sorted({s.get("command", "") for s in used} - {""}),
-          "datasets": sorted({s.get("dataset_description", "") for s in used} - {""}),
-          "dataset_short": ctx.spec.identity, "default_dataset": ctx.exp.datasets[scale],
-          "config_hashes": current, "machines": machine_rows, "failures": failed, "stale": stale, "notes": notes}
+  meta = {
+    "command": canonical_command(name, scale, n_max, dataset, ctx.sets),
+    "commands": sorted({s.get("command", "") for s in used} - {""}),
+    "datasets": sorted({s.get("dataset_description", "") for s in used} - {""}),
+    "dataset_short": ctx.spec.identity,
+    "default_dataset": ctx.exp.datasets[scale],
+    "config_hashes": current,
+    "machines": machine_rows,
+    "failures": failed,
+    "stale": stale,
+    "notes": notes,
+  }
   report.write_report(ctx.exp, scale, ctx.plan, summary, meta, outdir)
   summary["meta"] = meta
   summary["outdir"] = outdir
@@ -380,7 +514,7 @@ def build_report(ctx: Context) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- main
 def parse_seeds(text: str | int | Sequence[int]) -> list[int]:
-  """"3" -> 0, 1, 2; "3-5" -> 3, 4, 5; "0,4" -> 0, 4."""
+  """ "3" -> 0, 1, 2; "3-5" -> 3, 4, 5; "0,4" -> 0, 4."""
   if isinstance(text, int):
     seeds = list(range(text))
   elif not isinstance(text, str):
@@ -401,18 +535,33 @@ def parse_seeds(text: str | int | Sequence[int]) -> list[int]:
   return sorted(set(seeds))
 
 
-def run_experiment(name: str, scale: str, dataset: str | None = None, seeds: str | int | Sequence[int] = 1,
-                   out: str = DEFAULT_OUT, results: str = RESULTS, report_only: bool = False,
-                   only: list[str] | None = None, sets: Sequence[str] = (), dry_run: bool = False,
-                   keep_going: bool = True, command: str | None = None, note: str | None = None) -> dict[str, Any]:
+def run_experiment(
+  name: str,
+  scale: str,
+  dataset: str | None = None,
+  seeds: str | int | Sequence[int] = 1,
+  out: str = DEFAULT_OUT,
+  results: str = RESULTS,
+  report_only: bool = False,
+  only: list[str] | None = None,
+  sets: Sequence[str] = (),
+  dry_run: bool = False,
+  keep_going: bool = True,
+  command: str | None = None,
+  note: str | None = None,
+) -> dict[str, Any]:
   """Trains every requested variant/seed not yet in the results store (unless report_only or
   dry_run) and rebuilds the report; returns the report's summary with `failures` (this invocation's)."""
   seed_list = parse_seeds(seeds)
   ctx = prepare(name, scale, dataset, parse_sets(sets), only, out, results, command)
   failures: list[dict[str, Any]] = []
   todo = [j for j in ctx.jobs if only is None or j.variant.name in only]
-  if dry_run or (not report_only and any(stored_summary(ctx, j, s) is None for j in todo for s in seed_list)):
-    probe_dataset(todo[0].config if todo else ctx.jobs[0].config)  # the data is there (one error, exit 2, if not)
+  if dry_run or (
+    not report_only and any(stored_summary(ctx, j, s) is None for j in todo for s in seed_list)
+  ):
+    probe_dataset(
+      todo[0].config if todo else ctx.jobs[0].config
+    )  # the data is there (one error, exit 2, if not)
   if dry_run:
     lines, stats = {}, {}
     for job in todo:
@@ -429,7 +578,10 @@ def run_experiment(name: str, scale: str, dataset: str | None = None, seeds: str
     for job in todo:
       for seed in seed_list:
         if stored_summary(ctx, job, seed) is not None:
-          print(f"[done] {job.variant.name} seed {seed}: in the results store (config {job.hash})", flush=True)
+          print(
+            f"[done] {job.variant.name} seed {seed}: in the results store (config {job.hash})",
+            flush=True,
+          )
           continue
         try:
           run_one(ctx, job, seed)
@@ -461,46 +613,99 @@ def list_experiments() -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(prog="python -m experiments.run", description=__doc__,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  p = argparse.ArgumentParser(
+    prog="python -m experiments.run",
+    description=__doc__,
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   p.add_argument("name", nargs="?", help="experiment name (--list shows them)")
   p.add_argument("--list", action="store_true", help="list the experiments and exit")
   p.add_argument("--scale", default="smoke", choices=SCALES)
-  p.add_argument("--dataset", default=None, help="embedded | cifar10_folder[:PATH] | folder:PATH | tfds:NAME[@DIR] | "
-                 "npz:PATH | imagenet_folder:PATH (default: the experiment's for the scale)")
+  p.add_argument(
+    "--dataset",
+    default=None,
+    help="embedded | cifar10_folder[:PATH] | folder:PATH | tfds:NAME[@DIR] | "
+    "npz:PATH | imagenet_folder:PATH (default: the experiment's for the scale)",
+  )
   p.add_argument("--seeds", default="1", help="N (seeds 0..N-1), A-B or A,B,C (default 1: seed 0)")
-  p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="sets",
-                 help="override a config field on every variant (repeatable), e.g. --set num_steps=2")
-  p.add_argument("--only", default="", help="comma-separated variants to train (the report covers all)")
-  p.add_argument("--dry-run", action="store_true", help="validate configs, data and models; train nothing")
-  p.add_argument("--report-only", action="store_true", help="train nothing; rebuild the report from the summaries")
-  p.add_argument("--keep-going", action=argparse.BooleanOptionalAction, default=True,
-                 help="record a failed variant and run the others (default); --no-keep-going stops at the first")
-  p.add_argument("--out", default=DEFAULT_OUT, help="root of the workdirs (default experiments/runs)")
-  p.add_argument("--results", default=RESULTS, help="root of the summaries and reports (default experiments/results)")
-  p.add_argument("--note", default=None, help="a paragraph for results.md (kept in RESULTS/NAME/SCALE/notes.md)")
+  p.add_argument(
+    "--set",
+    action="append",
+    default=[],
+    metavar="KEY=VALUE",
+    dest="sets",
+    help="override a config field on every variant (repeatable), e.g. --set num_steps=2",
+  )
+  p.add_argument(
+    "--only", default="", help="comma-separated variants to train (the report covers all)"
+  )
+  p.add_argument(
+    "--dry-run", action="store_true", help="validate configs, data and models; train nothing"
+  )
+  p.add_argument(
+    "--report-only",
+    action="store_true",
+    help="train nothing; rebuild the report from the summaries",
+  )
+  p.add_argument(
+    "--keep-going",
+    action=argparse.BooleanOptionalAction,
+    default=True,
+    help="record a failed variant and run the others (default); --no-keep-going stops at the first",
+  )
+  p.add_argument(
+    "--out", default=DEFAULT_OUT, help="root of the workdirs (default experiments/runs)"
+  )
+  p.add_argument(
+    "--results",
+    default=RESULTS,
+    help="root of the summaries and reports (default experiments/results)",
+  )
+  p.add_argument(
+    "--note", default=None, help="a paragraph for results.md (kept in RESULTS/NAME/SCALE/notes.md)"
+  )
   args = p.parse_args(argv)
   if args.list:
     print(list_experiments())
     return
   if not args.name:
     cli.fail("give an experiment name, or --list")
-  command = shlex.join(["python", "-m", "experiments.run"] + (argv if argv is not None else sys.argv[1:]))
+  command = shlex.join(
+    ["python", "-m", "experiments.run"] + (argv if argv is not None else sys.argv[1:])
+  )
   from absl import logging
+
   logging.set_verbosity(logging.WARNING)
   cli.set_xla_flags(base_config().kernels)  # before JAX starts its backends
   with cli.user_errors():
     try:
-      summary = run_experiment(args.name, args.scale, args.dataset, args.seeds, args.out, args.results,
-                               args.report_only, [s for s in args.only.split(",") if s] or None, args.sets,
-                               args.dry_run, args.keep_going, command, args.note)
+      summary = run_experiment(
+        args.name,
+        args.scale,
+        args.dataset,
+        args.seeds,
+        args.out,
+        args.results,
+        args.report_only,
+        [s for s in args.only.split(",") if s] or None,
+        args.sets,
+        args.dry_run,
+        args.keep_going,
+        command,
+        args.note,
+      )
     except Interrupted as e:
       print(f"{e}; rerun the same command to resume", flush=True)
       sys.exit(128 + e.signum)
   if summary["failures"]:
     what = "failed the dry run" if args.dry_run else "failed (recorded in the report)"
-    cli.fail(f"{len(summary['failures'])} run(s) {what}: " + "; ".join(
-        f"{f['variant']} seed {f['seed']}: {f['error']}" for f in summary["failures"])[:2000], status=1)
+    cli.fail(
+      f"{len(summary['failures'])} run(s) {what}: "
+      + "; ".join(f"{f['variant']} seed {f['seed']}: {f['error']}" for f in summary["failures"])[
+        :2000
+      ],
+      status=1,
+    )
 
 
 if __name__ == "__main__":

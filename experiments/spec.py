@@ -7,6 +7,7 @@ scale reduces. `checks` state the paper's qualitative claims as comparisons of o
 results.md says whether each claim holds in our run (never tuned: a claim that fails is printed
 as failing, with the numbers).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,7 +36,9 @@ class Plan:
   base: dict[str, Any]  # overrides shared by every variant at this scale
   variants: list[Variant]
   note: str  # what this scale reduces w.r.t. the paper's recipe
-  comparable: bool = False  # our error is the paper's metric on the paper's data (then a difference is shown)
+  comparable: bool = (
+    False  # our error is the paper's metric on the paper's data (then a difference is shown)
+  )
   checks: Sequence["Check"] = ()
   target: "Target | None" = None  # overrides the experiment's target at this scale
 
@@ -45,6 +48,7 @@ class Target:
   """'Steps to reach' a level: train error below `value` (%), or eval accuracy above it; with
   `reference` set, the level is that variant's best eval accuracy (BN paper: steps to reach the
   baseline Inception's maximum accuracy)."""
+
   kind: str  # "train_error_below" | "eval_accuracy_above"
   value: float | None = None
   reference: str | None = None
@@ -55,6 +59,7 @@ class Target:
 class Check:
   """A claim of the paper as a comparison of two of our numbers: `lhs op rhs`, each
   (variant, field) with field in final_train_error | final_eval_error | steps_to_target."""
+
   claim: str
   lhs: tuple[str, str]
   op: str  # "<", "<=", ">", ">="
@@ -71,10 +76,14 @@ class Experiment:
   plan: Callable[[str], Plan]
   datasets: dict[str, str]  # scale -> default --dataset
   curves: str = "error"  # curve figure: "error" (train dashed, eval solid, per group panel)
-  summary: str = "bar"  # summary figure: "bar" (final errors per variant) | "x" (error vs variant.x) | "params"
+  summary: str = (
+    "bar"  # summary figure: "bar" (final errors per variant) | "x" (error vs variant.x) | "params"
+  )
   x_label: str = ""
   log_x: bool = False
   target: Target | None = None
-  flat_groups: Sequence[str] = ()  # summary-figure series independent of x (drawn as horizontal lines)
+  flat_groups: Sequence[
+    str
+  ] = ()  # summary-figure series independent of x (drawn as horizontal lines)
   paper_note: str = ""  # where the paper's numbers come from, and why they are / are not comparable
   figure: str = ""  # the paper's figure / table our figures mirror (figure titles), e.g. "He et al. 2016, Fig. 6"

@@ -11,6 +11,7 @@ and an experiment completed over several days on different machines: each machin
 the report reads them all. A failed run leaves `seedS.failed.json` (its one-line error) instead,
 removed when the run later succeeds.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -65,22 +66,24 @@ def summarise_run(records: list[dict[str, Any]]) -> dict[str, Any]:
     else:
       points.append([r["step"], _error(r)])
   final_split = final["split"][: -len("_final")] if final else None
-  heldout = "val" if "val" in curves else (final_split or next((s for s in curves if s != "train"), None))
+  heldout = (
+    "val" if "val" in curves else (final_split or next((s for s in curves if s != "train"), None))
+  )
   curve_eval = curves.get(heldout, []) if heldout else []
   return {
-      "steps": final["step"] if final else (train[-1]["step"] if train else 0),
-      "finished": final is not None,
-      "final_split": final_split,
-      "heldout_split": heldout,
-      "final_train_error": _error(train[-1]) if train else None,
-      "final_train_loss": train[-1]["loss"] if train else None,
-      "final_eval_error": _error(final) if final else None,
-      "final_eval_top5_error": 100 * (1 - final["top5"]) if final and "top5" in final else None,
-      "final_eval_loss": final["loss"] if final else None,
-      "best_eval_accuracy": max((100 - e for _, e in curve_eval), default=None),
-      "curves": curves,
-      "curve_train": curves["train"],
-      "curve_eval": curve_eval,
+    "steps": final["step"] if final else (train[-1]["step"] if train else 0),
+    "finished": final is not None,
+    "final_split": final_split,
+    "heldout_split": heldout,
+    "final_train_error": _error(train[-1]) if train else None,
+    "final_train_loss": train[-1]["loss"] if train else None,
+    "final_eval_error": _error(final) if final else None,
+    "final_eval_top5_error": 100 * (1 - final["top5"]) if final and "top5" in final else None,
+    "final_eval_loss": final["loss"] if final else None,
+    "best_eval_accuracy": max((100 - e for _, e in curve_eval), default=None),
+    "curves": curves,
+    "curve_train": curves["train"],
+    "curve_eval": curve_eval,
   }
 
 
@@ -115,7 +118,9 @@ def read_json(path: str) -> dict[str, Any] | None:
     return None
 
 
-def load_all(results: str, name: str, scale: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def load_all(
+  results: str, name: str, scale: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
   """(summaries, failures) stored for an experiment at a scale, in a stable order."""
   root = run_dir(results, name, scale)
   summaries, failures = [], []
@@ -139,10 +144,18 @@ def load_all(results: str, name: str, scale: str) -> tuple[list[dict[str, Any]],
 def machine_info() -> dict[str, Any]:
   import flax
   import jax
+
   devices = jax.devices()
-  return {"cpu": machine.cpu_model(), "cores": os.cpu_count(), "platform": devices[0].platform,
-          "devices": sorted({str(getattr(d, "device_kind", d)) for d in devices}), "device_count": len(devices),
-          "jax": jax.__version__, "flax": flax.__version__, "python": platform.python_version()}
+  return {
+    "cpu": machine.cpu_model(),
+    "cores": os.cpu_count(),
+    "platform": devices[0].platform,
+    "devices": sorted({str(getattr(d, "device_kind", d)) for d in devices}),
+    "device_count": len(devices),
+    "jax": jax.__version__,
+    "flax": flax.__version__,
+    "python": platform.python_version(),
+  }
 
 
 def now() -> str:
@@ -151,5 +164,7 @@ def now() -> str:
 
 def machine_label(m: dict[str, Any]) -> str:
   devices = ", ".join(m.get("devices", []))
-  return (f"{m.get('cpu') or 'unknown CPU'}, {m.get('cores')} cores; {m.get('device_count')} x {m.get('platform')}"
-          + (f" ({devices})" if devices and m.get("platform") != "cpu" else ""))
+  return (
+    f"{m.get('cpu') or 'unknown CPU'}, {m.get('cores')} cores; {m.get('device_count')} x {m.get('platform')}"
+    + (f" ({devices})" if devices and m.get("platform") != "cpu" else "")
+  )

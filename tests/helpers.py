@@ -1,4 +1,5 @@
 """Helpers shared by the tests outside tests/models."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -27,6 +28,7 @@ def lenet_config(**overrides):
   """configs/lenet5_mnist.py (the main job) with dotted overrides ("optimizer.lr": 0.1), validated."""
   import jax
   from classic_cnns.config import validate_config
+
   config = load_config_module("lenet5_mnist.py").get_config()
   config.update_from_flattened_dict(overrides)
   validate_config(config, jax.device_count())

@@ -1,5 +1,6 @@
 """Checkpointer on a small state: checksums caught on restore, NaN/Inf checkpoints skipped, failed
 writes (at once or in Orbax's background writer) end in one CheckpointWriteError line."""
+
 import errno
 import os
 import resource
@@ -15,8 +16,10 @@ from classic_cnns import checkpoint
 
 def _state(seed: int, n: int = 100_000):
   """Random floats (incompressible: the arrays are stored as they are) and an integer counter."""
-  return {"params": {"w": jax.random.normal(jax.random.PRNGKey(seed), (n,)), "b": jnp.zeros((3,))},
-          "step": jnp.array(seed, jnp.int32)}
+  return {
+    "params": {"w": jax.random.normal(jax.random.PRNGKey(seed), (n,)), "b": jnp.zeros((3,))},
+    "step": jnp.array(seed, jnp.int32),
+  }
 
 
 def _save(workdir, states: dict):
@@ -37,7 +40,9 @@ def _restore(workdir, like):
 
 def _flip_one_byte_of_the_arrays(step_dir):
   """One byte in the middle of the largest array file (the raw values of `w`)."""
-  files = [os.path.join(root, f) for root, _, fs in os.walk(os.path.join(step_dir, "state")) for f in fs]
+  files = [
+    os.path.join(root, f) for root, _, fs in os.walk(os.path.join(step_dir, "state")) for f in fs
+  ]
   path = max(files, key=os.path.getsize)
   with open(path, "r+b") as f:
     f.seek(os.path.getsize(path) // 2)
@@ -54,10 +59,15 @@ def _assert_equal(a, b):
 def test_checksums_name_each_array_and_see_one_flipped_bit():
   s = _state(1)
   sums = checkpoint.array_checksums(s)
-  assert set(sums) == {"params/w", "params/b", "step"} and all(v.startswith("crc32:") for v in sums.values())
+  assert set(sums) == {"params/w", "params/b", "step"} and all(
+    v.startswith("crc32:") for v in sums.values()
+  )
   w = np.array(s["params"]["w"])
   w.view(np.uint8)[1234] ^= 1
-  assert checkpoint.array_checksums({**s, "params": {**s["params"], "w": w}})["params/w"] != sums["params/w"]
+  assert (
+    checkpoint.array_checksums({**s, "params": {**s["params"], "w": w}})["params/w"]
+    != sums["params/w"]
+  )
 
 
 def test_a_flipped_byte_is_caught_and_the_previous_checkpoint_used(tmp_path, capsys):
@@ -130,12 +140,16 @@ def test_a_failed_background_write_surfaces_as_a_write_error(tmp_path):
     signal.signal(signal.SIGXFSZ, handler)
   ck.close()
   msg = str(e.value)
-  assert "File too large" in msg and "checkpoint of step 2" in msg and "(step 1) is kept" in msg, msg
+  assert "File too large" in msg and "checkpoint of step 2" in msg and "(step 1) is kept" in msg, (
+    msg
+  )
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["1"]
 
 
 def test_write_failure_cause_reads_tensorstore_errors():
   cause = checkpoint.write_failure_cause
   assert cause(OSError(errno.ENOSPC, "No space left on device")) == "No space left on device"
-  assert cause(ValueError("Error writing ...: Failed to write 10 bytes [os_error_code='28']")) == os.strerror(28)
+  assert cause(
+    ValueError("Error writing ...: Failed to write 10 bytes [os_error_code='28']")
+  ) == os.strerror(28)
   assert cause(ValueError("shape mismatch")) is None

@@ -9,7 +9,9 @@ def test_base_config_is_valid():
   validate_config(base_config(), num_devices=1)
 
 
-@pytest.mark.parametrize("key,value,match", [
+@pytest.mark.parametrize(
+  "key,value,match",
+  [
     ("model.name", "resnet_999", "unknown model"),
     ("data.source", "ftp", "data.source"),
     ("optimizer.name", "lbfgs", "optimizer.name"),
@@ -20,7 +22,8 @@ def test_base_config_is_valid():
     ("data.streaming.augment", "random", "data.streaming.augment"),
     ("data.streaming.scale_max", 100, "scale_max >= scale_min"),
     ("data.streaming.crop", 300, "does not fit"),
-])
+  ],
+)
 def test_bad_values_rejected(key, value, match):
   c = base_config()
   c.update_from_flattened_dict({key: value})
@@ -30,7 +33,9 @@ def test_bad_values_rejected(key, value, match):
     validate_config(c, num_devices=1)
 
 
-@pytest.mark.parametrize("key,value,match", [
+@pytest.mark.parametrize(
+  "key,value,match",
+  [
     ("optimizer.lr", float("nan"), "optimizer.lr must be a finite number"),
     ("optimizer.lr", float("inf"), "optimizer.lr must be a finite number"),
     ("optimizer.lr", 0.0, "optimizer.lr must be in (0, inf)"),
@@ -53,7 +58,8 @@ def test_bad_values_rejected(key, value, match):
     ("data.augment.scale_min", float("nan"), "data.augment.scale_min must be a finite number"),
     ("model.norm_momentum", 1.5, "model.norm_momentum"),
     ("eval_every_epochs", -1.0, "eval_every_epochs"),
-])
+  ],
+)
 def test_non_finite_and_out_of_range_numbers_rejected(key, value, match):
   c = base_config()
   c.update_from_flattened_dict({key: value})

@@ -1,5 +1,6 @@
 """Test-time protocols (classic_cnns.evaluate) on a LeNet-5 trained 20 steps on the embedded sample,
 the VGG dense evaluation on a narrow VGG, and the one-line errors."""
+
 import json
 import os
 import shutil
@@ -20,8 +21,13 @@ from classic_cnns.data import augment
 from tests.helpers import lenet_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OVERRIDES = {"num_steps": 20, "model.act": "relu", "log_every_steps": 10, "eval_every_steps": 1000,
-             "checkpoint_every_steps": 10}
+OVERRIDES = {
+  "num_steps": 20,
+  "model.act": "relu",
+  "log_every_steps": 10,
+  "eval_every_steps": 1000,
+  "checkpoint_every_steps": 10,
+}
 
 
 def tiny_config(**overrides):
@@ -38,20 +44,25 @@ def trained_run(tmp_path_factory):
 
 
 def _run_cli(module, *args):
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True,
-                        timeout=300)
+  return subprocess.run(
+    [sys.executable, "-m", module, *args], cwd=REPO, capture_output=True, text=True, timeout=300
+  )
 
 
 def test_full_and_center_crop_reproduce_the_trainers_evaluation(trained_run):
   config, workdir, result = trained_run
   full = evaluate.run_protocol(config, workdir, "full")
   assert full["count"] == result.test["count"] == 2000 and full["step"] == 20
-  assert full["top1"] == pytest.approx(result.test["top1"]) and full["top5"] == pytest.approx(result.test["top5"])
+  assert full["top1"] == pytest.approx(result.test["top1"]) and full["top5"] == pytest.approx(
+    result.test["top5"]
+  )
   assert full["top1_error"] == pytest.approx(1 - result.test["top1"])
   assert full["top1"] > 0.5  # 20 steps already learn something
   with open(os.path.join(workdir, "eval_full.json")) as f:
     assert json.load(f)["top1_error"] == pytest.approx(full["top1_error"])
-  same = evaluate.run_protocol(config, workdir, "center_crop", resize=32, crop=32)  # the identity view
+  same = evaluate.run_protocol(
+    config, workdir, "center_crop", resize=32, crop=32
+  )  # the identity view
   assert same["top1"] == pytest.approx(full["top1"]) and (same["resize"], same["crop"]) == (32, 32)
 
 
@@ -64,14 +75,18 @@ def test_ten_crop(trained_run):
 
   # One batch by hand: with resize = crop = the image side the five crops coincide, so ten-crop
   # is the mean of the logits of the image and of its mirror image.
-  ds_images = np.load(os.path.join(REPO, "classic_cnns", "data", "mnist_sample.npz"))["x_test"][:16, ..., None]
+  ds_images = np.load(os.path.join(REPO, "classic_cnns", "data", "mnist_sample.npz"))["x_test"][
+    :16, ..., None
+  ]
   labels = np.arange(16, dtype=np.int32) % 10
   prep, _ = augment.load_preprocess(os.path.join(workdir, "preprocess.npz"))
   model, state, _ = evaluate.restore(config, workdir, (32, 32, 1))
   step = jax.jit(evaluate.make_ten_crop_step(model, prep, 32, 32, jnp.float32))
   got = step(state, {"image": ds_images, "label": labels, "mask": np.ones(16, np.float32)})
   x = augment.preprocess(jnp.asarray(ds_images), prep, train=False, rng=None)
-  apply = lambda v: model.apply({"params": state.params, "batch_stats": state.batch_stats}, v, train=False)
+  apply = lambda v: model.apply(
+    {"params": state.params, "batch_stats": state.batch_stats}, v, train=False
+  )
   logits = (apply(x) + apply(x[:, :, ::-1])) / 2
   nll = -jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1).sum()
   np.testing.assert_allclose(got["loss"], nll, rtol=1e-5)
@@ -88,6 +103,7 @@ def test_vgg_dense_evaluation_matches_the_fc_net_at_224():
   """At Q = 224 the dense net's 1x1 score map is the FC net's output: the dense step must equal the
   soft-max posteriors of the image and its flip, averaged."""
   from classic_cnns.models import create_model
+
   model = create_model("vgg11", num_classes=5, widths=(4, 4, 4, 4, 4), fc_features=8, dropout=0.0)
   assert evaluate.has_dense_mode(model) and not evaluate.has_dense_mode(create_model("lenet5"))
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))["params"]
@@ -106,21 +122,33 @@ def test_vgg_dense_evaluation_matches_the_fc_net_at_224():
   @jax.jit
   def both(state, images):
     dense = evaluate.make_dense_step(model, prep, [224], jnp.float32)(
-        state, {"image": images, "label": labels, "mask": jnp.ones(2)})
+      state, {"image": images, "label": labels, "mask": jnp.ones(2)}
+    )
     x = augment.normalize(images, prep)
-    probs = sum(jax.nn.softmax(model.apply({"params": state.params}, v, train=False)) for v in (x, x[:, :, ::-1]))
+    probs = sum(
+      jax.nn.softmax(model.apply({"params": state.params}, v, train=False))
+      for v in (x, x[:, :, ::-1])
+    )
     return dense, jnp.log(probs / 2)
 
   dense, ref = both(state, images)
-  np.testing.assert_allclose(dense["loss"], -jnp.take_along_axis(ref, labels[:, None], 1).sum(), rtol=1e-4)
+  np.testing.assert_allclose(
+    dense["loss"], -jnp.take_along_axis(ref, labels[:, None], 1).sum(), rtol=1e-4
+  )
   assert float(dense["count"]) == 2.0
 
 
 def test_no_or_unreadable_checkpoint_is_one_line_error(trained_run, tmp_path):
   config, workdir, _ = trained_run
-  p = _run_cli("classic_cnns.evaluate", "--config=configs/lenet5_mnist.py", f"--workdir={tmp_path / 'none'}",
-               "--protocol=full")
-  assert p.returncode == 2 and p.stderr.strip().startswith("error: no checkpoint in"), p.stderr[-2000:]
+  p = _run_cli(
+    "classic_cnns.evaluate",
+    "--config=configs/lenet5_mnist.py",
+    f"--workdir={tmp_path / 'none'}",
+    "--protocol=full",
+  )
+  assert p.returncode == 2 and p.stderr.strip().startswith("error: no checkpoint in"), p.stderr[
+    -2000:
+  ]
   assert len(p.stderr.strip().splitlines()) == 1
   copy = tmp_path / "copy"
   shutil.copytree(workdir, copy)
@@ -141,8 +169,11 @@ def test_restore_refuses_the_other_resnet_layout_before_reading(tmp_path):
   """A ResNet workdir trained with scan_blocks=True restored without it: one clear line, not an
   'unreadable checkpoint' warning."""
   (tmp_path / "checkpoints" / "10").mkdir(parents=True)
-  (tmp_path / "config.json").write_text(json.dumps({"model": {"name": "resnet20", "scan_blocks": True}}))
+  (tmp_path / "config.json").write_text(
+    json.dumps({"model": {"name": "resnet20", "scan_blocks": True}})
+  )
   from classic_cnns.config import base_config
+
   c = base_config()
   c.model.name, c.model.scan_blocks = "resnet20", False
   with pytest.raises(ConfigError, match="model.scan_blocks=True"):
@@ -152,13 +183,20 @@ def test_restore_refuses_the_other_resnet_layout_before_reading(tmp_path):
 def test_evaluation_waits_for_no_one_but_refuses_a_workdir_being_trained(trained_run):
   """evaluate holds the workdir's lock shared: beside other readers, but not beside a training run."""
   from classic_cnns import workdir
+
   config, workdir_path, _ = trained_run
-  code = (f"import time\nfrom classic_cnns import workdir\nwith workdir.lock({workdir_path!r}):\n"
-          f"  print('held', flush=True)\n  time.sleep(300)\n")
-  holder = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
+  code = (
+    f"import time\nfrom classic_cnns import workdir\nwith workdir.lock({workdir_path!r}):\n"
+    f"  print('held', flush=True)\n  time.sleep(300)\n"
+  )
+  holder = subprocess.Popen(
+    [sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True
+  )
   try:
     assert holder.stdout.readline().strip() == "held"
-    with pytest.raises(workdir.WorkdirBusyError, match=f"in use by a training run \\(pid {holder.pid}\\)"):
+    with pytest.raises(
+      workdir.WorkdirBusyError, match=f"in use by a training run \\(pid {holder.pid}\\)"
+    ):
       evaluate.run_protocol(config, workdir_path, "full")
   finally:
     holder.kill()
@@ -171,6 +209,7 @@ def test_resnet_multiscale_dense_evaluation_runs_at_any_scale():
   """ResNet / DenseNet heads pool globally: the dense protocol runs the net itself on the whole image
   at each scale (He et al. 2016 Sec. 3.4 / Table 4) and averages posteriors over scales and flips."""
   from classic_cnns.models import create_model
+
   model = create_model("resnet20", widths=(4, 8, 8))
   assert evaluate.supports_dense(model) and evaluate.supports_dense(create_model("densenet121"))
   assert not evaluate.supports_dense(create_model("lenet5")) and evaluate.dense_kwargs(model) == {}

@@ -1,6 +1,7 @@
 """Fuzzing the config space: any override gives a clean run or one clean error, never a traceback;
 and on a finished run, any bad input (override, data corruption, busy workdir, broken config file)
 is refused by the command line in at most 3 lines of stderr, leaving the workdir as it was."""
+
 import os
 import subprocess
 
@@ -31,10 +32,35 @@ def _leaf_keys(cfg, prefix=""):
 
 
 KEYS = sorted(_leaf_keys(base_config())) + ["optimizer.learning_rate", "model.depth", "nope"]
-VALUES = st.one_of(st.integers(-5, 300).map(str), st.floats(-1e3, 1e3).map(str),
-                   st.sampled_from(["relu", "tanh", "sigmoid", "batch", "sgd", "adam", "cosine", "npz", "tfds",
-                                    "lenet5", "lenet5_lecun", "resnet20", "True", "False", "", "()", "(1,2)",
-                                    "abc", "nan", "inf", "-0"]))
+VALUES = st.one_of(
+  st.integers(-5, 300).map(str),
+  st.floats(-1e3, 1e3).map(str),
+  st.sampled_from(
+    [
+      "relu",
+      "tanh",
+      "sigmoid",
+      "batch",
+      "sgd",
+      "adam",
+      "cosine",
+      "npz",
+      "tfds",
+      "lenet5",
+      "lenet5_lecun",
+      "resnet20",
+      "True",
+      "False",
+      "",
+      "()",
+      "(1,2)",
+      "abc",
+      "nan",
+      "inf",
+      "-0",
+    ]
+  ),
+)
 OVERRIDES = st.lists(st.tuples(st.sampled_from(KEYS), VALUES), min_size=1, max_size=3)
 
 
@@ -57,14 +83,18 @@ def check(overrides, run_steps):
     if run_steps:
       config.num_steps, config.log_every_steps, config.eval_batch_size = 2, 1, 500
       import tempfile
+
       with tempfile.TemporaryDirectory() as d:
         train.train_and_evaluate(config, d)
     else:  # build the model abstractly, as the trainer does before compiling
       model = build.build_model(config, 1)
       try:
-        jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1)), train=False))
+        jax.eval_shape(
+          lambda: model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 1)), train=False)
+        )
       except (ValueError, TypeError) as e:
         from classic_cnns.config import ConfigError
+
         raise ConfigError(str(e)) from None
 
 
@@ -78,10 +108,28 @@ def test_overrides_validate_cleanly(overrides):
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=list(HealthCheck))
-@given(st.lists(st.tuples(st.sampled_from(["optimizer.lr", "batch_size", "model.act", "data.pad_to",
-                                           "optimizer.name", "schedule.name", "data.val_size",
-                                           "loss.label_smoothing", "optimizer.weight_decay"]), VALUES),
-                min_size=1, max_size=2))
+@given(
+  st.lists(
+    st.tuples(
+      st.sampled_from(
+        [
+          "optimizer.lr",
+          "batch_size",
+          "model.act",
+          "data.pad_to",
+          "optimizer.name",
+          "schedule.name",
+          "data.val_size",
+          "loss.label_smoothing",
+          "optimizer.weight_decay",
+        ]
+      ),
+      VALUES,
+    ),
+    min_size=1,
+    max_size=2,
+  )
+)
 def test_overrides_run_cleanly(overrides):
   try:
     check(overrides, run_steps=True)
@@ -101,28 +149,85 @@ def test_the_fuzz_harness_accepts_good_overrides():
 # a corruption of the run's data file, a busy workdir, a broken config file -- plus harmless overrides.
 # The command must end with a non-zero exit, at most 3 lines on stderr, no traceback, and the
 # workdir's files exactly as they were.
-REFUSED_OVERRIDES = st.sampled_from([
-    ("optimizer.lr", "nan"), ("optimizer.lr", "inf"), ("optimizer.lr", "-0.1"), ("optimizer.lr", "0"),
-    ("optimizer.momentum", "-0.5"), ("optimizer.momentum", "nan"), ("optimizer.weight_decay", "-1"),
-    ("optimizer.weight_decay", "inf"), ("optimizer.eps", "0"), ("optimizer.b2", "1.5"), ("schedule.warmup", "-1"),
-    ("loss.label_smoothing", "nan"), ("loss.aux_weight", "-inf"), ("batch_size", "0"), ("batch_size", "100000"),
-    ("eval_batch_size", "-1"), ("seed", "-1"), ("num_epochs", "inf"), ("model.num_classes", "3"),
-    ("model.name", "lenet6"), ("optimizer.learning_rate", "0.1"), ("batch_size", "abc"), ("data.val_size", "-4"),
+REFUSED_OVERRIDES = st.sampled_from(
+  [
+    ("optimizer.lr", "nan"),
+    ("optimizer.lr", "inf"),
+    ("optimizer.lr", "-0.1"),
+    ("optimizer.lr", "0"),
+    ("optimizer.momentum", "-0.5"),
+    ("optimizer.momentum", "nan"),
+    ("optimizer.weight_decay", "-1"),
+    ("optimizer.weight_decay", "inf"),
+    ("optimizer.eps", "0"),
+    ("optimizer.b2", "1.5"),
+    ("schedule.warmup", "-1"),
+    ("loss.label_smoothing", "nan"),
+    ("loss.aux_weight", "-inf"),
+    ("batch_size", "0"),
+    ("batch_size", "100000"),
+    ("eval_batch_size", "-1"),
+    ("seed", "-1"),
+    ("num_epochs", "inf"),
+    ("model.num_classes", "3"),
+    ("model.name", "lenet6"),
+    ("optimizer.learning_rate", "0.1"),
+    ("batch_size", "abc"),
+    ("data.val_size", "-4"),
     # changes that would make another run in this workdir
-    ("num_steps", "2"), ("seed", "1"), ("model.act", "relu"), ("optimizer.name", "sgd"), ("optimizer.lr", "0.02"),
-    ("data.pad_to", "36"), ("data.val_size", "8"), ("data.normalize", "none"), ("data.augment.flip", "True"),
-    ("dtype", "bfloat16"), ("schedule.name", "constant"), ("batch_size", "16"), ("data.source", "embedded"),
-])
-CORRUPTIONS = st.sampled_from(["truncate", "junk", "negative_label", "nan_label", "empty_test", "empty_train",
-                               "float_images", "missing_key", "test_size", "fewer_classes", "lengths", "few_examples"])
-HARMLESS = st.lists(st.sampled_from([
-    ("log_every_steps", "1"), ("log_every_steps", "3"), ("eval_every_steps", "2"), ("checkpoint_every_steps", "1"),
-    ("num_steps", "6"), ("eval_batch_size", "16"), ("kernels", "portable"), ("compilation_cache_dir", ""),
-    ("skip_nonfinite_steps", "True")]), max_size=2)
-BAD = st.one_of(st.tuples(st.just("override"), REFUSED_OVERRIDES),
-                st.tuples(st.just("corrupt"), st.tuples(CORRUPTIONS, st.floats(0.0, 0.95))),
-                st.tuples(st.just("busy"), st.none()),
-                st.tuples(st.just("config_file"), st.tuples(st.integers(0, 30), st.booleans())))
+    ("num_steps", "2"),
+    ("seed", "1"),
+    ("model.act", "relu"),
+    ("optimizer.name", "sgd"),
+    ("optimizer.lr", "0.02"),
+    ("data.pad_to", "36"),
+    ("data.val_size", "8"),
+    ("data.normalize", "none"),
+    ("data.augment.flip", "True"),
+    ("dtype", "bfloat16"),
+    ("schedule.name", "constant"),
+    ("batch_size", "16"),
+    ("data.source", "embedded"),
+  ]
+)
+CORRUPTIONS = st.sampled_from(
+  [
+    "truncate",
+    "junk",
+    "negative_label",
+    "nan_label",
+    "empty_test",
+    "empty_train",
+    "float_images",
+    "missing_key",
+    "test_size",
+    "fewer_classes",
+    "lengths",
+    "few_examples",
+  ]
+)
+HARMLESS = st.lists(
+  st.sampled_from(
+    [
+      ("log_every_steps", "1"),
+      ("log_every_steps", "3"),
+      ("eval_every_steps", "2"),
+      ("checkpoint_every_steps", "1"),
+      ("num_steps", "6"),
+      ("eval_batch_size", "16"),
+      ("kernels", "portable"),
+      ("compilation_cache_dir", ""),
+      ("skip_nonfinite_steps", "True"),
+    ]
+  ),
+  max_size=2,
+)
+BAD = st.one_of(
+  st.tuples(st.just("override"), REFUSED_OVERRIDES),
+  st.tuples(st.just("corrupt"), st.tuples(CORRUPTIONS, st.floats(0.0, 0.95))),
+  st.tuples(st.just("busy"), st.none()),
+  st.tuples(st.just("config_file"), st.tuples(st.integers(0, 30), st.booleans())),
+)
 
 
 def corrupt(path, how: str, where: float) -> None:
@@ -131,7 +236,7 @@ def corrupt(path, how: str, where: float) -> None:
   i = int(where * n)
   if how == "truncate":
     data = path.read_bytes()
-    path.write_bytes(data[:int(where * len(data))])
+    path.write_bytes(data[: int(where * len(data))])
   elif how == "junk":
     path.write_bytes(np.random.default_rng(i).bytes(1000))
   elif how in ("negative_label", "nan_label"):
@@ -177,7 +282,9 @@ def refused_cleanly(finished, tmp_path, bad, harmless) -> None:
   config = "configs/lenet5_mnist.py"
   args = [f"--config.{k}={v}" for k, v in harmless]
   if kind == "override":
-    args = [a for a in args if not a.startswith(f"--config.{what[0]}=")] + [f"--config.{what[0]}={what[1]}"]
+    args = [a for a in args if not a.startswith(f"--config.{what[0]}=")] + [
+      f"--config.{what[0]}={what[1]}"
+    ]
   elif kind == "corrupt":
     corrupt(data, *what)
   elif kind == "config_file":
@@ -185,16 +292,30 @@ def refused_cleanly(finished, tmp_path, bad, harmless) -> None:
   try:
     if kind == "busy":
       with workdir_lib.lock(str(wd)):
-        p = subprocess.run(main_cmd(wd, data, *args, config=config), cwd=REPO, capture_output=True, text=True,
-                           timeout=300)
+        p = subprocess.run(
+          main_cmd(wd, data, *args, config=config),
+          cwd=REPO,
+          capture_output=True,
+          text=True,
+          timeout=300,
+        )
     else:
-      p = subprocess.run(main_cmd(wd, data, *args, config=config), cwd=REPO, capture_output=True, text=True,
-                         timeout=300)
+      p = subprocess.run(
+        main_cmd(wd, data, *args, config=config),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+      )
   finally:
     data.write_bytes(original)
   err = p.stderr.strip().splitlines()
   assert p.returncode != 0, (bad, harmless, p.stdout[-1000:])
-  assert "Traceback" not in p.stderr and 1 <= len(err) <= 3 and err[-1].startswith("error: "), (bad, harmless, err)
+  assert "Traceback" not in p.stderr and 1 <= len(err) <= 3 and err[-1].startswith("error: "), (
+    bad,
+    harmless,
+    err,
+  )
   assert snapshot(wd) == before, (bad, harmless)
 
 
@@ -207,5 +328,7 @@ def test_cli_refuses_bad_input_on_a_finished_run_cleanly(finished_run, tmp_path,
 @pytest.mark.slow
 @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 @given(bad=BAD, harmless=HARMLESS)
-def test_cli_refuses_bad_input_on_a_finished_run_cleanly_many(finished_run, tmp_path, bad, harmless):
+def test_cli_refuses_bad_input_on_a_finished_run_cleanly_many(
+  finished_run, tmp_path, bad, harmless
+):
   refused_cleanly(finished_run, tmp_path, bad, harmless)

@@ -1,6 +1,7 @@
 """A fresh install from pyproject.toml alone: a new virtual environment, `pip install .` from a copy
 of the repository (pip's cache may serve the downloads), and every module of the installed package
 imports. Needs a package index: skipped with the reason when none can be reached."""
+
 import os
 import shutil
 import socket
@@ -17,7 +18,9 @@ pytestmark = pytest.mark.slow
 
 def _index_urls() -> list[str]:
   """The index URLs pip would use here (its configuration and environment), PyPI by default."""
-  p = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=60)
+  p = subprocess.run(
+    [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=60
+  )
   urls = []
   for line in p.stdout.splitlines():
     key, _, value = line.partition("=")
@@ -38,8 +41,9 @@ def _unreachable_index() -> str | None:
     if parsed.scheme not in ("http", "https"):
       continue  # a local index (file://) is always there
     try:
-      socket.create_connection((parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)),
-                               timeout=5).close()
+      socket.create_connection(
+        (parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)), timeout=5
+      ).close()
       return None
     except OSError as e:
       return f"no network to the package index {url} ({e})"
@@ -49,11 +53,20 @@ def _unreachable_index() -> str | None:
 def _copy_repo(dest: str) -> None:
   """The repository's files as a fresh clone (plus uncommitted ones) has them, without ignored ones
   (virtual environment, build outputs)."""
-  p = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=REPO,
-                     capture_output=True, timeout=60)
+  p = subprocess.run(
+    ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+    cwd=REPO,
+    capture_output=True,
+    timeout=60,
+  )
   if p.returncode != 0:
-    shutil.copytree(REPO, dest, ignore=shutil.ignore_patterns(".venv", ".git", "*.egg-info", "build", "__pycache__",
-                                                              ".hypothesis", ".pytest_cache"))
+    shutil.copytree(
+      REPO,
+      dest,
+      ignore=shutil.ignore_patterns(
+        ".venv", ".git", "*.egg-info", "build", "__pycache__", ".hypothesis", ".pytest_cache"
+      ),
+    )
     return
   for rel in p.stdout.decode().split("\0"):
     src = os.path.join(REPO, rel)
@@ -86,10 +99,21 @@ def test_fresh_venv_installs_from_pyproject_and_imports_every_module(tmp_path):
   subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
   python = str(venv / "bin" / "python")
   env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-  p = subprocess.run([python, "-m", "pip", "install", "--quiet", str(src)], capture_output=True, text=True,
-                     timeout=3000, env=env)
+  p = subprocess.run(
+    [python, "-m", "pip", "install", "--quiet", str(src)],
+    capture_output=True,
+    text=True,
+    timeout=3000,
+    env=env,
+  )
   assert p.returncode == 0, p.stderr[-3000:]
-  p = subprocess.run([python, "-c", IMPORT_ALL], cwd=str(tmp_path), capture_output=True, text=True, timeout=600,
-                     env=env)
+  p = subprocess.run(
+    [python, "-c", IMPORT_ALL],
+    cwd=str(tmp_path),
+    capture_output=True,
+    text=True,
+    timeout=600,
+    env=env,
+  )
   assert p.returncode == 0, p.stderr[-3000:]
   assert "modules" in p.stdout

@@ -1,13 +1,16 @@
 """metrics.jsonl across a resume: records after the checkpoint dropped, a line cut short by a crash
 mid-write dropped with one warning line, partial logging windows marked."""
+
 import json
 
 from classic_cnns.metrics import MetricsWriter
 
-RECORDS = [{"step": 10, "split": "train", "loss": 2.25, "top1": 0.125},
-           {"step": 20, "split": "train", "loss": 1.5, "top1": 0.5},
-           {"step": 20, "split": "test", "loss": 1.75, "top1": 0.375},
-           {"step": 30, "split": "train", "loss": 1.0, "top1": 0.75}]
+RECORDS = [
+  {"step": 10, "split": "train", "loss": 2.25, "top1": 0.125},
+  {"step": 20, "split": "train", "loss": 1.5, "top1": 0.5},
+  {"step": 20, "split": "test", "loss": 1.75, "top1": 0.375},
+  {"step": 30, "split": "train", "loss": 1.0, "top1": 0.75},
+]
 
 
 def _write(path, text):
@@ -31,13 +34,17 @@ def test_a_torn_last_line_is_dropped_with_one_warning(tmp_path, capsys):
   w = MetricsWriter(str(tmp_path), resume_step=30)
   w.write(40, "train", {"loss": 0.5, "top1": 0.875})
   w.close()
-  assert "".join(_lines(tmp_path)) == _full(RECORDS + [{"step": 40, "split": "train", "loss": 0.5, "top1": 0.875}])
+  assert "".join(_lines(tmp_path)) == _full(
+    RECORDS + [{"step": 40, "split": "train", "loss": 0.5, "top1": 0.875}]
+  )
   warnings = _warnings(capsys)
   assert len(warnings) == 1 and "cut short by an interrupted write" in warnings[0], warnings
 
 
 def test_records_after_the_resume_step_and_final_ones_are_dropped(tmp_path, capsys):
-  _write(tmp_path / "metrics.jsonl", _full(RECORDS + [{"step": 30, "split": "test_final", "loss": 1.0}]))
+  _write(
+    tmp_path / "metrics.jsonl", _full(RECORDS + [{"step": 30, "split": "test_final", "loss": 1.0}])
+  )
   MetricsWriter(str(tmp_path), resume_step=20).close()
   assert "".join(_lines(tmp_path)) == _full(RECORDS[:3])
   assert not _warnings(capsys)
@@ -68,5 +75,6 @@ def test_partial_windows_are_marked_and_full_ones_are_not(tmp_path):
   w.write(20, "train", {"loss": 0.5})
   w.close()
   assert [json.loads(l) for l in _lines(tmp_path)] == [
-      {"step": 10, "split": "train", "loss": 1.0, "partial_window": True},
-      {"step": 20, "split": "train", "loss": 0.5}]
+    {"step": 10, "split": "train", "loss": 1.0, "partial_window": True},
+    {"step": 20, "split": "train", "loss": 0.5},
+  ]

@@ -16,7 +16,9 @@ def _cfg(**schedule):
 
 
 def test_multistep_by_epoch_and_by_step_agree():
-  by_epoch = optim.make_schedule(_cfg(name="multistep", boundaries=(2, 4)), steps_per_epoch=10, total_steps=60)
+  by_epoch = optim.make_schedule(
+    _cfg(name="multistep", boundaries=(2, 4)), steps_per_epoch=10, total_steps=60
+  )
   by_step = optim.make_schedule(_cfg(name="multistep", boundaries=(20, 40), unit="step"), 10, 60)
   for s, lr in [(0, 0.1), (19, 0.1), (20, 0.01), (39, 0.01), (40, 0.001)]:
     assert by_epoch(s) == pytest.approx(lr) and by_step(s) == pytest.approx(lr)
@@ -34,7 +36,10 @@ def test_step_schedule():
 
 
 def test_decay_mask_and_l2_penalty():
-  params = {"conv": {"kernel": jnp.ones((3, 3, 1, 2)), "bias": jnp.ones(2)}, "norm": {"scale": jnp.ones(2)}}
+  params = {
+    "conv": {"kernel": jnp.ones((3, 3, 1, 2)), "bias": jnp.ones(2)},
+    "norm": {"scale": jnp.ones(2)},
+  }
   assert optim.l2_penalty(params, "kernels") == pytest.approx(0.5 * 18)
   assert optim.l2_penalty(params, "all") == pytest.approx(0.5 * 22)
 

@@ -1,6 +1,7 @@
 """The portable path: importing the package changes nothing, the models' gradients are autodiff's
 own (no custom VJP, no FFI call), the full train step exports for GPU and TPU, and the package's
 import graph has no cycle."""
+
 from __future__ import annotations
 
 import ast
@@ -25,9 +26,19 @@ from classic_cnns.models import create_model, model_info
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The models the portability criteria name, at the input side they are traced with (tracing only).
-MODELS = {"lenet5": 32, "alexnet": 224, "vgg16_bn": 32, "nin_cifar": 32, "googlenet_bn_aux": 224,
-          "inception_v3": 299, "resnet20": 32, "resnet50": 64, "densenet121": 64, "se_resnet50": 64,
-          "cbam_resnet50": 64}
+MODELS = {
+  "lenet5": 32,
+  "alexnet": 224,
+  "vgg16_bn": 32,
+  "nin_cifar": 32,
+  "googlenet_bn_aux": 224,
+  "inception_v3": 299,
+  "resnet20": 32,
+  "resnet50": 64,
+  "densenet121": 64,
+  "se_resnet50": 64,
+  "cbam_resnet50": 64,
+}
 # (custom_jvp_call is jax.nn.relu's own rule, public JAX.)
 OURS = ("custom_vjp_call", "ffi_call", "pure_callback", "io_callback")
 
@@ -40,17 +51,20 @@ def _modules() -> list[str]:
 
 
 def test_importing_every_module_changes_neither_environ_nor_jax_config():
-  code = ("import importlib, os, sys, jax\n"
-          "before_env = dict(os.environ)\n"
-          "before_cfg = dict(jax.config.values)\n"
-          f"for name in {_modules()!r}:\n"
-          "  importlib.import_module(name)\n"
-          "changed = sorted(k for k in set(os.environ) | set(before_env) if os.environ.get(k) != before_env.get(k))\n"
-          "cfg = sorted(k for k in before_cfg if jax.config.values.get(k) != before_cfg[k])\n"
-          "print(changed, cfg, os.environ.get('XLA_FLAGS'))\n")
+  code = (
+    "import importlib, os, sys, jax\n"
+    "before_env = dict(os.environ)\n"
+    "before_cfg = dict(jax.config.values)\n"
+    f"for name in {_modules()!r}:\n"
+    "  importlib.import_module(name)\n"
+    "changed = sorted(k for k in set(os.environ) | set(before_env) if os.environ.get(k) != before_env.get(k))\n"
+    "cfg = sorted(k for k in before_cfg if jax.config.values.get(k) != before_cfg[k])\n"
+    "print(changed, cfg, os.environ.get('XLA_FLAGS'))\n"
+  )
   env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True,
-                       timeout=300)
+  out = subprocess.run(
+    [sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+  )
   assert out.returncode == 0, out.stderr[-2000:]
   assert out.stdout.strip().splitlines()[-1] == "[] [] None", out.stdout
 
@@ -59,15 +73,25 @@ def _loss_fn(name: str, side: int, batch: int = 2):
   info = model_info(name)
   model = create_model(name)
   x = jnp.zeros((batch, side, side, info.in_channels), jnp.float32)
-  variables = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
-                                                x, train=False))
+  variables = jax.eval_shape(
+    lambda: model.init(
+      {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=False
+    )
+  )
   labels = jnp.zeros((batch,), jnp.int32)
 
   def loss(params, rest):
-    out, _ = model.apply({"params": params, **rest}, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)},
-                         mutable=["batch_stats"])
+    out, _ = model.apply(
+      {"params": params, **rest},
+      x,
+      train=True,
+      rngs={"dropout": jax.random.PRNGKey(2)},
+      mutable=["batch_stats"],
+    )
     logits, aux = steps.split_aux(out)
-    return steps.cross_entropy(logits, labels, 0.0).mean() + sum(steps.cross_entropy(a, labels, 0.0).mean() for a in aux)
+    return steps.cross_entropy(logits, labels, 0.0).mean() + sum(
+      steps.cross_entropy(a, labels, 0.0).mean() for a in aux
+    )
 
   return loss, variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
@@ -91,27 +115,51 @@ def _train_step_args(name: str, side: int, batch: int = 2):
   model = build.build_model(config, 1)
   shape = (side, side, info.in_channels)
   schedule = optim.make_schedule(config, 10, 100)
-  params = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
-                                             jnp.zeros((1,) + shape), train=False))["params"]
+  params = jax.eval_shape(
+    lambda: model.init(
+      {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+      jnp.zeros((1,) + shape),
+      train=False,
+    )
+  )["params"]
   tx = optim.make_optimizer(config, schedule, params)
 
   def init():
-    v = model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)}, jnp.zeros((1,) + shape),
-                   train=False)
-    return steps.TrainState.create(apply_fn=model.apply, params=v["params"], tx=tx,
-                                   batch_stats=v.get("batch_stats", {}), rng=jax.random.PRNGKey(0))
+    v = model.init(
+      {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
+      jnp.zeros((1,) + shape),
+      train=False,
+    )
+    return steps.TrainState.create(
+      apply_fn=model.apply,
+      params=v["params"],
+      tx=tx,
+      batch_stats=v.get("batch_stats", {}),
+      rng=jax.random.PRNGKey(0),
+    )
 
   state = jax.eval_shape(init)
   prep = augment.Preprocess(mean=(127.5,) * info.in_channels, std=(64.0,) * info.in_channels)
   step = steps.make_train_step(model, config, prep, schedule, jnp.float32)
-  batch_arrays = {"image": jax.ShapeDtypeStruct((batch,) + shape, jnp.uint8),
-                  "label": jax.ShapeDtypeStruct((batch,), jnp.int32)}
+  batch_arrays = {
+    "image": jax.ShapeDtypeStruct((batch,) + shape, jnp.uint8),
+    "label": jax.ShapeDtypeStruct((batch,), jnp.int32),
+  }
   return step, state, batch_arrays
 
 
 # One model per family: the full train step (forward, loss, gradient, optimizer update).
-EXPORTED = {"lenet5": 32, "alexnet": 224, "vgg11_bn": 32, "nin_cifar_bn": 32, "googlenet_bn_aux": 224,
-            "inception_v3": 299, "resnet20": 32, "densenet40_k12": 32, "cbam_resnet20": 32}
+EXPORTED = {
+  "lenet5": 32,
+  "alexnet": 224,
+  "vgg11_bn": 32,
+  "nin_cifar_bn": 32,
+  "googlenet_bn_aux": 224,
+  "inception_v3": 299,
+  "resnet20": 32,
+  "densenet40_k12": 32,
+  "cbam_resnet20": 32,
+}
 
 
 @pytest.mark.parametrize("name", sorted(EXPORTED))
@@ -122,7 +170,9 @@ def test_train_step_exports_for_cuda_and_tpu(name):
   exported = jax.export.export(jax.jit(step), platforms=("cuda", "tpu"))(state, batch)
   assert exported.platforms == ("cuda", "tpu")
   text = exported.mlir_module()
-  targets = set(re.findall(r'call_target_name = "([^"]+)"', text)) | set(re.findall(r"custom_call @(\w+)", text))
+  targets = set(re.findall(r'call_target_name = "([^"]+)"', text)) | set(
+    re.findall(r"custom_call @(\w+)", text)
+  )
   assert not {t for t in targets if "ClassicCnns" in t or "onednn" in t.lower()}, targets
 
 
@@ -138,7 +188,7 @@ def _imports(path: str, module: str) -> set[str]:
       base = node.module or ""
       if node.level:
         parts = package.split(".")
-        base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
+        base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
       found.add(base)
       found |= {f"{base}.{a.name}" for a in node.names}
   return {m for m in found if m.startswith("classic_cnns")}
@@ -177,7 +227,7 @@ def test_import_graph_has_no_cycle():
     stack.append(node)
     for nxt in sorted(graph[node]):
       if state.get(nxt) == 1:
-        cycle = stack[stack.index(nxt):] + [nxt]
+        cycle = stack[stack.index(nxt) :] + [nxt]
         pytest.fail("import cycle: " + " -> ".join(cycle))
       if nxt not in state:
         visit(nxt)

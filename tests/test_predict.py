@@ -1,4 +1,5 @@
 """classic_cnns.predict on the tiny LeNet-5 run shared with tests/test_evaluate.py."""
+
 import json
 import os
 import shutil
@@ -43,8 +44,11 @@ def test_top5_names_and_probabilities_match_the_model(trained_run, digits):
   # The same probabilities as the model on the arrays with the evaluation preprocessing.
   prep, _ = augment.load_preprocess(os.path.join(workdir, "preprocess.npz"))
   model, state, _ = evaluate.restore(config, workdir, (32, 32, 1))
-  logits = model.apply({"params": state.params, "batch_stats": state.batch_stats},
-                       augment.preprocess(jnp.asarray(x[..., None]), prep, train=False, rng=None), train=False)
+  logits = model.apply(
+    {"params": state.params, "batch_stats": state.batch_stats},
+    augment.preprocess(jnp.asarray(x[..., None]), prep, train=False, rng=None),
+    train=False,
+  )
   probs = np.asarray(jax.nn.softmax(logits))
   for best, p in zip(results, probs):
     assert best[0][0] == str(int(np.argmax(p)))
@@ -58,12 +62,17 @@ def test_colour_images_of_any_size_and_runs_without_preprocess_file(trained_run,
   Image.fromarray(np.stack([x[0]] * 3, -1)).resize((70, 56)).save(big)
   (best,) = predict.predict(workdir, [big], top=3)
   assert len(best) == 3
-  copy = tmp_path / "old_run"  # a workdir from before preprocess.npz: statistics refitted from the data
+  copy = (
+    tmp_path / "old_run"
+  )  # a workdir from before preprocess.npz: statistics refitted from the data
   shutil.copytree(workdir, copy)
   os.remove(copy / "preprocess.npz")
   with open(copy / "config.json") as f:
     saved = json.load(f)
-  del saved["data"]["augment"]["crop"], saved["data"]["stats"]  # fields a run of an older version lacks
+  del (
+    saved["data"]["augment"]["crop"],
+    saved["data"]["stats"],
+  )  # fields a run of an older version lacks
   with open(copy / "config.json", "w") as f:
     json.dump(saved, f)
   again = predict.predict(str(copy), paths[:2])
@@ -85,8 +94,10 @@ def test_cli_prints_top5_and_bad_paths_are_one_line_errors(trained_run, digits, 
   bad = tmp_path / "not_an_image.png"
   bad.write_text("hello")
   p = _run_cli("classic_cnns.predict", f"--workdir={workdir}", paths[0], str(bad))
-  assert p.returncode == 2 and p.stderr.strip() == f"error: cannot read image {bad}: cannot identify image file " \
-                                                    f"'{bad}'", p.stderr[-2000:]
+  assert (
+    p.returncode == 2
+    and p.stderr.strip() == f"error: cannot read image {bad}: cannot identify image file '{bad}'"
+  ), p.stderr[-2000:]
 
 
 def test_truncated_preprocess_file_is_one_line(trained_run, digits, tmp_path):
@@ -95,11 +106,12 @@ def test_truncated_preprocess_file_is_one_line(trained_run, digits, tmp_path):
   copy = tmp_path / "run"
   shutil.copytree(workdir, copy)
   prep = copy / "preprocess.npz"
-  prep.write_bytes(prep.read_bytes()[:len(prep.read_bytes()) // 2])
+  prep.write_bytes(prep.read_bytes()[: len(prep.read_bytes()) // 2])
   with pytest.raises(DatasetError, match="truncated or corrupt") as e:
     predict.predict(str(copy), paths[:1])
   assert "\n" not in str(e.value) and str(prep) in str(e.value)
   (copy / "config.json").write_text("[1, 2")
   from classic_cnns.config import ConfigError
+
   with pytest.raises(ConfigError, match="cannot read the run in"):
     predict.predict(str(copy), paths[:1])

@@ -1,5 +1,6 @@
 """classic_cnns.summary: exact totals, compute against the reference GMACs, the --all table, and the
 command line's one-line errors. Everything is abstract (eval_shape / lowering), nothing compiles."""
+
 import os
 import subprocess
 import sys
@@ -13,8 +14,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_summary(*args, timeout=300):
-  return subprocess.run([sys.executable, "-m", "classic_cnns.summary", *args], cwd=REPO,
-                        capture_output=True, text=True, timeout=timeout)
+  return subprocess.run(
+    [sys.executable, "-m", "classic_cnns.summary", *args],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
 
 
 def test_lenet5_totals_and_layers():
@@ -42,14 +48,21 @@ def test_resnet20_totals_and_compute():
   assert "trainable params:      269,722" in text and "non-trainable:         1,376" in text
   assert "paper GMACs:           0.041" in text and "He et al. 2016" in text
   top = summary.format_summary(s, depth=1).splitlines()
-  assert any(line.startswith("layer3_2 ") for line in top) and not any(line.startswith("    conv") for line in top)
+  assert any(line.startswith("layer3_2 ") for line in top) and not any(
+    line.startswith("    conv") for line in top
+  )
 
 
 def test_batch_and_input_size_are_per_image():
-  a, b = summary.build("resnet20", batch=1, flops=False), summary.build("resnet20", batch=4, flops=False)
+  a, b = (
+    summary.build("resnet20", batch=1, flops=False),
+    summary.build("resnet20", batch=4, flops=False),
+  )
   assert a.macs == b.macs and b.input_shape == (4, 32, 32, 3)
   big = summary.build("resnet20", input_size=64, flops=False)
-  assert big.params == a.params and big.macs == 4 * (a.macs - 640) + 640  # convs x4, the FC (64x10) once
+  assert (
+    big.params == a.params and big.macs == 4 * (a.macs - 640) + 640
+  )  # convs x4, the FC (64x10) once
   c100 = summary.build("resnet20", num_classes=100, macs=False, flops=False)
   assert c100.params == 269_722 + 90 * 65 and not c100.comparable
   assert "(for 3 input channels and 10 classes)" in summary.format_summary(c100)
@@ -86,8 +99,19 @@ def _assert_gmacs_match(name: str) -> None:
 
 
 # One network per family; the slow test below checks every model with a reference GMACs.
-@pytest.mark.parametrize("name", ["alexnet_paper", "vgg16", "nin_cifar", "googlenet", "resnet56", "resnet50",
-                                  "se_resnet50", "densenet121"])
+@pytest.mark.parametrize(
+  "name",
+  [
+    "alexnet_paper",
+    "vgg16",
+    "nin_cifar",
+    "googlenet",
+    "resnet56",
+    "resnet50",
+    "se_resnet50",
+    "densenet121",
+  ],
+)
 def test_gmacs_equal_the_reference_to_its_digits(name):
   _assert_gmacs_match(name)
 
@@ -110,12 +134,15 @@ def test_cli_table_and_all(tmp_path):
   assert names == registry.list_models("resnet2") and "XLA GFLOPs/2" in p.stdout
 
 
-@pytest.mark.parametrize("args,match", [
+@pytest.mark.parametrize(
+  "args,match",
+  [
     (["--model=resnet5O"], "error: unknown model 'resnet5O'; did you mean"),
     (["--model=resnet20", "--batch=0"], "error: --batch must be positive"),
     ([], "error: give --model=NAME or --all"),
     (["--all", "--pattern=no_such_net"], "error: no registered model name contains"),
-])
+  ],
+)
 def test_cli_errors_are_one_line_exit_2(args, match):
   p = run_summary(*args)
   assert p.returncode == 2, (p.stdout[-500:], p.stderr[-2000:])
@@ -127,8 +154,12 @@ def test_cli_errors_are_one_line_exit_2(args, match):
 
 
 def test_imports_no_tensorflow():
-  code = ("import sys; from classic_cnns import summary; summary.build('lenet5'); "
-          "bad = [m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.')]; "
-          "assert not bad, bad")
-  p = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+  code = (
+    "import sys; from classic_cnns import summary; summary.build('lenet5'); "
+    "bad = [m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.')]; "
+    "assert not bad, bad"
+  )
+  p = subprocess.run(
+    [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
+  )
   assert p.returncode == 0, p.stderr[-2000:]

@@ -1,4 +1,5 @@
 """The whole training loop on the embedded MNIST sample, in-process."""
+
 import json
 import os
 
@@ -35,9 +36,11 @@ def test_lenet5_learns_the_embedded_sample(tmp_path):
 def _params(workdir, config):
   """Final parameters as restored from the last checkpoint."""
   from classic_cnns import checkpoint
+
   ck = checkpoint.Checkpointer(str(workdir), 1, 3)
   step = ck.steps()[-1]
   import orbax.checkpoint as ocp
+
   restored = ck.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
   ck.close()
   return restored["state"]["params"], step
@@ -45,8 +48,13 @@ def _params(workdir, config):
 
 def test_resume_continues_exactly(tmp_path):
   """A run stopped at step 30 and rerun to 50 equals an uninterrupted 50-step run, bit for bit."""
-  common = dict(num_steps=50, log_every_steps=10, eval_every_steps=20, checkpoint_every_steps=10,
-                **{"schedule.name": "constant", "data.val_size": 500})
+  common = dict(
+    num_steps=50,
+    log_every_steps=10,
+    eval_every_steps=20,
+    checkpoint_every_steps=10,
+    **{"schedule.name": "constant", "data.val_size": 500},
+  )
   full = tmp_path / "full"
   train.train_and_evaluate(lenet_config(**common), str(full))
   part = tmp_path / "part"
@@ -61,7 +69,9 @@ def test_resume_continues_exactly(tmp_path):
   full_records = [r for r in _read_jsonl(full) if r["split"] != "test_final"]
   part_records = [r for r in _read_jsonl(part) if r["split"] != "test_final"]
   # The 30-step run's own final eval/test lines are replaced by the resumed run's.
-  assert [r for r in full_records if r["split"] == "train"] == [r for r in part_records if r["split"] == "train"]
+  assert [r for r in full_records if r["split"] == "train"] == [
+    r for r in part_records if r["split"] == "train"
+  ]
 
 
 def test_rerun_of_a_finished_run_does_not_train_again(tmp_path):
@@ -74,21 +84,30 @@ def test_rerun_of_a_finished_run_does_not_train_again(tmp_path):
 
 def test_workdir_of_another_model_is_refused(tmp_path):
   from classic_cnns.config import ConfigError
+
   train.train_and_evaluate(lenet_config(num_steps=10, log_every_steps=5), str(tmp_path))
   with pytest.raises(ConfigError, match="holds a run of model 'lenet5'"):
-    train.train_and_evaluate(lenet_config(num_steps=10, **{"model.name": "lenet5_lecun"}), str(tmp_path))
+    train.train_and_evaluate(
+      lenet_config(num_steps=10, **{"model.name": "lenet5_lecun"}), str(tmp_path)
+    )
 
 
 def test_divergence_stops_with_a_clear_message(tmp_path):
-  c = lenet_config(num_steps=20, log_every_steps=5, **{"optimizer.name": "sgd", "optimizer.lr": 1e12,
-                                                       "model.act": "relu"})
+  c = lenet_config(
+    num_steps=20,
+    log_every_steps=5,
+    **{"optimizer.name": "sgd", "optimizer.lr": 1e12, "model.act": "relu"},
+  )
   with pytest.raises(steps.TrainingDivergedError, match="a lower config.optimizer.lr"):
     train.train_and_evaluate(c, str(tmp_path))
 
 
 def test_lecun_variant_trains(tmp_path):
-  c = lenet_config(num_steps=150, log_every_steps=50, **{"model.name": "lenet5_lecun", "model.act": "scaled_tanh",
-                                                         "optimizer.lr": 0.002})
+  c = lenet_config(
+    num_steps=150,
+    log_every_steps=50,
+    **{"model.name": "lenet5_lecun", "model.act": "scaled_tanh", "optimizer.lr": 0.002},
+  )
   r = train.train_and_evaluate(c, str(tmp_path))
   assert r.test["top1"] > 0.8, r.test
 
@@ -96,8 +115,11 @@ def test_lecun_variant_trains(tmp_path):
 def test_workdir_of_the_other_resnet_layout_is_refused(tmp_path):
   """scan_blocks stacks a ResNet's parameters, so a workdir's checkpoints only fit the same layout."""
   from classic_cnns.config import ConfigError
+
   (tmp_path / "checkpoints").mkdir()
-  (tmp_path / "config.json").write_text(json.dumps({"model": {"name": "resnet20", "scan_blocks": True}}))
+  (tmp_path / "config.json").write_text(
+    json.dumps({"model": {"name": "resnet20", "scan_blocks": True}})
+  )
   c = lenet_config(**{"model.name": "resnet20"})
   c.model.scan_blocks = False
   with pytest.raises(ConfigError, match="model.scan_blocks=True"):
@@ -109,7 +131,11 @@ def test_workdir_of_the_other_resnet_layout_is_refused(tmp_path):
 def test_all_finite_finds_one_bad_element_in_any_leaf():
   """The step's single concatenated finiteness check (skip_nonfinite_steps, the divergence stop)."""
   import jax.numpy as jnp
-  tree = {"a": jnp.ones((3, 3, 4, 2)), "b": {"c": jnp.zeros((5,)), "d": jnp.arange(6.0).reshape(2, 3)}}
+
+  tree = {
+    "a": jnp.ones((3, 3, 4, 2)),
+    "b": {"c": jnp.zeros((5,)), "d": jnp.arange(6.0).reshape(2, 3)},
+  }
   assert bool(jax.jit(steps.all_finite)(tree))
   for bad in (np.nan, np.inf, -np.inf):
     for path in (("a",), ("b", "c"), ("b", "d")):
@@ -123,7 +149,11 @@ def test_all_finite_finds_one_bad_element_in_any_leaf():
 def test_compilation_cache_setting_resolves_the_directory(monkeypatch, tmp_path):
   """config.compilation_cache_dir: auto = $JAX_COMPILATION_CACHE_DIR, else <project cache>/xla with a
   size cap; a path as given; "" = JAX's cache off."""
-  names = ("jax_compilation_cache_dir", "jax_enable_compilation_cache", "jax_compilation_cache_max_size")
+  names = (
+    "jax_compilation_cache_dir",
+    "jax_enable_compilation_cache",
+    "jax_compilation_cache_max_size",
+  )
   before = {name: getattr(jax.config, name) for name in names}
   try:
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
@@ -135,7 +165,9 @@ def test_compilation_cache_setting_resolves_the_directory(monkeypatch, tmp_path)
     assert backends.use_compilation_cache("auto") == str(tmp_path / "env")
     assert backends.use_compilation_cache("~/xla_cache") == os.path.expanduser("~/xla_cache")
     assert jax.config.jax_enable_compilation_cache
-    assert backends.use_compilation_cache("") is None and not jax.config.jax_enable_compilation_cache
+    assert (
+      backends.use_compilation_cache("") is None and not jax.config.jax_enable_compilation_cache
+    )
   finally:
     for name, value in before.items():
       jax.config.update(name, value)
@@ -160,7 +192,10 @@ def test_ema_of_parameters_is_tracked_and_used_for_evaluation():
   model, mesh, sched = Tiny(), parallel.make_mesh(), optax.constant_schedule(0.1)
   state = build.create_train_state(model, optax.sgd(sched), (2, 2, 1), 0, mesh, ema=True)
   step = jax.jit(steps.make_train_step(model, c, Preprocess(), sched, jnp.float32))
-  batch = {"image": jnp.arange(16, dtype=jnp.uint8).reshape(4, 2, 2, 1), "label": jnp.array([0, 1, 2, 0])}
+  batch = {
+    "image": jnp.arange(16, dtype=jnp.uint8).reshape(4, 2, 2, 1),
+    "label": jnp.array([0, 1, 2, 0]),
+  }
   expected = jax.tree.map(np.asarray, state.params)
   for _ in range(3):
     state, _ = step(state, batch)

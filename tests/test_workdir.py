@@ -1,5 +1,6 @@
 """The workdir's lock and its guard against bad input: every refused command ends with one line on
 stderr, a non-zero exit, and the workdir's files as they were (bytes and mtimes)."""
+
 import hashlib
 import json
 import os
@@ -18,15 +19,25 @@ from tests.helpers import load_config_module
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # A tiny run: LeNet-5 on 96 random 28x28 digits, 4 steps of 32.
-RUN = {"data.source": "npz", "num_steps": 4, "batch_size": 32, "log_every_steps": 2, "eval_every_steps": 100,
-       "eval_batch_size": 40, "checkpoint_every_steps": 4}
+RUN = {
+  "data.source": "npz",
+  "num_steps": 4,
+  "batch_size": 32,
+  "log_every_steps": 2,
+  "eval_every_steps": 100,
+  "eval_batch_size": 40,
+  "checkpoint_every_steps": 4,
+}
 
 
 def write_npz(path, n_train=96, n_test=40, classes=10, seed=0, **replace):
   rng = np.random.default_rng(seed)
-  arrays = {"x_train": rng.integers(0, 255, (n_train, 28, 28), dtype=np.uint8),
-            "y_train": np.arange(n_train) % classes, "x_test": rng.integers(0, 255, (n_test, 28, 28), dtype=np.uint8),
-            "y_test": np.arange(n_test) % classes}
+  arrays = {
+    "x_train": rng.integers(0, 255, (n_train, 28, 28), dtype=np.uint8),
+    "y_train": np.arange(n_train) % classes,
+    "x_test": rng.integers(0, 255, (n_test, 28, 28), dtype=np.uint8),
+    "y_test": np.arange(n_test) % classes,
+  }
   arrays.update(replace)
   np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
   return arrays
@@ -41,6 +52,7 @@ def run_config(data_path, **overrides):
 def run_main_in_process(config, workdir_path, capfd):
   """classic_cnns.main's path after flag parsing: (exit status, stderr lines)."""
   import jax
+
   capfd.readouterr()
   try:
     with cli.user_errors():
@@ -53,13 +65,25 @@ def run_main_in_process(config, workdir_path, capfd):
 
 
 def main_cmd(workdir_path, data_path, *args, config="configs/lenet5_mnist.py"):
-  return [sys.executable, "-m", "classic_cnns.main", f"--config={config}", f"--workdir={workdir_path}",
-          *(f"--config.{k}={v}" for k, v in {**RUN, "data.path": data_path}.items()), *args]
+  return [
+    sys.executable,
+    "-m",
+    "classic_cnns.main",
+    f"--config={config}",
+    f"--workdir={workdir_path}",
+    *(f"--config.{k}={v}" for k, v in {**RUN, "data.path": data_path}.items()),
+    *args,
+  ]
 
 
 def run_main(workdir_path, data_path, *args, **kw):
-  return subprocess.run(main_cmd(workdir_path, data_path, *args, **kw), cwd=REPO, capture_output=True, text=True,
-                        timeout=300)
+  return subprocess.run(
+    main_cmd(workdir_path, data_path, *args, **kw),
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
 
 
 def snapshot(path) -> dict:
@@ -72,7 +96,11 @@ def snapshot(path) -> dict:
       if rel == workdir.LOCK_FILE:
         continue
       with open(full, "rb") as fh:
-        out[rel] = (os.path.getsize(full), os.stat(full).st_mtime_ns, hashlib.sha256(fh.read()).hexdigest())
+        out[rel] = (
+          os.path.getsize(full),
+          os.stat(full).st_mtime_ns,
+          hashlib.sha256(fh.read()).hexdigest(),
+        )
   return out
 
 
@@ -105,8 +133,10 @@ def data_file(finished_run):
 
 def _hold_lock(path, shared=False):
   """A subprocess holding `path`'s lock until killed; returns it once the lock is held."""
-  code = (f"import sys, time\nfrom classic_cnns import workdir\nwith workdir.lock({str(path)!r}, shared={shared}):\n"
-          f"  print('held', flush=True)\n  time.sleep(300)\n")
+  code = (
+    f"import sys, time\nfrom classic_cnns import workdir\nwith workdir.lock({str(path)!r}, shared={shared}):\n"
+    f"  print('held', flush=True)\n  time.sleep(300)\n"
+  )
   p = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True)
   assert p.stdout.readline().strip() == "held"
   return p
@@ -116,16 +146,22 @@ def _hold_lock(path, shared=False):
 def test_exclusive_lock_names_its_holder_and_dies_with_it(tmp_path):
   holder = _hold_lock(tmp_path)
   try:
-    with pytest.raises(workdir.WorkdirBusyError, match=f"in use by another training run \\(pid {holder.pid}\\)"):
+    with pytest.raises(
+      workdir.WorkdirBusyError, match=f"in use by another training run \\(pid {holder.pid}\\)"
+    ):
       with workdir.lock(str(tmp_path)):
         pass
-    with pytest.raises(workdir.WorkdirBusyError, match=f"training run \\(pid {holder.pid}\\), which holds it "
-                                                       f"exclusively"):
+    with pytest.raises(
+      workdir.WorkdirBusyError,
+      match=f"training run \\(pid {holder.pid}\\), which holds it exclusively",
+    ):
       with workdir.lock(str(tmp_path), shared=True):
         pass
     assert (tmp_path / ".lock").read_text().split()[0] == str(holder.pid)
   finally:
-    holder.send_signal(signal.SIGKILL)  # kill -9: the kernel releases the lock, nothing stale is left
+    holder.send_signal(
+      signal.SIGKILL
+    )  # kill -9: the kernel releases the lock, nothing stale is left
     holder.wait()
   with workdir.lock(str(tmp_path)):
     assert workdir.holds_lock(str(tmp_path))
@@ -173,40 +209,62 @@ def _json_config(**overrides):
 def test_compatible_changes_and_refusals(tmp_path):
   base, fields = _json_config()
   (tmp_path / "config.json").write_text(json.dumps(json.loads(base.to_json_best_effort())))
-  for ok in ({"log_every_steps": 1}, {"num_steps": 10}, {"kernels": "portable"}, {"compilation_cache_dir": ""},
-             {"eval_every_steps": 2, "checkpoint_every_steps": 1, "eval_batch_size": 8}):
+  for ok in (
+    {"log_every_steps": 1},
+    {"num_steps": 10},
+    {"kernels": "portable"},
+    {"compilation_cache_dir": ""},
+    {"eval_every_steps": 2, "checkpoint_every_steps": 1, "eval_batch_size": 8},
+  ):
     workdir.check_compatible(str(tmp_path), run_config("/data/a.npz", **ok))
-  for bad, match in (({"num_steps": 3}, "num_steps=4; it continues only to a num_steps at least as large"),
-                     ({"seed": 1}, "seed=0, this config has seed=1"),
-                     ({"data.path": "/data/b.npz"}, "data.path='/data/a.npz'"),
-                     ({"data.val_size": 8}, "data.val_size=0"),
-                     ({"data.normalize": "none"}, "data.normalize='channel'"),
-                     ({"data.augment.flip": True}, "data.augment.flip=False"),
-                     ({"optimizer.lr": 0.02}, "optimizer.lr=0.01"),
-                     ({"schedule.name": "constant"}, "schedule.name='cosine'"),
-                     ({"batch_size": 16}, "batch_size=32"),
-                     ({"dtype": "bfloat16"}, "dtype='float32'"),
-                     ({"model.act": "relu"}, "model.act='sigmoid'"),
-                     ({"model.name": "lenet5_lecun"}, "holds a run of model 'lenet5', not 'lenet5_lecun'")):
+  for bad, match in (
+    ({"num_steps": 3}, "num_steps=4; it continues only to a num_steps at least as large"),
+    ({"seed": 1}, "seed=0, this config has seed=1"),
+    ({"data.path": "/data/b.npz"}, "data.path='/data/a.npz'"),
+    ({"data.val_size": 8}, "data.val_size=0"),
+    ({"data.normalize": "none"}, "data.normalize='channel'"),
+    ({"data.augment.flip": True}, "data.augment.flip=False"),
+    ({"optimizer.lr": 0.02}, "optimizer.lr=0.01"),
+    ({"schedule.name": "constant"}, "schedule.name='cosine'"),
+    ({"batch_size": 16}, "batch_size=32"),
+    ({"dtype": "bfloat16"}, "dtype='float32'"),
+    ({"model.act": "relu"}, "model.act='sigmoid'"),
+    ({"model.name": "lenet5_lecun"}, "holds a run of model 'lenet5', not 'lenet5_lecun'"),
+  ):
     with pytest.raises(ConfigError, match=match.replace("(", "\\(")):
       workdir.check_compatible(str(tmp_path), run_config("/data/a.npz", **bad))
   # Evaluation restores the model only: other data is fine, another model option is not.
   workdir.check_compatible(str(tmp_path), run_config("/data/b.npz"), prefixes=("model.",))
   with pytest.raises(ConfigError, match="model.act"):
-    workdir.check_compatible(str(tmp_path), run_config("/data/a.npz", **{"model.act": "relu"}), prefixes=("model.",))
+    workdir.check_compatible(
+      str(tmp_path), run_config("/data/a.npz", **{"model.act": "relu"}), prefixes=("model.",)
+    )
   (tmp_path / "config.json").write_text('{"model": ')
   with pytest.raises(ConfigError, match="cannot read .*config.json"):
     workdir.check_compatible(str(tmp_path), base)
 
 
 # ----------------------------------------------------------------------------- refused runs, workdir unchanged
-@pytest.mark.parametrize("case", ["truncated_npz", "negative_label", "empty_test_split", "batch_over_examples",
-                                  "other_classes", "other_data_path", "lr_inf", "shorter_run"])
-def test_refused_rerun_of_a_finished_run_changes_nothing(finished_run, data_file, tmp_path, capfd, case):
+@pytest.mark.parametrize(
+  "case",
+  [
+    "truncated_npz",
+    "negative_label",
+    "empty_test_split",
+    "batch_over_examples",
+    "other_classes",
+    "other_data_path",
+    "lr_inf",
+    "shorter_run",
+  ],
+)
+def test_refused_rerun_of_a_finished_run_changes_nothing(
+  finished_run, data_file, tmp_path, capfd, case
+):
   wd, data, before = finished_run
   overrides, match = {}, None
   if case == "truncated_npz":
-    data.write_bytes(data.read_bytes()[:len(data.read_bytes()) // 2])
+    data.write_bytes(data.read_bytes()[: len(data.read_bytes()) // 2])
     match = "(truncated or corrupt?)"
   elif case == "negative_label":
     y = np.arange(96) % 10
@@ -246,15 +304,20 @@ def test_a_longer_run_continues_the_finished_one(finished_run, tmp_path, capfd):
 
 def test_corrupt_jpeg_in_an_image_folder_names_the_file(tmp_path, capfd):
   from PIL import Image
+
   rng = np.random.default_rng(0)
   for split, n in (("train", 4), ("test", 2)):
     for cls in ("a", "b"):
       (tmp_path / "img" / split / cls).mkdir(parents=True)
       for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (28, 28, 3), dtype=np.uint8)).save(tmp_path / "img" / split / cls / f"{i}.jpg")
+        Image.fromarray(rng.integers(0, 255, (28, 28, 3), dtype=np.uint8)).save(
+          tmp_path / "img" / split / cls / f"{i}.jpg"
+        )
   bad = tmp_path / "img" / "train" / "b" / "1.jpg"
   bad.write_bytes(bad.read_bytes()[:200])
-  config = run_config(tmp_path / "img", **{"data.source": "folder", "batch_size": 4, "model.num_classes": 2})
+  config = run_config(
+    tmp_path / "img", **{"data.source": "folder", "batch_size": 4, "model.num_classes": 2}
+  )
   code, lines = run_main_in_process(config, tmp_path / "w", capfd)
   assert_one_error_line(code, lines, f"cannot decode image {bad}", status=2)
   assert not (tmp_path / "w").exists()  # nothing written, not even the workdir
@@ -266,20 +329,33 @@ def test_cli_busy_workdir_lr_nan_and_config_syntax_error(finished_run):
   holder = _hold_lock(wd)
   try:
     p = run_main(wd, data)
-    assert_one_error_line(p.returncode, p.stderr.strip().splitlines(), f"pid {holder.pid}", status=1)
+    assert_one_error_line(
+      p.returncode, p.stderr.strip().splitlines(), f"pid {holder.pid}", status=1
+    )
   finally:
     holder.kill()
     holder.wait()
   p = run_main(wd, data, "--config.optimizer.lr=nan")
-  assert_one_error_line(p.returncode, p.stderr.strip().splitlines(), "config.optimizer.lr must be a finite number",
-                        status=2)
+  assert_one_error_line(
+    p.returncode,
+    p.stderr.strip().splitlines(),
+    "config.optimizer.lr must be a finite number",
+    status=2,
+  )
   broken = os.path.join(os.path.dirname(data), "broken_config.py")
   with open(broken, "w") as f:
-    f.write("from classic_cnns.config import base_config\n\ndef get_config():\n  c = base_config(\n  return c\n")
+    f.write(
+      "from classic_cnns.config import base_config\n\ndef get_config():\n  c = base_config(\n  return c\n"
+    )
   p = run_main(wd, data, config=broken)
   assert_one_error_line(p.returncode, p.stderr.strip().splitlines(), f"{broken}:4: ", status=2)
-  p = subprocess.run(main_cmd(wd, data, "--debug", config=broken), cwd=REPO, capture_output=True, text=True,
-                     timeout=300)
+  p = subprocess.run(
+    main_cmd(wd, data, "--debug", config=broken),
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
   assert p.returncode != 0 and "Traceback" in p.stderr and "SyntaxError" in p.stderr
   assert snapshot(wd) == before
 
@@ -291,12 +367,22 @@ def test_cli_predict_with_a_truncated_preprocess_file(finished_run, tmp_path):
   prep = copy / "preprocess.npz"
   prep.write_bytes(prep.read_bytes()[:100])
   from PIL import Image
+
   Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "x.png")
   before = snapshot(copy)
-  p = subprocess.run([sys.executable, "-m", "classic_cnns.predict", f"--workdir={copy}", str(tmp_path / "x.png")],
-                     cwd=REPO, capture_output=True, text=True, timeout=300)
-  assert_one_error_line(p.returncode, p.stderr.strip().splitlines(), f"cannot read {prep} (truncated or corrupt",
-                        status=2)
+  p = subprocess.run(
+    [sys.executable, "-m", "classic_cnns.predict", f"--workdir={copy}", str(tmp_path / "x.png")],
+    cwd=REPO,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  assert_one_error_line(
+    p.returncode,
+    p.stderr.strip().splitlines(),
+    f"cannot read {prep} (truncated or corrupt",
+    status=2,
+  )
   assert snapshot(copy) == before
 
 
@@ -306,14 +392,24 @@ def test_one_line_helper_exit_statuses(capsys, monkeypatch):
   import errno
   from classic_cnns.data.common import DatasetError
   from classic_cnns.data.streaming import DataReadError
+
   monkeypatch.delenv("CLASSIC_CNNS_DEBUG", raising=False)
-  cases = [(ConfigError("bad value\nsecond line"), 2, "error: bad value"),
-           (DatasetError("bad data"), 2, "error: bad data"),
-           (DataReadError("cannot read image x.jpg (training step 3): bad"), 1, "error: cannot read image x.jpg"),
-           (workdir.WorkdirBusyError("busy"), 1, "error: busy"),
-           (steps.TrainingDivergedError("diverged at step 5"), 1, "error: diverged at step 5"),
-           (OSError(errno.ENOSPC, "No space left on device", "/w/metrics.jsonl"), 1,
-            "error: no space left on device: /w/metrics.jsonl; free some space")]
+  cases = [
+    (ConfigError("bad value\nsecond line"), 2, "error: bad value"),
+    (DatasetError("bad data"), 2, "error: bad data"),
+    (
+      DataReadError("cannot read image x.jpg (training step 3): bad"),
+      1,
+      "error: cannot read image x.jpg",
+    ),
+    (workdir.WorkdirBusyError("busy"), 1, "error: busy"),
+    (steps.TrainingDivergedError("diverged at step 5"), 1, "error: diverged at step 5"),
+    (
+      OSError(errno.ENOSPC, "No space left on device", "/w/metrics.jsonl"),
+      1,
+      "error: no space left on device: /w/metrics.jsonl; free some space",
+    ),
+  ]
   for exc, status, line in cases:
     with pytest.raises(SystemExit) as e:
       with cli.user_errors():

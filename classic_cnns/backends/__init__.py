@@ -10,6 +10,7 @@ run computes with, and the compile options that go with it. Chosen by `config.ke
 Models never import this package: the trainer hands `Backend.kernels` to
 `create_model(name, kernels=...)`, the models' explicit module field.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,20 +40,25 @@ class Backend:
   def describe(self) -> str:
     return f"kernels {self.name} ({self.why})"
 
-  def prepare(self, build_model: Callable[[Kernels], nn.Module], batch_shape: tuple[int, ...]) -> Backend:
+  def prepare(
+    self, build_model: Callable[[Kernels], nn.Module], batch_shape: tuple[int, ...]
+  ) -> Backend:
     """The backend with its kernels ready for steps on batches of `batch_shape`: for the CPU
     backend's `measured` conv policy, the per-conv choices timed now (a pre-pass, before any trace)."""
     if self.name != "cpu":
       return self
     from classic_cnns.backends import cpu
-    return dataclasses.replace(self, kernels=cpu.prepare_kernels(self.kernels, self.cpu_convs, build_model,
-                                                                 batch_shape))
+
+    return dataclasses.replace(
+      self, kernels=cpu.prepare_kernels(self.kernels, self.cpu_convs, build_model, batch_shape)
+    )
 
   def compile_init(self, init_fn: Callable[[], Any], out_shardings: Any) -> Callable[[], Any]:
     """`init_fn` (no arguments: parameter initialisation) jitted with `out_shardings`, compiled as
     this backend compiles initialisations (the CPU backend: batched sampling, XLA level 1)."""
     if self.name == "cpu":
       from classic_cnns.backends import cpu
+
       return cpu.compile_init(init_fn, out_shardings)
     return jax.jit(init_fn, out_shardings=out_shardings)
 
@@ -62,12 +68,18 @@ def default_xla_flags(kernels: str) -> str:
   backends ("" for none). Only XLA:CPU flags: harmless where another platform computes."""
   if kernels in ("auto", "cpu"):
     from classic_cnns.backends import cpu
+
     return cpu.XLA_FLAGS
   return ""
 
 
-def select(kernels: str, cpu_convs: str = "auto", *, platform: str | None = None,
-           num_devices: int | None = None) -> Backend:
+def select(
+  kernels: str,
+  cpu_convs: str = "auto",
+  *,
+  platform: str | None = None,
+  num_devices: int | None = None,
+) -> Backend:
   """config.kernels (+ config.cpu_convs) -> the Backend of this run; BackendError where it cannot run."""
   if kernels not in KERNELS:
     raise BackendError(f"config.kernels={kernels!r} is not one of {', '.join(KERNELS)}")
@@ -77,10 +89,13 @@ def select(kernels: str, cpu_convs: str = "auto", *, platform: str | None = None
     return Backend("portable", "config.kernels=portable")
   if platform != "cpu":
     if kernels == "cpu":
-      raise BackendError(f"config.kernels=cpu runs on CPU only; this run has {num_devices} {platform} "
-                         f"device(s) (use --config.kernels=auto or portable)")
+      raise BackendError(
+        f"config.kernels=cpu runs on CPU only; this run has {num_devices} {platform} "
+        f"device(s) (use --config.kernels=auto or portable)"
+      )
     return Backend("portable", f"auto: {num_devices} {platform} device(s)")
   from classic_cnns.backends import cpu
+
   policy, why = cpu.conv_policy(cpu_convs, num_devices, required=kernels == "cpu")
   lead = "config.kernels=cpu" if kernels == "cpu" else "auto: CPU-only run"
   return Backend("cpu", f"{lead}; {why}", cpu.make_kernels(policy), cpu_convs=policy)
@@ -89,7 +104,7 @@ def select(kernels: str, cpu_convs: str = "auto", *, platform: str | None = None
 PORTABLE_BACKEND = Backend("portable", "plain Flax / lax ops")
 
 
-COMPILATION_CACHE_MAX_BYTES = 4 * 2 ** 30
+COMPILATION_CACHE_MAX_BYTES = 4 * 2**30
 
 
 def use_compilation_cache(setting: str) -> str | None:

@@ -28,6 +28,7 @@ per-pixel mean image, the ZCA matrix) are `FrozenArray`s, hashed and compared by
 `preprocess_config` builds one from `config.data` and the training split (statistics computed at
 load time, or taken from `metadata.py`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,6 +46,7 @@ CROPS = ("none", "resize", "inception", "scale_jitter")
 
 class FrozenArray:
   """A read-only float32 numpy constant a frozen dataclass can hold: hashed/compared by content."""
+
   __slots__ = ("array", "_key")
 
   def __init__(self, array):
@@ -70,7 +72,9 @@ class Preprocess:
   mean: tuple[float, ...] = ()  # per channel, [0, 255] units; empty = not subtracted
   std: tuple[float, ...] = ()  # per channel; empty = not divided
   pixel_mean: FrozenArray | None = None  # [H, W, C] mean image, subtracted instead of `mean`
-  gcn: float = 0.0  # global contrast normalisation to this L2 norm per image (maxout/NiN: 55); 0 = off
+  gcn: float = (
+    0.0  # global contrast normalisation to this L2 norm per image (maxout/NiN: 55); 0 = off
+  )
   zca: FrozenArray | None = None  # [D, D] whitening matrix, applied to the flattened (GCN'd) image
   zca_mean: FrozenArray | None = None  # [D]
   # training augmentation
@@ -131,8 +135,9 @@ def _resample_one(img: jax.Array, out_hw: tuple[int, int], y0, x0, ch, cw) -> ja
   oh, ow = out_hw
   scale = jnp.stack([oh / ch, ow / cw]).astype(jnp.float32)
   translation = -jnp.stack([y0, x0]).astype(jnp.float32) * scale
-  return jax.image.scale_and_translate(img, (oh, ow, img.shape[-1]), (0, 1), scale, translation,
-                                       "linear", antialias=True)
+  return jax.image.scale_and_translate(
+    img, (oh, ow, img.shape[-1]), (0, 1), scale, translation, "linear", antialias=True
+  )
 
 
 def crop_resize(x: jax.Array, out_hw: tuple[int, int], window) -> jax.Array:
@@ -181,7 +186,9 @@ def resize_random_crop(x: jax.Array, rng: jax.Array, size: int, resize: int) -> 
   return crop_resize(x, (size, size), (oy / s, ox / s, side, side))
 
 
-def scale_jitter_crop(x: jax.Array, rng: jax.Array, size: int, s_min: float, s_max: float) -> jax.Array:
+def scale_jitter_crop(
+  x: jax.Array, rng: jax.Array, size: int, s_min: float, s_max: float
+) -> jax.Array:
   """VGG (Sec. 3.1) multi-scale training: isotropically rescale each image so its shorter side is
   S ~ U[s_min, s_max], then crop a random `size` x `size` window."""
   b, h, w, _ = x.shape
@@ -192,8 +199,14 @@ def scale_jitter_crop(x: jax.Array, rng: jax.Array, size: int, s_min: float, s_m
   return crop_resize(x, (size, size), (oy / scale, ox / scale, size / scale, size / scale))
 
 
-def random_resized_crop(x: jax.Array, rng: jax.Array, size: int, area_range=(0.08, 1.0),
-                        aspect_range=(3 / 4, 4 / 3), attempts: int = 10) -> jax.Array:
+def random_resized_crop(
+  x: jax.Array,
+  rng: jax.Array,
+  size: int,
+  area_range=(0.08, 1.0),
+  aspect_range=(3 / 4, 4 / 3),
+  attempts: int = 10,
+) -> jax.Array:
   """Inception-style crop (Szegedy et al. 2015 Sec. 6, torchvision's RandomResizedCrop): a window of
   area U[area_range] x image area and aspect ratio log-uniform in `aspect_range`, at a uniform
   position, resized to `size` x `size`. As torchvision, the first of `attempts` draws that fits
@@ -201,8 +214,11 @@ def random_resized_crop(x: jax.Array, rng: jax.Array, size: int, area_range=(0.0
   b, h, w, _ = x.shape
   ka, kr, ky, kx = jax.random.split(rng, 4)
   area = h * w * jax.random.uniform(ka, (b, attempts), minval=area_range[0], maxval=area_range[1])
-  ratio = jnp.exp(jax.random.uniform(kr, (b, attempts), minval=math.log(aspect_range[0]),
-                                     maxval=math.log(aspect_range[1])))
+  ratio = jnp.exp(
+    jax.random.uniform(
+      kr, (b, attempts), minval=math.log(aspect_range[0]), maxval=math.log(aspect_range[1])
+    )
+  )
   cw, ch = jnp.sqrt(area * ratio), jnp.sqrt(area / ratio)
   fits = (cw <= w) & (ch <= h)
   first = jnp.argmax(fits, axis=1)[:, None]
@@ -268,14 +284,21 @@ def _gray(x: jax.Array) -> jax.Array:
   return jnp.tensordot(x, jnp.array([0.299, 0.587, 0.114], x.dtype), axes=[[-1], [0]])[..., None]
 
 
-def color_jitter(x: jax.Array, rng: jax.Array, brightness: float = 0.0, contrast: float = 0.0,
-                 saturation: float = 0.0) -> jax.Array:
+def color_jitter(
+  x: jax.Array,
+  rng: jax.Array,
+  brightness: float = 0.0,
+  contrast: float = 0.0,
+  saturation: float = 0.0,
+) -> jax.Array:
   """torchvision's ColorJitter on [0, 255] floats: each factor ~ U[max(0, 1-a), 1+a] per example;
   brightness scales, contrast blends with the mean grey level, saturation with the grey image
   (a no-op on one channel); clipped to [0, 255] after each. Fixed order (torchvision permutes)."""
   b = x.shape[0]
   kb, kc, ks = jax.random.split(rng, 3)
-  factor = lambda k, a: jax.random.uniform(k, (b, 1, 1, 1), minval=max(0.0, 1.0 - a), maxval=1.0 + a)
+  factor = lambda k, a: jax.random.uniform(
+    k, (b, 1, 1, 1), minval=max(0.0, 1.0 - a), maxval=1.0 + a
+  )
   if brightness:
     x = jnp.clip(x * factor(kb, brightness), 0.0, 255.0)
   if contrast:
@@ -315,7 +338,9 @@ def normalize(images: jax.Array, cfg: Preprocess) -> jax.Array:
   if cfg.zca is not None:
     shape = x.shape
     flat = x.reshape(shape[0], -1) - jnp.asarray(cfg.zca_mean.array)
-    x = jnp.dot(flat, jnp.asarray(cfg.zca.array), precision=jax.lax.Precision.HIGHEST).reshape(shape)
+    x = jnp.dot(flat, jnp.asarray(cfg.zca.array), precision=jax.lax.Precision.HIGHEST).reshape(
+      shape
+    )
   if cfg.pixel_mean is not None:
     x = x - jnp.asarray(cfg.pixel_mean.array)
   elif cfg.mean:
@@ -325,8 +350,9 @@ def normalize(images: jax.Array, cfg: Preprocess) -> jax.Array:
   return pad_to_size(x, cfg.pad_to)  # after normalising, so the pad is the mean (zero), as LeNet's
 
 
-def preprocess(images: jax.Array, cfg: Preprocess, *, train: bool, rng: jax.Array | None,
-               dtype=jnp.float32) -> jax.Array:
+def preprocess(
+  images: jax.Array, cfg: Preprocess, *, train: bool, rng: jax.Array | None, dtype=jnp.float32
+) -> jax.Array:
   """uint8 [B,H,W,C] -> normalised float [B,H',W',C]: training augmentation when `train` (and
   `cfg.enabled`), else the evaluation view."""
   x = images.astype(jnp.float32)
@@ -354,7 +380,9 @@ def preprocess(images: jax.Array, cfg: Preprocess, *, train: bool, rng: jax.Arra
 
 
 # ----------------------------------------------------------------------------- statistics (host, numpy)
-def channel_stats(images: np.ndarray, max_images: int = 10_000) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(
+  images: np.ndarray, max_images: int = 10_000
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
   """Per-channel mean and std in [0, 255] units over (up to `max_images` of) a uint8 split."""
   x = images[:max_images].astype(np.float64)
   mean = x.mean(axis=(0, 1, 2))
@@ -366,11 +394,13 @@ def pixel_mean(images: np.ndarray, chunk: int = 5000) -> np.ndarray:
   """The mean image [H, W, C] (float, [0, 255] units) over the whole training split."""
   total = np.zeros(images.shape[1:], np.float64)
   for i in range(0, len(images), chunk):
-    total += images[i:i + chunk].astype(np.float64).sum(axis=0)
+    total += images[i : i + chunk].astype(np.float64).sum(axis=0)
   return total / len(images)
 
 
-def pca_rgb(images: np.ndarray, max_pixels: int = 2_000_000) -> tuple[tuple[float, ...], tuple[tuple[float, ...], ...]]:
+def pca_rgb(
+  images: np.ndarray, max_pixels: int = 2_000_000
+) -> tuple[tuple[float, ...], tuple[tuple[float, ...], ...]]:
   """Eigenvalues (descending) and eigenvectors (columns) of the covariance of the pixel colours,
   values in [0, 1] (AlexNet Sec. 4.1), over an evenly strided subset of at most `max_pixels`."""
   c = images.shape[-1]
@@ -390,19 +420,22 @@ def _gcn_np(x: np.ndarray, scale: float) -> np.ndarray:
   return x / np.where(norm < 1e-8, 1.0, norm)
 
 
-def zca_fit(images: np.ndarray, gcn: float = 0.0, bias: float = 0.1, chunk: int = 5000,
-            max_dim: int = 12_288) -> tuple[np.ndarray, np.ndarray]:
+def zca_fit(
+  images: np.ndarray, gcn: float = 0.0, bias: float = 0.1, chunk: int = 5000, max_dim: int = 12_288
+) -> tuple[np.ndarray, np.ndarray]:
   """ZCA whitening (pylearn2's, as maxout/NiN): mean m and W = V diag(1/sqrt(l + bias)) V^T from
   the covariance of the flattened training images (after GCN when `gcn`), so (x - m) W is white."""
   n = len(images)
   d = int(np.prod(images.shape[1:]))
   if d > max_dim:
-    raise ValueError(f"ZCA over {d}-dimensional images needs a {d}x{d} matrix; it is meant for "
-                     f"CIFAR-size data (32x32x3 = 3072)")
+    raise ValueError(
+      f"ZCA over {d}-dimensional images needs a {d}x{d} matrix; it is meant for "
+      f"CIFAR-size data (32x32x3 = 3072)"
+    )
   total = np.zeros(d, np.float64)
   gram = np.zeros((d, d), np.float64)
   for i in range(0, n, chunk):
-    x = images[i:i + chunk].reshape(-1, d).astype(np.float32)
+    x = images[i : i + chunk].reshape(-1, d).astype(np.float32)
     if gcn:
       x = _gcn_np(x, gcn).astype(np.float32)
     total += x.sum(axis=0, dtype=np.float64)
@@ -427,17 +460,24 @@ def preprocess_config(data, ds, save_to: str | None = None) -> Preprocess:
   image_shape = tuple(ds.image_shape)
   c = image_shape[-1]
   from classic_cnns.data import streaming
+
   streamed = streaming.is_streamed(ds.train)
-  canvas = streamed and data.streaming.augment == "canvas"  # host gives fixed squares: all ops apply
+  canvas = (
+    streamed and data.streaming.augment == "canvas"
+  )  # host gives fixed squares: all ops apply
   use_meta = data.stats == "metadata" or (data.stats == "auto" and data.source == "tfds")
   info = metadata.get(data.name) if use_meta else None
   if data.stats == "metadata" and metadata.channel_stats(data.name, c) is None:
-    raise ConfigError(f"config.data.stats='metadata': no {c}-channel statistics for data.name={data.name!r} in "
-                      f"classic_cnns/data/metadata.py (known: {', '.join(metadata.DATASETS)})")
+    raise ConfigError(
+      f"config.data.stats='metadata': no {c}-channel statistics for data.name={data.name!r} in "
+      f"classic_cnns/data/metadata.py (known: {', '.join(metadata.DATASETS)})"
+    )
   if streamed and not canvas and (data.normalize == "pixel" or data.zca or a.crop != "none"):
-    raise ConfigError(f"streamed data is cropped on the host in data.streaming.augment={data.streaming.augment!r} "
-                      f"mode; data.normalize='pixel', data.zca and data.augment.crop need fixed-size images: "
-                      f"set config.data.streaming.augment=canvas")
+    raise ConfigError(
+      f"streamed data is cropped on the host in data.streaming.augment={data.streaming.augment!r} "
+      f"mode; data.normalize='pixel', data.zca and data.augment.crop need fixed-size images: "
+      f"set config.data.streaming.augment=canvas"
+    )
   sample = []
 
   def images():
@@ -483,15 +523,35 @@ def preprocess_config(data, ds, save_to: str | None = None) -> Preprocess:
   if a.crop != "none":  # ImageNet-style: evaluate on the centre crop of the training crop size
     eval_crop = eval_crop or crop_size
     if not eval_resize:
-      eval_resize = {"resize": a.resize, "scale_jitter": int(a.scale_min)}.get(a.crop, round(eval_crop * 8 / 7))
+      eval_resize = {"resize": a.resize, "scale_jitter": int(a.scale_min)}.get(
+        a.crop, round(eval_crop * 8 / 7)
+      )
   prep = Preprocess(
-      pad_to=data.pad_to, mean=tuple(mean), std=tuple(std), pixel_mean=pixel, gcn=float(data.gcn),
-      zca=zca, zca_mean=zca_mean, enabled=bool(a.enabled), flip=bool(a.flip), crop_padding=int(a.crop_padding),
-      crop=a.crop, crop_size=int(crop_size), resize=int(a.resize),
-      scale_range=(float(a.scale_min), float(a.scale_max)), area_range=(float(a.area_min), float(a.area_max)),
-      aspect_range=(float(a.aspect_min), float(a.aspect_max)), pca_sigma=pca_sigma, pca_eigval=tuple(pca_val),
-      pca_eigvec=tuple(tuple(r) for r in pca_vec), brightness=float(a.brightness), contrast=float(a.contrast),
-      saturation=float(a.saturation), eval_resize=int(eval_resize), eval_crop=int(eval_crop))
+    pad_to=data.pad_to,
+    mean=tuple(mean),
+    std=tuple(std),
+    pixel_mean=pixel,
+    gcn=float(data.gcn),
+    zca=zca,
+    zca_mean=zca_mean,
+    enabled=bool(a.enabled),
+    flip=bool(a.flip),
+    crop_padding=int(a.crop_padding),
+    crop=a.crop,
+    crop_size=int(crop_size),
+    resize=int(a.resize),
+    scale_range=(float(a.scale_min), float(a.scale_max)),
+    area_range=(float(a.area_min), float(a.area_max)),
+    aspect_range=(float(a.aspect_min), float(a.aspect_max)),
+    pca_sigma=pca_sigma,
+    pca_eigval=tuple(pca_val),
+    pca_eigvec=tuple(tuple(r) for r in pca_vec),
+    brightness=float(a.brightness),
+    contrast=float(a.contrast),
+    saturation=float(a.saturation),
+    eval_resize=int(eval_resize),
+    eval_crop=int(eval_crop),
+  )
   check_shapes(prep, image_shape)
   if save_to and jax.process_index() == 0:
     save_preprocess(prep, os.path.join(save_to, "preprocess.npz"), image_shape)
@@ -501,24 +561,33 @@ def preprocess_config(data, ds, save_to: str | None = None) -> Preprocess:
 def check_shapes(prep: Preprocess, image_shape: tuple[int, ...]) -> None:
   """ConfigError unless the crops fit the images and training and evaluation shapes agree."""
   from classic_cnns.errors import ConfigError
+
   h, w, _ = padded_shape(image_shape, prep.pad_to)
   short = min(h, w)
   if prep.crop == "resize" and prep.crop_size > prep.resize:
-    raise ConfigError(f"config.data.augment.crop_size={prep.crop_size} exceeds augment.resize={prep.resize}")
+    raise ConfigError(
+      f"config.data.augment.crop_size={prep.crop_size} exceeds augment.resize={prep.resize}"
+    )
   if prep.crop == "scale_jitter" and prep.crop_size > prep.scale_range[0]:
-    raise ConfigError(f"config.data.augment.crop_size={prep.crop_size} exceeds augment.scale_min="
-                      f"{prep.scale_range[0]:g}")
+    raise ConfigError(
+      f"config.data.augment.crop_size={prep.crop_size} exceeds augment.scale_min="
+      f"{prep.scale_range[0]:g}"
+    )
   if prep.crop == "inception" and prep.crop_size <= 0:
     raise ConfigError("config.data.augment.crop='inception' needs a positive crop_size")
   eval_side = min(resized_hw(h, w, prep.eval_resize)) if prep.eval_resize else short
   if prep.eval_crop > eval_side:
-    raise ConfigError(f"config.data.eval_crop={prep.eval_crop} exceeds the {eval_side}-pixel shorter side of "
-                      f"the evaluation image (image {h}x{w}, eval_resize={prep.eval_resize})")
+    raise ConfigError(
+      f"config.data.eval_crop={prep.eval_crop} exceeds the {eval_side}-pixel shorter side of "
+      f"the evaluation image (image {h}x{w}, eval_resize={prep.eval_resize})"
+    )
   train_shape, eval_shape = prep.train_shape(image_shape), prep.eval_shape(image_shape)
   if train_shape != eval_shape:
-    raise ConfigError(f"training images are {train_shape[0]}x{train_shape[1]} but evaluation images "
-                      f"{eval_shape[0]}x{eval_shape[1]} (config.data.eval_resize={prep.eval_resize}, "
-                      f"eval_crop={prep.eval_crop}); make them agree")
+    raise ConfigError(
+      f"training images are {train_shape[0]}x{train_shape[1]} but evaluation images "
+      f"{eval_shape[0]}x{eval_shape[1]} (config.data.eval_resize={prep.eval_resize}, "
+      f"eval_crop={prep.eval_crop}); make them agree"
+    )
 
 
 # ----------------------------------------------------------------------------- saved with the run
@@ -527,7 +596,9 @@ _ARRAYS = ("pixel_mean", "zca", "zca_mean")
 
 def save_preprocess(prep: Preprocess, path: str, image_shape: tuple[int, ...]) -> None:
   """Writes the preprocessing (scalars as JSON, constants as arrays) to an .npz (no pickle)."""
-  fields = {f.name: getattr(prep, f.name) for f in dataclasses.fields(prep) if f.name not in _ARRAYS}
+  fields = {
+    f.name: getattr(prep, f.name) for f in dataclasses.fields(prep) if f.name not in _ARRAYS
+  }
   arrays = {k: getattr(prep, k).array for k in _ARRAYS if getattr(prep, k) is not None}
   meta = json.dumps({"fields": fields, "image_shape": list(image_shape)})
   tmp = path + ".tmp.npz"
@@ -545,6 +616,7 @@ def load_preprocess(path: str) -> tuple[Preprocess, tuple[int, int, int]]:
   import zipfile
   import zlib
   from classic_cnns.data.common import DatasetError
+
   try:
     with np.load(path, allow_pickle=False) as f:
       meta = json.loads(str(f["meta"]))
@@ -554,7 +626,18 @@ def load_preprocess(path: str) -> tuple[Preprocess, tuple[int, int, int]]:
     if len(image_shape) != 3:
       raise ValueError(f"image_shape {image_shape}")
     return Preprocess(**fields, **arrays), image_shape
-  except (OSError, ValueError, TypeError, KeyError, IndexError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+  except (
+    OSError,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    EOFError,
+    zipfile.BadZipFile,
+    zlib.error,
+  ) as e:
     why = " ".join(str(e).split())[:150] or type(e).__name__
-    raise DatasetError(f"cannot read {path} (truncated or corrupt: {why}); delete it to refit the "
-                       f"preprocessing from the training data, or rerun the training command") from None
+    raise DatasetError(
+      f"cannot read {path} (truncated or corrupt: {why}); delete it to refit the "
+      f"preprocessing from the training data, or rerun the training command"
+    ) from None

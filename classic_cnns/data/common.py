@@ -1,5 +1,6 @@
 """What every data module shares: the split and dataset types, the user-facing DatasetError, and
 the offline messages of the TFDS sources."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,15 +40,18 @@ class Dataset:
 
 
 def offline_message(name: str, where: str, why: str) -> str:
-  return (f"TFDS dataset {name!r} is not prepared under {where!r} and cannot be downloaded ({why}); "
-          f"use local data instead: --config.data.source=npz --config.data.path=FILE.npz, "
-          f"--config.data.source=folder --config.data.path=DIR, or --config.data.data_dir=DIR holding "
-          f"a prepared copy")
+  return (
+    f"TFDS dataset {name!r} is not prepared under {where!r} and cannot be downloaded ({why}); "
+    f"use local data instead: --config.data.source=npz --config.data.path=FILE.npz, "
+    f"--config.data.source=folder --config.data.path=DIR, or --config.data.data_dir=DIR holding "
+    f"a prepared copy"
+  )
 
 
 def download_host_reachable(timeout: float = 5.0) -> bool:
   """TFDS retries a failing download for minutes; one quick connection attempt answers first."""
   import socket
+
   try:
     socket.create_connection(("storage.googleapis.com", 443), timeout=timeout).close()
     return True

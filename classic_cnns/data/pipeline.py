@@ -9,6 +9,7 @@ exactly once: the last batch is padded and a mask marks the real rows.
 With `on_device=True` the uint8 split is placed on the accelerators once (replicated) and each
 batch is gathered inside jit from a sharded index vector: the host sends only indices.
 """
+
 from __future__ import annotations
 
 from typing import Iterator
@@ -24,7 +25,9 @@ from classic_cnns.data.sources import Split
 class TrainBatches:
   def __init__(self, split: Split, batch_size: int, seed: int, mesh: Mesh, on_device: bool):
     if len(split) < batch_size:
-      raise ValueError(f"the training split has {len(split)} examples, fewer than batch_size={batch_size}")
+      raise ValueError(
+        f"the training split has {len(split)} examples, fewer than batch_size={batch_size}"
+      )
     self.split, self.batch_size, self.seed, self.mesh = split, batch_size, seed, mesh
     self.steps_per_epoch = len(split) // batch_size
     self.on_device = on_device
@@ -33,8 +36,10 @@ class TrainBatches:
       rep = parallel.replicated(mesh)
       self._images = jax.device_put(split.images, rep)
       self._labels = jax.device_put(split.labels, rep)
-      self._gather = jax.jit(lambda images, labels, idx: (images[idx], labels[idx]),
-                             out_shardings=parallel.batch_sharded(mesh))
+      self._gather = jax.jit(
+        lambda images, labels, idx: (images[idx], labels[idx]),
+        out_shardings=parallel.batch_sharded(mesh),
+      )
 
   def indices(self, step: int) -> np.ndarray:
     """Global example indices of training step `step` (0-based)."""
@@ -42,7 +47,7 @@ class TrainBatches:
     if epoch != self._perm_epoch:
       self._perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.split))
       self._perm_epoch = epoch
-    return self._perm[i * self.batch_size:(i + 1) * self.batch_size]
+    return self._perm[i * self.batch_size : (i + 1) * self.batch_size]
 
   def batch(self, step: int) -> dict[str, jax.Array]:
     local = self.indices(step)[parallel.process_slice(self.batch_size)]
@@ -50,8 +55,10 @@ class TrainBatches:
       idx = parallel.to_global(local.astype(np.int32), self.mesh, self.batch_size)
       images, labels = self._gather(self._images, self._labels, idx)
       return {"image": images, "label": labels}
-    return {"image": parallel.to_global(self.split.images[local], self.mesh, self.batch_size),
-            "label": parallel.to_global(self.split.labels[local], self.mesh, self.batch_size)}
+    return {
+      "image": parallel.to_global(self.split.images[local], self.mesh, self.batch_size),
+      "label": parallel.to_global(self.split.labels[local], self.mesh, self.batch_size),
+    }
 
   def iterate(self, start_step: int, end_step: int) -> Iterator[tuple[int, dict[str, jax.Array]]]:
     for step in range(start_step, end_step):
@@ -68,6 +75,8 @@ def eval_batches(split: Split, batch_size: int, mesh: Mesh) -> Iterator[dict[str
     idx = np.where(mask, idx, 0)
     images = split.images[idx[sl]]
     labels = split.labels[idx[sl]]
-    yield {"image": parallel.to_global(images, mesh, batch_size),
-           "label": parallel.to_global(labels, mesh, batch_size),
-           "mask": parallel.to_global(mask[sl].astype(np.float32), mesh, batch_size)}
+    yield {
+      "image": parallel.to_global(images, mesh, batch_size),
+      "label": parallel.to_global(labels, mesh, batch_size),
+      "mask": parallel.to_global(mask[sl].astype(np.float32), mesh, batch_size),
+    }

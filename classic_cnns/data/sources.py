@@ -14,6 +14,7 @@ uint8 images of one shape in every split, integer labels >= 0, no empty split. `
 adds what needs the config: labels below config.model.num_classes and a batch that fits the
 training split.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -34,7 +35,9 @@ NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, IndexError, zipfile.BadZi
 def check_labels(labels: np.ndarray, what: str) -> np.ndarray:
   """int32 labels; DatasetError unless they are whole numbers >= 0 (class indices)."""
   y = np.asarray(labels)
-  if y.dtype == np.bool_ or not (np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)):
+  if y.dtype == np.bool_ or not (
+    np.issubdtype(y.dtype, np.integer) or np.issubdtype(y.dtype, np.floating)
+  ):
     raise DatasetError(f"{what}: labels must be integer class indices, got dtype {y.dtype}")
   if np.issubdtype(y.dtype, np.floating):
     bad = ~np.isfinite(y) | (y != np.round(y))
@@ -44,7 +47,7 @@ def check_labels(labels: np.ndarray, what: str) -> np.ndarray:
   if len(y) and y.min() < 0:
     i = int(np.argmin(y))
     raise DatasetError(f"{what}: labels must be in [0, num_classes), got {y[i]:g} at index {i}")
-  if len(y) and y.max() >= 2 ** 31:
+  if len(y) and y.max() >= 2**31:
     raise DatasetError(f"{what}: label {y.max():g} is too large for a class index")
   return y.astype(np.int32)
 
@@ -54,7 +57,9 @@ def _as_split(x: np.ndarray, y: np.ndarray, what: str) -> Split:
   if x.ndim == 3:
     x = x[..., None]
   if x.ndim != 4 or x.dtype != np.uint8:
-    raise DatasetError(f"{what}: expected uint8 images [N,H,W] or [N,H,W,C], got {x.dtype} {x.shape}")
+    raise DatasetError(
+      f"{what}: expected uint8 images [N,H,W] or [N,H,W,C], got {x.dtype} {x.shape}"
+    )
   if y.ndim != 1 or len(y) != len(x):
     raise DatasetError(f"{what}: expected {len(x)} labels, got shape {y.shape}")
   if len(x) == 0:
@@ -66,8 +71,10 @@ def _as_split(x: np.ndarray, y: np.ndarray, what: str) -> Split:
 
 def _same_shape(train: Split, other: Split | None, what: str) -> None:
   if other is not None and other.images.shape[1:] != train.images.shape[1:]:
-    raise DatasetError(f"{what}: images are {'x'.join(map(str, other.images.shape[1:]))} but the training "
-                       f"images are {'x'.join(map(str, train.images.shape[1:]))}")
+    raise DatasetError(
+      f"{what}: images are {'x'.join(map(str, other.images.shape[1:]))} but the training "
+      f"images are {'x'.join(map(str, train.images.shape[1:]))}"
+    )
 
 
 def load_npz(path: str, name: str = "npz") -> Dataset:
@@ -77,7 +84,9 @@ def load_npz(path: str, name: str = "npz") -> Dataset:
     with np.load(path, allow_pickle=False) as f:
       missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in f.files]
       if missing:
-        raise DatasetError(f"{path} lacks the keys {', '.join(missing)} (needs x_train y_train x_test y_test)")
+        raise DatasetError(
+          f"{path} lacks the keys {', '.join(missing)} (needs x_train y_train x_test y_test)"
+        )
       train = _as_split(f["x_train"], f["y_train"], f"{path} train")
       test = _as_split(f["x_test"], f["y_test"], f"{path} test")
   except NPZ_ERRORS as e:
@@ -96,13 +105,18 @@ def load_tfds(name: str, data_dir: str = "", download: bool = True) -> Dataset:
   """Loads a whole TFDS dataset into memory through tf.data (small datasets: MNIST/CIFAR size).
   A dataset not yet prepared under `data_dir` is downloaded when `download` and online."""
   from classic_cnns.data import metadata
+
   info = metadata.get(name)
   if info is not None and info.image_shape is None:
-    raise DatasetError(f"TFDS {name!r} has images of different sizes and is streamed, not loaded into memory: "
-                       f"set --config.data.streaming.enabled=True (classic_cnns/data/tfds_stream.py)")
+    raise DatasetError(
+      f"TFDS {name!r} has images of different sizes and is streamed, not loaded into memory: "
+      f"set --config.data.streaming.enabled=True (classic_cnns/data/tfds_stream.py)"
+    )
   import tensorflow as tf  # only here: the other sources must work without TensorFlow
+
   tf.config.set_visible_devices([], "GPU")  # never let TF take accelerator memory
   import tensorflow_datasets as tfds
+
   try:
     builder = tfds.builder(name, data_dir=data_dir or None)
   except Exception as e:  # DatasetNotFoundError and friends
@@ -110,13 +124,19 @@ def load_tfds(name: str, data_dir: str = "", download: bool = True) -> Dataset:
   prepared = builder.is_prepared() if hasattr(builder, "is_prepared") else False
   if not prepared:
     if not download:
-      raise DatasetError(common.offline_message(name, builder.data_dir, "config.data.download is False"))
+      raise DatasetError(
+        common.offline_message(name, builder.data_dir, "config.data.download is False")
+      )
     if not common.download_host_reachable():
       raise DatasetError(common.offline_message(name, builder.data_dir, "no network connection"))
   try:
     builder.download_and_prepare()
   except Exception as e:
-    why = f"{type(e).__name__}: {str(e).strip().splitlines()[0][:120]}" if str(e).strip() else type(e).__name__
+    why = (
+      f"{type(e).__name__}: {str(e).strip().splitlines()[0][:120]}"
+      if str(e).strip()
+      else type(e).__name__
+    )
     raise DatasetError(common.offline_message(name, builder.data_dir, why)) from None
   splits = {}
   for split, alternatives in (("train", ("train",)), ("test", ("test", "validation"))):
@@ -128,7 +148,9 @@ def load_tfds(name: str, data_dir: str = "", download: bool = True) -> Dataset:
       except Exception as e:  # pylint: disable=broad-except
         err = e
     if ds is None:
-      raise DatasetError(f"TFDS dataset {name!r}: cannot read split {split!r}: {str(err).splitlines()[0]}")
+      raise DatasetError(
+        f"TFDS dataset {name!r}: cannot read split {split!r}: {str(err).splitlines()[0]}"
+      )
     chunks = list(tfds.as_numpy(ds))  # (batch_size=-1 crashes TF under tfds.testing.mock_data)
     x = np.concatenate([c[0] for c in chunks])
     y = np.concatenate([c[1] for c in chunks])
@@ -140,10 +162,16 @@ def load_tfds(name: str, data_dir: str = "", download: bool = True) -> Dataset:
 def decode_image(path: str) -> np.ndarray:
   """uint8 [H, W, 3] of an image file; DatasetError naming the file when it does not decode."""
   from PIL import Image
+
   try:
     with Image.open(path) as im:
       return np.asarray(im.convert("RGB"))
-  except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:  # PIL: truncated, unknown format
+  except (
+    OSError,
+    ValueError,
+    SyntaxError,
+    Image.DecompressionBombError,
+  ) as e:  # PIL: truncated, unknown format
     why = " ".join(str(e).split())[:200] or type(e).__name__
     raise DatasetError(f"cannot decode image {path}: {why}") from None
 
@@ -155,8 +183,11 @@ def load_folder(root: str) -> Dataset:
   splits_found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
   if "train" not in splits_found:
     raise DatasetError(f"{root} has no train/ subfolder (expects root/<split>/<class>/*.jpg)")
-  classes = sorted(d for d in os.listdir(os.path.join(root, "train"))
-                   if os.path.isdir(os.path.join(root, "train", d)))
+  classes = sorted(
+    d
+    for d in os.listdir(os.path.join(root, "train"))
+    if os.path.isdir(os.path.join(root, "train", d))
+  )
   index = {c: i for i, c in enumerate(classes)}
 
   def read(split: str) -> Split | None:
@@ -164,8 +195,11 @@ def load_folder(root: str) -> Dataset:
     for c in classes:
       d = os.path.join(root, split, c)
       if os.path.isdir(d):
-        files += [(os.path.join(d, f), index[c]) for f in sorted(os.listdir(d))
-                  if f.lower().endswith(IMAGE_EXTENSIONS)]
+        files += [
+          (os.path.join(d, f), index[c])
+          for f in sorted(os.listdir(d))
+          if f.lower().endswith(IMAGE_EXTENSIONS)
+        ]
     if not files:
       return None
     images = [decode_image(f) for f, _ in files]
@@ -208,11 +242,15 @@ def check_for_training(ds: Dataset, batch_size: int, num_classes: int) -> None:
     labels = getattr(split, "labels", None)
     if labels is not None and len(labels) and int(np.max(labels)) >= num_classes:
       i = int(np.argmax(labels))
-      raise DatasetError(f"dataset {ds.name}: {name} label {int(labels[i])} (index {i}) is not below "
-                         f"config.model.num_classes={num_classes}; labels must be in [0, num_classes)")
+      raise DatasetError(
+        f"dataset {ds.name}: {name} label {int(labels[i])} (index {i}) is not below "
+        f"config.model.num_classes={num_classes}; labels must be in [0, num_classes)"
+      )
   if batch_size > len(ds.train):
-    raise DatasetError(f"config.batch_size={batch_size} exceeds the {len(ds.train)} training examples of "
-                       f"dataset {ds.name}; use a batch of at most {len(ds.train)}")
+    raise DatasetError(
+      f"config.batch_size={batch_size} exceeds the {len(ds.train)} training examples of "
+      f"dataset {ds.name}; use a batch of at most {len(ds.train)}"
+    )
 
 
 def load_dataset(data_config, seed: int) -> Dataset:
@@ -220,14 +258,28 @@ def load_dataset(data_config, seed: int) -> Dataset:
   src = data_config.source
   if data_config.get("streaming") is not None and data_config.streaming.enabled:
     from classic_cnns.data import streaming
+
     if src == "folder":
-      return streaming.load_streaming_folder(data_config.path, data_config.val_size, seed,
-                                             streaming.streamed_shape(data_config.streaming))
+      return streaming.load_streaming_folder(
+        data_config.path,
+        data_config.val_size,
+        seed,
+        streaming.streamed_shape(data_config.streaming),
+      )
     if src == "tfds":
       from classic_cnns.data import tfds_stream
-      return tfds_stream.load_streaming_tfds(data_config.name, data_config.data_dir, data_config.download,
-                                             data_config.val_size, seed, streaming.streamed_shape(data_config.streaming))
-    raise DatasetError(f"config.data.streaming.enabled needs config.data.source='folder' or 'tfds', not {src!r}")
+
+      return tfds_stream.load_streaming_tfds(
+        data_config.name,
+        data_config.data_dir,
+        data_config.download,
+        data_config.val_size,
+        seed,
+        streaming.streamed_shape(data_config.streaming),
+      )
+    raise DatasetError(
+      f"config.data.streaming.enabled needs config.data.source='folder' or 'tfds', not {src!r}"
+    )
   if src == "embedded":
     ds = load_embedded()
   elif src == "npz":
@@ -239,6 +291,8 @@ def load_dataset(data_config, seed: int) -> Dataset:
   else:
     raise DatasetError(f"unknown data source {src!r}")
   if ds.test is None and data_config.val_size <= 0:
-    raise DatasetError(f"{data_config.path} has only a train split; hold out validation data with "
-                       f"config.data.val_size (e.g. 5000 for CIFAR-10, ResNet Sec. 4.2)")
+    raise DatasetError(
+      f"{data_config.path} has only a train split; hold out validation data with "
+      f"config.data.val_size (e.g. 5000 for CIFAR-10, ResNet Sec. 4.2)"
+    )
   return hold_out_validation(ds, data_config.val_size, seed)

@@ -26,6 +26,7 @@ Files are decoded as they are read: one that is missing or does not decode stops
 one-line `DataReadError` naming its path and the step (exit status 1 from the command-line tools),
 not a TensorFlow traceback; the last checkpoint stays, so fix or remove the file and rerun.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -38,18 +39,27 @@ from jax.sharding import Mesh
 
 from classic_cnns import parallel
 from classic_cnns.data.common import IMAGE_EXTENSIONS, DatasetError
-from classic_cnns.data.tf_ops import MODES, _decode, _resize_shorter, _tf, eval_transform, train_transform  # noqa: F401
+from classic_cnns.data.tf_ops import (  # noqa: F401  (re-exported: the streamed pipelines' TF ops)
+  MODES,
+  _decode,
+  _resize_shorter,  # noqa: F401
+  _tf,
+  eval_transform,
+  train_transform,
+)
 
 
 class DataReadError(DatasetError):
   """A file of a streamed split could not be read or decoded while the run read it; one line naming
   the file."""
+
   exit_status = 1
 
 
 def _first_line(e: BaseException) -> str:
   """The cause in TensorFlow's error message, without its op and function names."""
   import re
+
   text = str(getattr(e, "message", None) or e)
   text = re.sub(r"\{\{function_node [^}]*\}\}", "", text)
   text = re.sub(r"\[Op:[^\]]*\].*", "", text, flags=re.S)
@@ -80,14 +90,13 @@ def _read_error(e: BaseException, files, channels: int, where: str) -> DataReadE
 @dataclasses.dataclass
 class FileSplit:
   """A split kept as file paths, decoded on the fly (`config.data.streaming`)."""
+
   files: np.ndarray
   labels: np.ndarray
   image_shape: tuple[int, int, int]  # after the crop
 
   def __len__(self) -> int:
     return len(self.labels)
-
-
 
 
 def is_streamed(split) -> bool:
@@ -105,6 +114,7 @@ def load_streaming_folder(root: str, val_size: int, seed: int, shape: tuple[int,
   """Dataset of FileSplits from root/train (+ root/val or root/test, or `val_size` held out);
   `shape` is what the host produces (`streamed_shape`)."""
   from classic_cnns.data.common import Dataset
+
   files, labels, classes = list_image_folder(root, "train")
   shape = tuple(shape)
   test = None
@@ -122,9 +132,17 @@ def load_streaming_folder(root: str, val_size: int, seed: int, shape: tuple[int,
     val = FileSplit(files[va], labels[va], shape)
     files, labels = files[tr], labels[tr]
   if test is None and val is None:
-    raise DatasetError(f"{root} has only a train split; hold out validation data with config.data.val_size")
-  return Dataset(os.path.basename(os.path.normpath(root)), FileSplit(files, labels, shape), test, len(classes),
-                 classes, val)
+    raise DatasetError(
+      f"{root} has only a train split; hold out validation data with config.data.val_size"
+    )
+  return Dataset(
+    os.path.basename(os.path.normpath(root)),
+    FileSplit(files, labels, shape),
+    test,
+    len(classes),
+    classes,
+    val,
+  )
 
 
 def sample_images(split, resize: int, crop: int, max_images: int) -> np.ndarray:
@@ -135,7 +153,7 @@ def sample_images(split, resize: int, crop: int, max_images: int) -> np.ndarray:
   subset = np.linspace(0, len(split) - 1, n).astype(np.int64) if hasattr(split, "files") else None
   out, have = [], 0
   for b in eval_batches(split, min(n, 256), None, resize=resize, crop=crop, subset=subset):
-    x = np.asarray(b["image"])[np.asarray(b["mask"]) > 0][:n - have]
+    x = np.asarray(b["image"])[np.asarray(b["mask"]) > 0][: n - have]
     out.append(x)
     have += len(x)
     if have >= n:
@@ -146,8 +164,10 @@ def sample_images(split, resize: int, crop: int, max_images: int) -> np.ndarray:
 def channel_stats(split, resize: int, crop: int, max_images: int = 256):
   """Per-channel mean/std (0-255 units) of up to `max_images` centre crops."""
   x = sample_images(split, resize, crop, max_images).astype(np.float64)
-  return (tuple(float(v) for v in x.mean(axis=(0, 1, 2))),
-          tuple(float(max(v, 1e-3)) for v in x.std(axis=(0, 1, 2))))
+  return (
+    tuple(float(v) for v in x.mean(axis=(0, 1, 2))),
+    tuple(float(max(v, 1e-3)) for v in x.std(axis=(0, 1, 2))),
+  )
 
 
 def list_image_folder(root: str, split: str, classes: list[str] | None = None):
@@ -169,14 +189,32 @@ def list_image_folder(root: str, split: str, classes: list[str] | None = None):
 
 
 class StreamingTrainBatches:
-  def __init__(self, files: np.ndarray, labels: np.ndarray, batch_size: int, seed: int, mesh: Mesh, *,
-               mode: str = "inception", resize: int = 256, crop: int = 224, channels: int = 3,
-               threads: int = 0, scale_range: tuple[int, int] = (256, 512)):
+  def __init__(
+    self,
+    files: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    seed: int,
+    mesh: Mesh,
+    *,
+    mode: str = "inception",
+    resize: int = 256,
+    crop: int = 224,
+    channels: int = 3,
+    threads: int = 0,
+    scale_range: tuple[int, int] = (256, 512),
+  ):
     if len(files) < batch_size:
       raise ValueError(f"{len(files)} training images, fewer than batch_size={batch_size}")
     if mode not in MODES:
       raise ValueError(f"unknown streaming augmentation {mode!r}; choose one of {', '.join(MODES)}")
-    self.files, self.labels, self.batch_size, self.seed, self.mesh = files, labels, batch_size, seed, mesh
+    self.files, self.labels, self.batch_size, self.seed, self.mesh = (
+      files,
+      labels,
+      batch_size,
+      seed,
+      mesh,
+    )
     self.mode, self.resize, self.crop, self.channels = mode, resize, crop, channels
     self.scale_range = (int(scale_range[0]), int(scale_range[1]))
     self.threads = threads or os.cpu_count()
@@ -185,7 +223,9 @@ class StreamingTrainBatches:
   def _local_indices(self, epoch: int, first_step: int, last_step: int) -> np.ndarray:
     """[steps, local batch] indices into self.files this process reads in steps first..last-1."""
     perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.files))
-    per_step = perm[:self.steps_per_epoch * self.batch_size].reshape(self.steps_per_epoch, self.batch_size)
+    per_step = perm[: self.steps_per_epoch * self.batch_size].reshape(
+      self.steps_per_epoch, self.batch_size
+    )
     return per_step[first_step:last_step, parallel.process_slice(self.batch_size)]
 
   def _epoch_dataset(self, epoch: int, first_step: int, last_step: int):
@@ -196,12 +236,21 @@ class StreamingTrainBatches:
 
     def load(path, label, index):
       seed = tf.stack([tf.cast(self.seed * 1_000_003 + epoch, tf.int64), index])
-      img = train_transform(tf, _decode(tf, path, self.channels), seed,
-                            self.mode, self.resize, self.crop, self.scale_range)
+      img = train_transform(
+        tf,
+        _decode(tf, path, self.channels),
+        seed,
+        self.mode,
+        self.resize,
+        self.crop,
+        self.scale_range,
+      )
       return img, label
 
     local_batch = self.batch_size // jax.process_count()
-    ds = ds.map(load, num_parallel_calls=self.threads, deterministic=True).batch(local_batch, drop_remainder=True)
+    ds = ds.map(load, num_parallel_calls=self.threads, deterministic=True).batch(
+      local_batch, drop_remainder=True
+    )
     options = tf.data.Options()
     options.threading.private_threadpool_size = self.threads
     return ds.with_options(options).prefetch(2)
@@ -222,14 +271,28 @@ class StreamingTrainBatches:
           i = step - epoch * self.steps_per_epoch
           files = self.files[self._local_indices(epoch, i, i + 1).reshape(-1)]
           raise _read_error(e, files, self.channels, f"training step {step + 1}") from None
-        yield step, {"image": parallel.to_global(images, self.mesh, self.batch_size),
-                     "label": parallel.to_global(labels, self.mesh, self.batch_size)}
+        yield (
+          step,
+          {
+            "image": parallel.to_global(images, self.mesh, self.batch_size),
+            "label": parallel.to_global(labels, self.mesh, self.batch_size),
+          },
+        )
         step += 1
 
 
-def streaming_eval_batches(files: np.ndarray, labels: np.ndarray, batch_size: int, mesh: Mesh | None, *,
-                           resize: int = 256, crop: int = 224, channels: int = 3, threads: int = 0,
-                           subset: np.ndarray | None = None):
+def streaming_eval_batches(
+  files: np.ndarray,
+  labels: np.ndarray,
+  batch_size: int,
+  mesh: Mesh | None,
+  *,
+  resize: int = 256,
+  crop: int = 224,
+  channels: int = 3,
+  threads: int = 0,
+  subset: np.ndarray | None = None,
+):
   """Every image once (shorter side -> resize, centre crop; crop == resize: the canvas square), the
   last batch padded with mask 0. `subset`: only these indices. `mesh=None`: numpy batches, one process."""
   tf = _tf()
@@ -243,8 +306,11 @@ def streaming_eval_batches(files: np.ndarray, labels: np.ndarray, batch_size: in
     idx = idx.reshape(-1, batch_size)[:, parallel.process_slice(batch_size)].reshape(-1)
     mask = mask.reshape(-1, batch_size)[:, parallel.process_slice(batch_size)].reshape(-1)
   ds = tf.data.Dataset.from_tensor_slices((files[idx], labels[idx], mask))
-  ds = ds.map(lambda p, l, m: (eval_transform(tf, _decode(tf, p, channels), resize, crop), l, m),
-              num_parallel_calls=threads or os.cpu_count(), deterministic=True)
+  ds = ds.map(
+    lambda p, l, m: (eval_transform(tf, _decode(tf, p, channels), resize, crop), l, m),
+    num_parallel_calls=threads or os.cpu_count(),
+    deterministic=True,
+  )
   local_batch = batch_size // procs
   batches = ds.batch(local_batch).prefetch(2).as_numpy_iterator()
   b = 0
@@ -254,24 +320,56 @@ def streaming_eval_batches(files: np.ndarray, labels: np.ndarray, batch_size: in
     except StopIteration:
       return
     except tf.errors.OpError as e:
-      raise _read_error(e, files[idx[b * local_batch:(b + 1) * local_batch]], channels,
-                        f"evaluation batch {b + 1}") from None
+      raise _read_error(
+        e,
+        files[idx[b * local_batch : (b + 1) * local_batch]],
+        channels,
+        f"evaluation batch {b + 1}",
+      ) from None
     b += 1
     if mesh is None:
       yield {"image": images, "label": lbl, "mask": m}
     else:
-      yield {"image": parallel.to_global(images, mesh, batch_size), "label": parallel.to_global(lbl, mesh, batch_size),
-             "mask": parallel.to_global(m, mesh, batch_size)}
+      yield {
+        "image": parallel.to_global(images, mesh, batch_size),
+        "label": parallel.to_global(lbl, mesh, batch_size),
+        "mask": parallel.to_global(m, mesh, batch_size),
+      }
 
 
-def eval_batches(split, batch_size: int, mesh: Mesh | None, *, resize: int, crop: int, threads: int = 0,
-                 subset: np.ndarray | None = None):
+def eval_batches(
+  split,
+  batch_size: int,
+  mesh: Mesh | None,
+  *,
+  resize: int,
+  crop: int,
+  threads: int = 0,
+  subset: np.ndarray | None = None,
+):
   """Evaluation batches of any streamed split (image folder files or a TFDS split)."""
   if hasattr(split, "files"):
-    return streaming_eval_batches(split.files, split.labels, batch_size, mesh, resize=resize, crop=crop,
-                                  channels=split.image_shape[-1], threads=threads, subset=subset)
+    return streaming_eval_batches(
+      split.files,
+      split.labels,
+      batch_size,
+      mesh,
+      resize=resize,
+      crop=crop,
+      channels=split.image_shape[-1],
+      threads=threads,
+      subset=subset,
+    )
   from classic_cnns.data import tfds_stream
+
   if subset is not None:
     raise ValueError("sampling a subset of a TFDS stream is not supported")
-  return tfds_stream.tfds_eval_batches(split, batch_size, mesh, resize=resize, crop=crop,
-                                       channels=split.image_shape[-1], threads=threads)
+  return tfds_stream.tfds_eval_batches(
+    split,
+    batch_size,
+    mesh,
+    resize=resize,
+    crop=crop,
+    channels=split.image_shape[-1],
+    threads=threads,
+  )

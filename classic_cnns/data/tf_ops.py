@@ -1,6 +1,7 @@
 """The host-side TensorFlow image ops of the streamed pipelines (image folders and TFDS): decode,
 the training crops of `config.data.streaming.augment` and the evaluation view. TensorFlow is
 imported on first use and never sees an accelerator."""
+
 from __future__ import annotations
 
 MODES = ("inception", "resize_crop", "scale_jitter", "canvas")
@@ -10,8 +11,10 @@ def _tf():
   """TensorFlow, imported on first use (quiet: its C++ INFO/WARNING lines would bury our one-line
   errors; set TF_CPP_MIN_LOG_LEVEL yourself to see them), with no accelerator visible to it."""
   import os
+
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
   import tensorflow as tf
+
   tf.config.set_visible_devices([], "GPU")  # TF must never take accelerator memory
   return tf
 
@@ -34,13 +37,21 @@ def train_transform(tf, img, seed, mode: str, resize: int, crop: int, scale_rang
     return eval_transform(tf, img, resize, resize)
   seeds = tf.random.experimental.stateless_split(seed, 3)
   if mode == "scale_jitter":
-    side = tf.random.stateless_uniform([], seeds[2], scale_range[0], scale_range[1] + 1, dtype=tf.int32)
+    side = tf.random.stateless_uniform(
+      [], seeds[2], scale_range[0], scale_range[1] + 1, dtype=tf.int32
+    )
     img = _resize_shorter(tf, img, side)
     img = tf.image.stateless_random_crop(img, (crop, crop, tf.shape(img)[2]), seed=seeds[0])
   elif mode == "inception":
     begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
-        tf.shape(img), tf.zeros([0, 0, 4], tf.float32), seed=seeds[0], area_range=(0.08, 1.0),
-        aspect_ratio_range=(3 / 4, 4 / 3), max_attempts=10, use_image_if_no_bounding_boxes=True)
+      tf.shape(img),
+      tf.zeros([0, 0, 4], tf.float32),
+      seed=seeds[0],
+      area_range=(0.08, 1.0),
+      aspect_ratio_range=(3 / 4, 4 / 3),
+      max_attempts=10,
+      use_image_if_no_bounding_boxes=True,
+    )
     img = tf.image.resize(tf.slice(img, begin, size), (crop, crop), antialias=True)
   elif mode == "resize_crop":
     img = _resize_shorter(tf, img, resize)

@@ -26,6 +26,7 @@ process pads its part to the same number of batches with mask-0 rows.
 The validation hold-out (`val_size` > 0) is a contiguous block of the train split at an offset
 drawn with `seed`: TFDS stores examples in a hash-shuffled order, so a block is a random sample.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -45,6 +46,7 @@ from classic_cnns.data.tf_ops import MODES, _tf, eval_transform, train_transform
 @dataclasses.dataclass
 class TfdsSplit:
   """A TFDS split read on the fly (encoded images, decoded on the host)."""
+
   builder_name: str  # e.g. "imagenet2012"
   data_dir: str | None
   split: str  # a TFDS split spec, e.g. "train", "train[:1000]+train[2000:]", "validation"
@@ -58,6 +60,7 @@ class TfdsSplit:
 def _tfds():
   _tf()  # hides the accelerators from TF before TFDS imports it
   import tensorflow_datasets as tfds
+
   return tfds
 
 
@@ -73,8 +76,10 @@ def _manual_hint(name: str) -> str:
   info = metadata.get(name)
   if info is not None and "manual_dir" in info.note:
     return info.note  # imagenet2012: metadata.IMAGENET_MANUAL_NOTE
-  return (f"{name} cannot be downloaded by TFDS: put its files in TFDS's manual_dir "
-          f"(default <data_dir>/downloads/manual/) as its TFDS catalog page says")
+  return (
+    f"{name} cannot be downloaded by TFDS: put its files in TFDS's manual_dir "
+    f"(default <data_dir>/downloads/manual/) as its TFDS catalog page says"
+  )
 
 
 def _prepare(builder, name: str, download: bool) -> None:
@@ -85,7 +90,9 @@ def _prepare(builder, name: str, download: bool) -> None:
   if builder.is_prepared():
     return
   if not download:
-    raise DatasetError(common.offline_message(name, builder.data_dir, "config.data.download is False") + suffix)
+    raise DatasetError(
+      common.offline_message(name, builder.data_dir, "config.data.download is False") + suffix
+    )
   if not manual and not common.download_host_reachable():  # manual data is prepared offline
     raise DatasetError(common.offline_message(name, builder.data_dir, "no network connection"))
   try:
@@ -93,7 +100,9 @@ def _prepare(builder, name: str, download: bool) -> None:
   except Exception as e:  # pylint: disable=broad-except
     first = str(e).strip().splitlines()[0][:120] if str(e).strip() else ""
     why = f"{type(e).__name__}: {first}" if first else type(e).__name__
-    if manual and isinstance(e, AssertionError):  # TFDS: "Manual directory ... does not exist or is empty"
+    if manual and isinstance(
+      e, AssertionError
+    ):  # TFDS: "Manual directory ... does not exist or is empty"
       why = "manual download missing"
     raise DatasetError(common.offline_message(name, builder.data_dir, why) + suffix) from None
 
@@ -115,12 +124,20 @@ def _num_examples(builder, split: str) -> int:
   ds = builder.as_dataset(split=split, decoders={"image": _tfds().decode.SkipDecoding()})
   n = int(ds.cardinality())
   if n < 0:
-    raise DatasetError(f"TFDS dataset {builder.name!r}: cannot tell how many examples split {split!r} has")
+    raise DatasetError(
+      f"TFDS dataset {builder.name!r}: cannot tell how many examples split {split!r} has"
+    )
   return n
 
 
-def load_streaming_tfds(name: str, data_dir: str | None, download: bool, val_size: int, seed: int,
-                        image_shape: tuple[int, int, int]) -> common.Dataset:
+def load_streaming_tfds(
+  name: str,
+  data_dir: str | None,
+  download: bool,
+  val_size: int,
+  seed: int,
+  image_shape: tuple[int, int, int],
+) -> common.Dataset:
   """`Dataset` of TfdsSplits: train (less `val_size` held-out examples), test = "test" or else
   "validation", val = the held-out block of train (None when `val_size` <= 0)."""
   builder = _builder(name, data_dir)
@@ -149,8 +166,10 @@ def load_streaming_tfds(name: str, data_dir: str | None, download: bool, val_siz
   if test_split is not None:
     test = TfdsSplit(name, data_dir or None, test_split, _num_examples(builder, test_split), shape)
   if test is None and val is None:
-    raise DatasetError(f"TFDS dataset {name!r} has only a train split; hold out validation data with "
-                       f"config.data.val_size")
+    raise DatasetError(
+      f"TFDS dataset {name!r} has only a train split; hold out validation data with "
+      f"config.data.val_size"
+    )
   try:
     label = builder.info.features["label"]
     class_names, num_classes = list(label.names), int(label.num_classes)
@@ -181,10 +200,19 @@ def _read(split: TfdsSplit, part: Any, *, shuffle_seed: int | None, threads: int
   """Dataset of (encoded image bytes, int32 label) of `part`, shards shuffled with `shuffle_seed`."""
   tf, tfds = _tf(), _tfds()
   builder = tfds.builder(split.builder_name, data_dir=split.data_dir)
-  read_config = tfds.ReadConfig(options=_options(threads), try_autocache=False, skip_prefetch=True,
-                                shuffle_seed=shuffle_seed, shuffle_reshuffle_each_iteration=False)
-  ds = builder.as_dataset(split=part, shuffle_files=shuffle_seed is not None, read_config=read_config,
-                          decoders={"image": tfds.decode.SkipDecoding()})
+  read_config = tfds.ReadConfig(
+    options=_options(threads),
+    try_autocache=False,
+    skip_prefetch=True,
+    shuffle_seed=shuffle_seed,
+    shuffle_reshuffle_each_iteration=False,
+  )
+  ds = builder.as_dataset(
+    split=part,
+    shuffle_files=shuffle_seed is not None,
+    read_config=read_config,
+    decoders={"image": tfds.decode.SkipDecoding()},
+  )
   return ds.map(lambda ex: (ex["image"], tf.cast(ex["label"], tf.int32)))
 
 
@@ -199,13 +227,27 @@ class TfdsTrainBatches:
   (shorter side ~ U[scale_range], random `crop`, VGG Sec. 3.1), each + flip; "canvas" (central
   `resize` square, no host randomness)."""
 
-  def __init__(self, split: TfdsSplit, batch_size: int, seed: int, mesh: Mesh, *, mode: str = "inception",
-               resize: int = 256, crop: int = 224, channels: int = 3, threads: int = 0,
-               scale_range: tuple[int, int] = (256, 512), shuffle_buffer: int = 4096):
+  def __init__(
+    self,
+    split: TfdsSplit,
+    batch_size: int,
+    seed: int,
+    mesh: Mesh,
+    *,
+    mode: str = "inception",
+    resize: int = 256,
+    crop: int = 224,
+    channels: int = 3,
+    threads: int = 0,
+    scale_range: tuple[int, int] = (256, 512),
+    shuffle_buffer: int = 4096,
+  ):
     if len(split) < batch_size:
       raise ValueError(f"{len(split)} training images, fewer than batch_size={batch_size}")
     if batch_size % jax.process_count():
-      raise ValueError(f"batch_size={batch_size} is not divisible by {jax.process_count()} processes")
+      raise ValueError(
+        f"batch_size={batch_size} is not divisible by {jax.process_count()} processes"
+      )
     if mode not in MODES:
       raise ValueError(f"unknown streaming augmentation {mode!r}; choose one of {', '.join(MODES)}")
     self.split, self.batch_size, self.seed, self.mesh = split, batch_size, seed, mesh
@@ -215,12 +257,15 @@ class TfdsTrainBatches:
     self.shuffle_buffer = shuffle_buffer  # encoded examples (~110 KB each on ImageNet)
     self.steps_per_epoch = len(split) // batch_size
 
-  def _epoch_dataset(self, epoch: int, first_step: int, last_step: int, process_index: int,
-                     process_count: int):
+  def _epoch_dataset(
+    self, epoch: int, first_step: int, last_step: int, process_index: int, process_count: int
+  ):
     """Local batches of steps [first_step, last_step) of `epoch` for one process."""
     tf = _tf()
     lb = self.batch_size // process_count
-    file_seed, buffer_seed = (int(s) & 0x7FFFFFFF for s in np.random.SeedSequence([self.seed, epoch]).generate_state(2))
+    file_seed, buffer_seed = (
+      int(s) & 0x7FFFFFFF for s in np.random.SeedSequence([self.seed, epoch]).generate_state(2)
+    )
     part, _ = _process_part(self.split, process_index, process_count, drop_remainder=True)
     ds = _read(self.split, part, shuffle_seed=file_seed, threads=self.threads)
     ds = ds.shuffle(self.shuffle_buffer, seed=buffer_seed, reshuffle_each_iteration=False)
@@ -231,8 +276,15 @@ class TfdsTrainBatches:
     def load(i, encoded, label):
       index = (i // lb) * self.batch_size + process_index * lb + i % lb
       seed = tf.stack([tf.cast(self.seed * 1_000_003 + epoch, tf.int64), index])
-      img = train_transform(tf, _decode(tf, encoded, self.channels), seed, self.mode, self.resize, self.crop,
-                            self.scale_range)
+      img = train_transform(
+        tf,
+        _decode(tf, encoded, self.channels),
+        seed,
+        self.mode,
+        self.resize,
+        self.crop,
+        self.scale_range,
+      )
       return img, label
 
     ds = ds.map(lambda i, ex: load(i, *ex), num_parallel_calls=self.threads, deterministic=True)
@@ -247,41 +299,80 @@ class TfdsTrainBatches:
       ds = self._epoch_dataset(epoch, first, last, jax.process_index(), jax.process_count())
       before = step
       for images, labels in ds.as_numpy_iterator():
-        yield step, {"image": parallel.to_global(images, self.mesh, self.batch_size),
-                     "label": parallel.to_global(labels, self.mesh, self.batch_size)}
+        yield (
+          step,
+          {
+            "image": parallel.to_global(images, self.mesh, self.batch_size),
+            "label": parallel.to_global(labels, self.mesh, self.batch_size),
+          },
+        )
         step += 1
       if step - before != last - first:
-        raise DatasetError(f"TFDS {self.split.builder_name} {self.split.split!r} gave {step - before} of "
-                           f"{last - first} batches of epoch {epoch}: fewer examples than its metadata says")
+        raise DatasetError(
+          f"TFDS {self.split.builder_name} {self.split.split!r} gave {step - before} of "
+          f"{last - first} batches of epoch {epoch}: fewer examples than its metadata says"
+        )
 
 
-def _eval_local_dataset(split: TfdsSplit, local_batch: int, process_index: int, process_count: int, *,
-                        resize: int, crop: int, channels: int, threads: int):
+def _eval_local_dataset(
+  split: TfdsSplit,
+  local_batch: int,
+  process_index: int,
+  process_count: int,
+  *,
+  resize: int,
+  crop: int,
+  channels: int,
+  threads: int,
+):
   """One process's eval batches (image, label, mask): its even sub-split, padded with mask-0 rows to
   ceil(ceil(N / P) / local_batch) batches, the same count on every process."""
   tf = _tf()
   part, count = _process_part(split, process_index, process_count, drop_remainder=False)
   batches = -(-(-(-split.num_examples // process_count)) // local_batch)
   ds = _read(split, part, shuffle_seed=None, threads=threads).take(count)
-  ds = ds.map(lambda e, l: (eval_transform(tf, _decode(tf, e, channels), resize, crop), l, tf.constant(1.0)),
-              num_parallel_calls=threads, deterministic=True)
-  pad = tf.data.Dataset.from_tensors((tf.zeros((crop, crop, channels), tf.uint8), tf.constant(0, tf.int32),
-                                      tf.constant(0.0))).repeat(batches * local_batch - count)
+  ds = ds.map(
+    lambda e, l: (eval_transform(tf, _decode(tf, e, channels), resize, crop), l, tf.constant(1.0)),
+    num_parallel_calls=threads,
+    deterministic=True,
+  )
+  pad = tf.data.Dataset.from_tensors(
+    (tf.zeros((crop, crop, channels), tf.uint8), tf.constant(0, tf.int32), tf.constant(0.0))
+  ).repeat(batches * local_batch - count)
   return ds.concatenate(pad).batch(local_batch).with_options(_options(threads)).prefetch(2)
 
 
-def tfds_eval_batches(split: TfdsSplit, batch_size: int, mesh: Mesh | None, *, resize: int = 256,
-                      crop: int = 224, channels: int = 3, threads: int = 0) -> Iterator[dict[str, Any]]:
+def tfds_eval_batches(
+  split: TfdsSplit,
+  batch_size: int,
+  mesh: Mesh | None,
+  *,
+  resize: int = 256,
+  crop: int = 224,
+  channels: int = 3,
+  threads: int = 0,
+) -> Iterator[dict[str, Any]]:
   """Every example once (shorter side -> `resize`, centre `crop`; crop == resize: the canvas square);
   padding rows have mask 0. `mesh=None`: numpy batches of the whole split, one process."""
   n = jax.process_count() if mesh is not None else 1
   if batch_size % n:
     raise ValueError(f"batch_size={batch_size} is not divisible by {n} processes")
-  ds = _eval_local_dataset(split, batch_size // n, jax.process_index() if n > 1 else 0, n, resize=resize,
-                           crop=crop, channels=channels, threads=threads or os.cpu_count())
+  ds = _eval_local_dataset(
+    split,
+    batch_size // n,
+    jax.process_index() if n > 1 else 0,
+    n,
+    resize=resize,
+    crop=crop,
+    channels=channels,
+    threads=threads or os.cpu_count(),
+  )
   for images, labels, mask in ds.as_numpy_iterator():
     if mesh is None:
       yield {"image": images, "label": labels, "mask": mask}
       continue
-    yield {"image": parallel.to_global(images, mesh, batch_size), "label": parallel.to_global(labels, mesh, batch_size),
-           "mask": parallel.to_global(mask, mesh, batch_size)}
+    yield {
+      "image": parallel.to_global(images, mesh, batch_size),
+      "label": parallel.to_global(labels, mesh, batch_size),
+      "mask": parallel.to_global(mask, mesh, batch_size),
+    }

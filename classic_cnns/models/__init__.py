@@ -2,11 +2,17 @@
 (`lenet.py`, `resnet.py`, ...) and registers its named variants on import; importing the
 package imports them all, so `create_model("resnet50")` works after `import classic_cnns.models`.
 """
+
 import importlib
 import pkgutil
 
-from classic_cnns.models.registry import (ModelInfo, create_model, list_models, model_info,
-                                          register_model)
+from classic_cnns.models.registry import (
+  ModelInfo,
+  create_model,
+  list_models,
+  model_info,
+  register_model,
+)
 
 _INFRASTRUCTURE = {"registry", "layers", "inits"}
 

@@ -26,6 +26,7 @@ Ablation options (module fields):
 Deviations: the paper's two-GPU split is emulated by grouped convs on one device; the 224 vs 227
 input-size discrepancy of the paper text is resolved as 227 (the only size giving 55x55).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -43,6 +44,7 @@ _paper_kernel_init = nn.initializers.normal(0.01)  # Sec. 5: N(0, 0.01)
 
 class AlexNet(nn.Module):
   """conv1 11x11/4 - [LRN] - pool - conv2 5x5 - [LRN] - pool - conv3/4/5 3x3 - pool - FC x3."""
+
   num_classes: int = 1000
   widths: tuple[int, int, int, int, int] = (96, 256, 384, 384, 256)
   groups: tuple[int, int, int, int, int] = (1, 2, 1, 2, 2)  # conv2/4/5 split over the 2 GPUs
@@ -60,8 +62,10 @@ class AlexNet(nn.Module):
 
   def _inits(self, fan_in: int, bias_one: bool) -> dict:
     if self.init_scheme == "paper":
-      return dict(kernel_init=_paper_kernel_init,
-                  bias_init=nn.initializers.ones if bias_one else nn.initializers.zeros)
+      return dict(
+        kernel_init=_paper_kernel_init,
+        bias_init=nn.initializers.ones if bias_one else nn.initializers.zeros,
+      )
     if self.init_scheme == "torch":
       return torch_inits(fan_in)
     raise ValueError(f"unknown init_scheme {self.init_scheme!r}; choose paper or torch")
@@ -72,13 +76,27 @@ class AlexNet(nn.Module):
     window = (3, 3) if self.overlap_pool else (2, 2)
     pool = lambda y: layers.max_pool(y, window, (2, 2), kernels=self.kernels)
     # (kernel, stride, padding, LRN after, pool after, bias 1 in the paper init)
-    spec = ((11, 4, self.conv1_padding, True, True, False), (5, 1, 2, True, True, True),
-            (3, 1, 1, False, False, False), (3, 1, 1, False, False, True),
-            (3, 1, 1, False, True, True))
-    for i, ((k, s, p, lrn_after, pool_after, bias_one), c, g) in enumerate(zip(spec, self.widths, self.groups)):
+    spec = (
+      (11, 4, self.conv1_padding, True, True, False),
+      (5, 1, 2, True, True, True),
+      (3, 1, 1, False, False, False),
+      (3, 1, 1, False, False, True),
+      (3, 1, 1, False, True, True),
+    )
+    for i, ((k, s, p, lrn_after, pool_after, bias_one), c, g) in enumerate(
+      zip(spec, self.widths, self.groups)
+    ):
       fan_in = k * k * x.shape[-1] // g
-      x = self.kernels.Conv(c, (k, k), (s, s), padding=((p, p), (p, p)), feature_group_count=g,
-                            dtype=self.dtype, name=f"conv{i + 1}", **self._inits(fan_in, bias_one))(x)
+      x = self.kernels.Conv(
+        c,
+        (k, k),
+        (s, s),
+        padding=((p, p), (p, p)),
+        feature_group_count=g,
+        dtype=self.dtype,
+        name=f"conv{i + 1}",
+        **self._inits(fan_in, bias_one),
+      )(x)
       x = f(x)
       if self.lrn and lrn_after:
         x = LocalResponseNorm(name=f"lrn{i + 1}")(x)  # Sec. 3.3: after the ReLU
@@ -93,29 +111,54 @@ class AlexNet(nn.Module):
     for i in range(2):  # the two hidden FC layers
       if self.dropout_before_fc:
         x = drop(x)
-      x = nn.Dense(self.fc_features, dtype=self.dtype, name=f"fc{i + 1}",
-                   **self._inits(x.shape[-1], True))(x)
+      x = nn.Dense(
+        self.fc_features, dtype=self.dtype, name=f"fc{i + 1}", **self._inits(x.shape[-1], True)
+      )(x)
       x = f(x)
       if not self.dropout_before_fc:
         x = drop(x)
-    return nn.Dense(self.num_classes, dtype=self.dtype, name="fc3", **self._inits(x.shape[-1], False))(x)
+    return nn.Dense(
+      self.num_classes, dtype=self.dtype, name="fc3", **self._inits(x.shape[-1], False)
+    )(x)
 
 
-@register_model("alexnet", paper_params=61_100_840, input_size=224, paper_gmacs=0.714,
-                source="torchvision AlexNet (single tower 64-192-384-256-256)")
+@register_model(
+  "alexnet",
+  paper_params=61_100_840,
+  input_size=224,
+  paper_gmacs=0.714,
+  source="torchvision AlexNet (single tower 64-192-384-256-256)",
+)
 def alexnet(**kw) -> AlexNet:
-  cfg = dict(widths=(64, 192, 384, 256, 256), groups=(1, 1, 1, 1, 1), conv1_padding=2, lrn=False,
-             dropout_before_fc=True, adaptive_pool=True, init_scheme="torch")
+  cfg = dict(
+    widths=(64, 192, 384, 256, 256),
+    groups=(1, 1, 1, 1, 1),
+    conv1_padding=2,
+    lrn=False,
+    dropout_before_fc=True,
+    adaptive_pool=True,
+    init_scheme="torch",
+  )
   return AlexNet(**{**cfg, **kw})
 
 
-@register_model("alexnet_paper", paper_params=60_965_224, input_size=227, paper_gmacs=0.72,
-                source="Krizhevsky et al. 2012, Sec. 3.5, Fig. 2 (two GPU towers as groups)")
+@register_model(
+  "alexnet_paper",
+  paper_params=60_965_224,
+  input_size=227,
+  paper_gmacs=0.72,
+  source="Krizhevsky et al. 2012, Sec. 3.5, Fig. 2 (two GPU towers as groups)",
+)
 def alexnet_paper(**kw) -> AlexNet:
   return AlexNet(**kw)
 
 
-@register_model("alexnet_paper_nogroups", paper_params=62_378_344, input_size=227, paper_gmacs=1.14,
-                source="Krizhevsky et al. 2012, Fig. 2 channels, ungrouped convs")
+@register_model(
+  "alexnet_paper_nogroups",
+  paper_params=62_378_344,
+  input_size=227,
+  paper_gmacs=1.14,
+  source="Krizhevsky et al. 2012, Fig. 2 channels, ungrouped convs",
+)
 def alexnet_paper_nogroups(**kw) -> AlexNet:
   return AlexNet(**{"groups": (1, 1, 1, 1, 1), **kw})

@@ -45,6 +45,7 @@ fb.resnet.torch-based code; torchvision uses fan-in), norm scale 1 / bias 0, FC 
 Convs carry no bias (every conv output feeds a norm), as torchvision and the authors' code; the
 registered counts equal torchvision's (ImageNet) and the authors' Table 2 (CIFAR, exact below).
 """
+
 from __future__ import annotations
 
 import re
@@ -63,6 +64,7 @@ from classic_cnns.models.registry import register_model
 
 class DenseLayer(nn.Module):
   """[concat] - norm - relu - (1x1 conv 4k - drop - norm - relu -) 3x3 conv k - drop."""
+
   growth_rate: int
   bottleneck: bool = True
   bn_size: int = 4  # bottleneck width = bn_size * k (Sec. 3: "4k feature-maps")
@@ -74,9 +76,18 @@ class DenseLayer(nn.Module):
   @nn.compact
   def __call__(self, feats: Sequence[jax.Array], train: bool) -> jax.Array:
     bias = layers.conv_bias(self.norm)
-    conv = lambda n, k, name: self.kernels.Conv(n, (k, k), padding=layers.pad_same(k), use_bias=bias,
-                                                kernel_init=he_normal, dtype=self.dtype, name=name)
-    norm = lambda name: layers.make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name=name)
+    conv = lambda n, k, name: self.kernels.Conv(
+      n,
+      (k, k),
+      padding=layers.pad_same(k),
+      use_bias=bias,
+      kernel_init=he_normal,
+      dtype=self.dtype,
+      name=name,
+    )
+    norm = lambda name: layers.make_norm(
+      self.norm, dtype=self.dtype, kernels=self.kernels, name=name
+    )
     drop = lambda y: nn.Dropout(self.dropout)(y, deterministic=not train) if self.dropout else y
     x = jnp.concatenate(feats, axis=-1) if len(feats) > 1 else feats[0]
     x = nn.relu(norm("norm1")(x, train))
@@ -88,24 +99,30 @@ class DenseLayer(nn.Module):
 
 class _NormVariables(nn.Module):
   """The variables of a `layers.BatchNorm` (same names, same init) of any `shape`, without computing."""
+
   shape: tuple[int, ...]
 
   @nn.compact
   def __call__(self):
-    return (self.param("scale", nn.initializers.ones, self.shape, jnp.float32),
-            self.param("bias", nn.initializers.zeros, self.shape, jnp.float32),
-            self.variable("batch_stats", "mean", lambda: jnp.zeros(self.shape, jnp.float32)),
-            self.variable("batch_stats", "var", lambda: jnp.ones(self.shape, jnp.float32)))
+    return (
+      self.param("scale", nn.initializers.ones, self.shape, jnp.float32),
+      self.param("bias", nn.initializers.zeros, self.shape, jnp.float32),
+      self.variable("batch_stats", "mean", lambda: jnp.zeros(self.shape, jnp.float32)),
+      self.variable("batch_stats", "var", lambda: jnp.ones(self.shape, jnp.float32)),
+    )
 
 
 class _ConvKernel(nn.Module):
   """A bias-free conv kernel named "kernel", He normal (fan-out); `stacked`: a leading layer axis."""
+
   shape: tuple[int, ...]
   stacked: bool = False
 
   @nn.compact
   def __call__(self):
-    return self.param("kernel", he_normal_stacked() if self.stacked else he_normal, self.shape, jnp.float32)
+    return self.param(
+      "kernel", he_normal_stacked() if self.stacked else he_normal, self.shape, jnp.float32
+    )
 
 
 class _BlockVariables(nn.Module):
@@ -113,6 +130,7 @@ class _BlockVariables(nn.Module):
   first conv, whose input widths c_l differ per layer, packed along their channel axis (layer l at
   offset c_0 + ... + c_(l-1)); norm2 and conv2, the same shape in every layer, stacked on a leading
   layer axis. Exactly the unrolled block's variables, a few arrays instead of 4-6 per layer."""
+
   in_features: tuple[int, ...]
   growth_rate: int
   bottleneck: bool
@@ -177,18 +195,22 @@ def unpack_layers(variables: dict, block_config: Sequence[int], growth_rate: int
         tree[f"block{b}_layer{j + 1}"] = {}
       for key, sub in packed.items():
         if key in ("norm1", first_conv):
-          pieces = jax.tree.map(lambda a: jnp.split(a, bounds, axis=0 if key == "norm1" else 2), sub)
+          pieces = jax.tree.map(
+            lambda a: jnp.split(a, bounds, axis=0 if key == "norm1" else 2), sub
+          )
         else:
           pieces = jax.tree.map(lambda a: list(a), sub)
         for j in range(n):
-          tree[f"block{b}_layer{j + 1}"][key] = jax.tree.map(lambda p: p[j], pieces,
-                                                             is_leaf=lambda p: isinstance(p, list))
+          tree[f"block{b}_layer{j + 1}"][key] = jax.tree.map(
+            lambda p: p[j], pieces, is_leaf=lambda p: isinstance(p, list)
+          )
     out[collection] = tree
   return out
 
 
 class Transition(nn.Module):
   """norm - relu - 1x1 conv (compressed width) - drop - 2x2 average pool, stride 2."""
+
   features: int
   dropout: float = 0.0
   norm: str | NormSpec = "batch"
@@ -197,9 +219,17 @@ class Transition(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    x = nn.relu(layers.make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name="norm")(x, train))
-    x = self.kernels.Conv(self.features, (1, 1), use_bias=layers.conv_bias(self.norm), kernel_init=he_normal,
-                          dtype=self.dtype, name="conv")(x)
+    x = nn.relu(
+      layers.make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name="norm")(x, train)
+    )
+    x = self.kernels.Conv(
+      self.features,
+      (1, 1),
+      use_bias=layers.conv_bias(self.norm),
+      kernel_init=he_normal,
+      dtype=self.dtype,
+      name="conv",
+    )(x)
     if self.dropout:
       x = nn.Dropout(self.dropout)(x, deterministic=not train)
     return nn.avg_pool(x, (2, 2), (2, 2))
@@ -207,6 +237,7 @@ class Transition(nn.Module):
 
 class DenseNet(nn.Module):
   """Dense blocks of `block_config` layers joined by transitions; ImageNet or CIFAR stem."""
+
   # Global average pooling head: the net runs on any input size (multi-scale evaluation).
   FULLY_CONVOLUTIONAL: ClassVar[bool] = True
   growth_rate: int = 32
@@ -232,20 +263,33 @@ class DenseNet(nn.Module):
     c0, k = x.shape[-1], self.growth_rate
     width = c0 + n_layers * k
     in_features = [c0 + j * k for j in range(n_layers)]
-    v = _BlockVariables(tuple(in_features), k, self.bottleneck, self.bn_size, name=f"block{block}_layers")()
+    v = _BlockVariables(
+      tuple(in_features), k, self.bottleneck, self.bn_size, name=f"block{block}_layers"
+    )()
     # norm1 and the first conv read the whole buffer: layer l's packed parameters spread to `width`
     # channels by one gather (index `total` = out of range -> fill), zeros beyond its input (running
     # variance ones), so the channels a layer does not see contribute exactly 0.
     total = sum(in_features)
     starts = np.cumsum([0] + in_features[:-1])
     channel = np.arange(width)
-    spread_index = np.where(channel < np.array(in_features)[:, None], starts[:, None] + channel, total)
-    spread = lambda a, axis, fill=0.0: jnp.take(a, spread_index, axis=axis, mode="fill", fill_value=fill)
+    spread_index = np.where(
+      channel < np.array(in_features)[:, None], starts[:, None] + channel, total
+    )
+    spread = lambda a, axis, fill=0.0: jnp.take(
+      a, spread_index, axis=axis, mode="fill", fill_value=fill
+    )
     first_conv = "conv1" if self.bottleneck else "conv2"
     scale, bias, ra_mean, ra_var = v["norm1"]
-    xs = {"norm1": (spread(scale, 0), spread(bias, 0), spread(ra_mean.value, 0), spread(ra_var.value, 0, 1.0)),
-          first_conv: jnp.moveaxis(spread(v[first_conv], 2), 2, 0),  # [layer, kh, kw, width, out]
-          "offset": c0 + k * jnp.arange(n_layers)}
+    xs = {
+      "norm1": (
+        spread(scale, 0),
+        spread(bias, 0),
+        spread(ra_mean.value, 0),
+        spread(ra_var.value, 0, 1.0),
+      ),
+      first_conv: jnp.moveaxis(spread(v[first_conv], 2), 2, 0),  # [layer, kh, kw, width, out]
+      "offset": c0 + k * jnp.arange(n_layers),
+    }
     if self.bottleneck:
       scale2, bias2, ra_mean2, ra_var2 = v["norm2"]
       xs["norm2"] = (scale2, bias2, ra_mean2.value, ra_var2.value)
@@ -256,14 +300,27 @@ class DenseNet(nn.Module):
     dtype = self.dtype or x.dtype
 
     def norm_relu(h, p):
-      y, stats = layers.batch_norm(h, p[0], p[1], p[2], p[3], train=train,
-                                   virtual_batch_size=spec.virtual_batch_size, epsilon=spec.epsilon,
-                                   kernels=self.kernels)
+      y, stats = layers.batch_norm(
+        h,
+        p[0],
+        p[1],
+        p[2],
+        p[3],
+        train=train,
+        virtual_batch_size=spec.virtual_batch_size,
+        epsilon=spec.epsilon,
+        kernels=self.kernels,
+      )
       return nn.relu(y.astype(dtype)), stats
 
     def conv(h, kernel):
-      return self.kernels.loop_conv(h, kernel.astype(dtype), (1, 1), layers.pad_same(kernel.shape[0]),
-                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      return self.kernels.loop_conv(
+        h,
+        kernel.astype(dtype),
+        (1, 1),
+        layers.pad_same(kernel.shape[0]),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      )
 
     def drop(h, key):
       keep = jax.random.bernoulli(key, 1.0 - rate, h.shape)
@@ -292,7 +349,7 @@ class DenseNet(nn.Module):
       ra_mean.value = m * ra_mean.value + (1 - m) * mean1.reshape(-1)[packed_at]
       ra_var.value = m * ra_var.value + (1 - m) * var1.reshape(-1)[packed_at]
       if rest:
-        (mean2, var2), = rest
+        ((mean2, var2),) = rest
         ra_mean2.value = m * ra_mean2.value + (1 - m) * mean2
         ra_var2.value = m * ra_var2.value + (1 - m) * var2
     return buf
@@ -304,13 +361,32 @@ class DenseNet(nn.Module):
     c = self.stem_channels or 2 * self.growth_rate
     bias = layers.conv_bias(self.norm)
     if self.stem == "imagenet":  # Table 1: 7x7 conv, stride 2 -> 3x3 max pool, stride 2
-      x = self.kernels.Conv(c, (7, 7), (2, 2), padding=layers.pad_same(7), use_bias=bias,
-                            kernel_init=he_normal, dtype=self.dtype, name="stem_conv")(x)
-      x = nn.relu(layers.make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name="stem_norm")(x, train))
+      x = self.kernels.Conv(
+        c,
+        (7, 7),
+        (2, 2),
+        padding=layers.pad_same(7),
+        use_bias=bias,
+        kernel_init=he_normal,
+        dtype=self.dtype,
+        name="stem_conv",
+      )(x)
+      x = nn.relu(
+        layers.make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name="stem_norm")(
+          x, train
+        )
+      )
       x = layers.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)), kernels=self.kernels)
     else:  # Sec. 3: one 3x3 conv on the input; the first dense layer's norm follows
-      x = self.kernels.Conv(c, (3, 3), padding=layers.pad_same(3), use_bias=bias, kernel_init=he_normal,
-                            dtype=self.dtype, name="stem_conv")(x)
+      x = self.kernels.Conv(
+        c,
+        (3, 3),
+        padding=layers.pad_same(3),
+        use_bias=bias,
+        kernel_init=he_normal,
+        dtype=self.dtype,
+        name="stem_conv",
+      )(x)
     # static_argnums counts `self` as 0: `train` (argument 2) stays a Python bool.
     layer_cls = nn.remat(DenseLayer, static_argnums=(2,)) if self.memory_efficient else DenseLayer
     for i, n_layers in enumerate(self.block_config):
@@ -319,14 +395,33 @@ class DenseNet(nn.Module):
       else:
         feats = [x]
         for j in range(n_layers):
-          feats.append(layer_cls(self.growth_rate, bottleneck=self.bottleneck, bn_size=self.bn_size,
-                                 dropout=self.dropout, norm=self.norm, dtype=self.dtype, kernels=self.kernels,
-                                 name=f"block{i + 1}_layer{j + 1}")(tuple(feats), train))
+          feats.append(
+            layer_cls(
+              self.growth_rate,
+              bottleneck=self.bottleneck,
+              bn_size=self.bn_size,
+              dropout=self.dropout,
+              norm=self.norm,
+              dtype=self.dtype,
+              kernels=self.kernels,
+              name=f"block{i + 1}_layer{j + 1}",
+            )(tuple(feats), train)
+          )
         x = jnp.concatenate(feats, axis=-1)  # c + n_layers * k channels
       if i + 1 < len(self.block_config):
-        x = Transition(int(self.compression * x.shape[-1]), dropout=self.dropout, norm=self.norm,
-                       dtype=self.dtype, kernels=self.kernels, name=f"transition{i + 1}")(x, train)
-    x = nn.relu(layers.make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name="final_norm")(x, train))
+        x = Transition(
+          int(self.compression * x.shape[-1]),
+          dropout=self.dropout,
+          norm=self.norm,
+          dtype=self.dtype,
+          kernels=self.kernels,
+          name=f"transition{i + 1}",
+        )(x, train)
+    x = nn.relu(
+      layers.make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name="final_norm")(
+        x, train
+      )
+    )
     x = jnp.mean(x, axis=(1, 2))
     return nn.Dense(self.num_classes, dtype=self.dtype, name="classifier")(x)
 
@@ -334,23 +429,32 @@ class DenseNet(nn.Module):
 # --------------------------------------------------------------------------- ImageNet (Table 1)
 def imagenet_densenet(k: int, blocks: tuple[int, ...], stem_channels: int, **kw) -> DenseNet:
   """Table 1: DenseNet-BC with growth rate k, `blocks` layers per dense block, 7x7 stem."""
-  return DenseNet(**{"growth_rate": k, "block_config": blocks, "stem_channels": stem_channels, **kw})
+  return DenseNet(
+    **{"growth_rate": k, "block_config": blocks, "stem_channels": stem_channels, **kw}
+  )
 
 
 _SRC_IMAGENET = "Huang et al. 2017, Table 1 (DenseNet-BC, k=32; 161: k=48); counts = torchvision"
 TABLE1 = {  # name: (k, blocks, stem channels, params, GMACs at 224)
-    "densenet121": (32, (6, 12, 24, 16), 64, 7_978_856, 2.83),
-    "densenet169": (32, (6, 12, 32, 32), 64, 14_149_480, 3.36),
-    "densenet201": (32, (6, 12, 48, 32), 64, 20_013_928, 4.29),
-    "densenet161": (48, (6, 12, 36, 24), 96, 28_681_000, 7.73),
-    "densenet264": (32, (6, 12, 64, 48), 64, 33_337_704, 5.75),
+  "densenet121": (32, (6, 12, 24, 16), 64, 7_978_856, 2.83),
+  "densenet169": (32, (6, 12, 32, 32), 64, 14_149_480, 3.36),
+  "densenet201": (32, (6, 12, 48, 32), 64, 20_013_928, 4.29),
+  "densenet161": (48, (6, 12, 36, 24), 96, 28_681_000, 7.73),
+  "densenet264": (32, (6, 12, 64, 48), 64, 33_337_704, 5.75),
 }
 
 
-def _table1_variant(name: str, k: int, blocks: tuple[int, ...], stem_channels: int, params: int,
-                    gmacs: float) -> None:
-  @register_model(name, paper_params=params, paper_gmacs=gmacs, source=_SRC_IMAGENET, input_size=224,
-                  num_classes=1000)
+def _table1_variant(
+  name: str, k: int, blocks: tuple[int, ...], stem_channels: int, params: int, gmacs: float
+) -> None:
+  @register_model(
+    name,
+    paper_params=params,
+    paper_gmacs=gmacs,
+    source=_SRC_IMAGENET,
+    input_size=224,
+    num_classes=1000,
+  )
   def densenet(**kw) -> DenseNet:
     return imagenet_densenet(k, blocks, stem_channels, **kw)
 
@@ -370,19 +474,26 @@ for _name, _row in TABLE1.items():
 def cifar_densenet(depth: int, k: int, bc: bool, **kw) -> DenseNet:
   """Sec. 3 Implementation Details: the 3-block CIFAR DenseNet (bc: DenseNet-BC) of depth L, growth k."""
   n = (depth - 4) // (6 if bc else 3)
-  base = dict(growth_rate=k, block_config=(n, n, n), bottleneck=bc, compression=0.5 if bc else 1.0,
-              stem="cifar", stem_channels=2 * k if bc else 16, num_classes=10)
+  base = dict(
+    growth_rate=k,
+    block_config=(n, n, n),
+    bottleneck=bc,
+    compression=0.5 if bc else 1.0,
+    stem="cifar",
+    stem_channels=2 * k if bc else 16,
+    num_classes=10,
+  )
   return DenseNet(**{**base, **kw})
 
 
 _SRC_CIFAR = "Huang et al. 2017, Sec. 3 Implementation Details, Table 2"
 TABLE2 = {  # name: (L, k, BC, params)
-    "densenet40_k12": (40, 12, False, 1_019_722),
-    "densenet100_k12": (100, 12, False, 6_979_642),
-    "densenet100_k24": (100, 24, False, 27_249_082),
-    "densenet_bc_100_12": (100, 12, True, 769_162),
-    "densenet_bc_250_24": (250, 24, True, 15_324_406),
-    "densenet_bc_190_40": (190, 40, True, 25_624_430),
+  "densenet40_k12": (40, 12, False, 1_019_722),
+  "densenet100_k12": (100, 12, False, 6_979_642),
+  "densenet100_k24": (100, 24, False, 27_249_082),
+  "densenet_bc_100_12": (100, 12, True, 769_162),
+  "densenet_bc_250_24": (250, 24, True, 15_324_406),
+  "densenet_bc_190_40": (190, 40, True, 25_624_430),
 }
 
 

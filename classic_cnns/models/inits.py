@@ -10,6 +10,7 @@ file (LeNet-5's Appendix C uniform, AlexNet's Sec. 5 N(0, 0.01), Inception-v3's 
   torch_inits        both, as the `kernel_init` / `bias_init` keywords of `nn.Conv` / `nn.Dense`.
   normal_or          N(0, std) for a family's `init_std` option, or the family's default when None.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,7 +23,14 @@ from classic_cnns.models.layers import he_normal
 
 Initializer = nn.initializers.Initializer
 
-__all__ = ["he_normal", "he_normal_stacked", "normal_or", "torch_bias_init", "torch_inits", "torch_kernel_init"]
+__all__ = [
+  "he_normal",
+  "he_normal_stacked",
+  "normal_or",
+  "torch_bias_init",
+  "torch_inits",
+  "torch_kernel_init",
+]
 
 
 def he_normal_stacked(layer_axes: tuple[int, ...] = (0,)) -> Initializer:

@@ -30,6 +30,7 @@ hyperparameters (Inception-v3: epsilon 1e-3) declares them as its `norm` field's
 `create_model(name)` and the trainer build the same norm. `batch_norm` is BatchNorm as a function,
 for code that holds its variables itself (DenseNet's scanned blocks).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -88,7 +89,9 @@ def conv_bias(norm: str | NormSpec) -> bool:
   return as_norm_spec(norm).kind == "none"
 
 
-def batch_norm_train_portable(x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float = 1e-5):
+def batch_norm_train_portable(
+  x: jax.Array, scale: jax.Array, bias: jax.Array, epsilon: float = 1e-5
+):
   """Training-mode BatchNorm of x [G, M, C] (G groups of M values per channel, each normalised by
   its own statistics): (y, mean [G, C], biased var [G, C]); two-pass statistics, autodiff gradient.
   `mean`/`var` are for the running statistics only (use them under stop_gradient)."""
@@ -99,8 +102,9 @@ def batch_norm_train_portable(x: jax.Array, scale: jax.Array, bias: jax.Array, e
   return y, mean, var
 
 
-def group_norm_portable(x: jax.Array, scale: jax.Array, bias: jax.Array, groups: int,
-                        epsilon: float = 1e-5) -> jax.Array:
+def group_norm_portable(
+  x: jax.Array, scale: jax.Array, bias: jax.Array, groups: int, epsilon: float = 1e-5
+) -> jax.Array:
   """GroupNorm of x [B, M, C] (M positions): statistics per example over M and each group's
   C // groups channels (Wu & He 2018, Eq. 1-3); autodiff gradient."""
   b, m, c = x.shape
@@ -111,8 +115,12 @@ def group_norm_portable(x: jax.Array, scale: jax.Array, bias: jax.Array, groups:
   return (centred * jax.lax.rsqrt(var + epsilon)).reshape(x.shape) * scale + bias
 
 
-def max_pool_portable(x: jax.Array, window: tuple[int, int], strides: tuple[int, int],
-                      padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+def max_pool_portable(
+  x: jax.Array,
+  window: tuple[int, int],
+  strides: tuple[int, int],
+  padding: tuple[tuple[int, int], tuple[int, int]],
+) -> jax.Array:
   """Max pooling of NHWC `x` with explicit (-inf) padding: `nn.max_pool`."""
   return nn.max_pool(x, window, strides, padding)
 
@@ -120,6 +128,7 @@ def max_pool_portable(x: jax.Array, window: tuple[int, int], strides: tuple[int,
 @dataclasses.dataclass(frozen=True)
 class Kernels:
   """The primitive ops a model computes with (module docstring); the same values on every backend."""
+
   name: str = "portable"
   conv: Callable = jax.lax.conv_general_dilated
   loop_conv: Callable = jax.lax.conv_general_dilated
@@ -135,8 +144,13 @@ class Kernels:
 PORTABLE = Kernels()
 
 
-def max_pool(x: jax.Array, window_shape: Sequence[int], strides: Sequence[int] | None = None,
-             padding: str | Sequence[tuple[int, int]] = "VALID", kernels: Kernels = PORTABLE) -> jax.Array:
+def max_pool(
+  x: jax.Array,
+  window_shape: Sequence[int],
+  strides: Sequence[int] | None = None,
+  padding: str | Sequence[tuple[int, int]] = "VALID",
+  kernels: Kernels = PORTABLE,
+) -> jax.Array:
   """`nn.max_pool` on NHWC input through `kernels.max_pool` (padding as a string or pairs)."""
   window = tuple(int(k) for k in window_shape)
   strides = tuple(int(s) for s in (strides or (1, 1)))
@@ -147,8 +161,14 @@ def max_pool(x: jax.Array, window_shape: Sequence[int], strides: Sequence[int] |
   return kernels.max_pool(x, window, strides, tuple((int(lo), int(hi)) for lo, hi in padding))
 
 
-def max_pool_ceil(x: jax.Array, kernel: int, stride: int, pad: int = 0, ceil_mode: bool = True,
-                  kernels: Kernels = PORTABLE) -> jax.Array:
+def max_pool_ceil(
+  x: jax.Array,
+  kernel: int,
+  stride: int,
+  pad: int = 0,
+  ceil_mode: bool = True,
+  kernels: Kernels = PORTABLE,
+) -> jax.Array:
   """PyTorch max-pool (`ceil_mode` as torchvision GoogLeNet / Caffe): out = ceil((n + 2p - k) / s)
   + 1, dropping a last window that would start in the right padding; padding is -inf."""
   pads = []
@@ -191,6 +211,7 @@ class BatchNorm(nn.Module):
   contiguous blocks, so with v = per-device batch every slice lives on one device: exactly the
   per-GPU statistics of the papers. Running statistics average the slices' statistics.
   """
+
   virtual_batch_size: int | None = None
   momentum: float = 0.9
   epsilon: float = 1e-5
@@ -201,9 +222,17 @@ class BatchNorm(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     scale, bias, ra_mean, ra_var = batch_norm_variables(self, x.shape[-1], self.scale_init)
-    y, stats = batch_norm(x, scale, bias, ra_mean.value, ra_var.value, train=train,
-                          virtual_batch_size=self.virtual_batch_size, epsilon=self.epsilon,
-                          kernels=self.kernels)
+    y, stats = batch_norm(
+      x,
+      scale,
+      bias,
+      ra_mean.value,
+      ra_var.value,
+      train=train,
+      virtual_batch_size=self.virtual_batch_size,
+      epsilon=self.epsilon,
+      kernels=self.kernels,
+    )
     if train and not self.is_initializing():
       ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * stats[0]
       ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * stats[1]
@@ -213,16 +242,26 @@ class BatchNorm(nn.Module):
 def batch_norm_variables(module: nn.Module, c: int, scale_init: Callable = nn.initializers.ones):
   """Declares BatchNorm's variables in `module` (params scale/bias, batch_stats mean/var, the names
   of flax.linen.BatchNorm): (scale, bias, running-mean variable, running-variance variable)."""
-  return (module.param("scale", scale_init, (c,), jnp.float32),
-          module.param("bias", nn.initializers.zeros, (c,), jnp.float32),
-          module.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32)),
-          module.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32)))
+  return (
+    module.param("scale", scale_init, (c,), jnp.float32),
+    module.param("bias", nn.initializers.zeros, (c,), jnp.float32),
+    module.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32)),
+    module.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32)),
+  )
 
 
-def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, running_mean: jax.Array,
-               running_var: jax.Array, *, train: bool, virtual_batch_size: int | None = None,
-               epsilon: float = 1e-5, kernels: Kernels = PORTABLE
-               ) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
+def batch_norm(
+  x: jax.Array,
+  scale: jax.Array,
+  bias: jax.Array,
+  running_mean: jax.Array,
+  running_var: jax.Array,
+  *,
+  train: bool,
+  virtual_batch_size: int | None = None,
+  epsilon: float = 1e-5,
+  kernels: Kernels = PORTABLE,
+) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
   """`BatchNorm` as a function (float32 result): in training, normalise each slice of
   `virtual_batch_size` examples by its own statistics and also return (mean, unbiased variance)
   per channel averaged over the slices, for the running averages (no gradient); in evaluation,
@@ -236,7 +275,9 @@ def batch_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, running_mean: ja
   if b % v:
     raise ValueError(f"batch {b} is not divisible by the BatchNorm virtual batch size {v}")
   n = v * math.prod(x.shape[1:-1])  # values per channel in one slice
-  y, mean, var = kernels.batch_norm_train(x.astype(jnp.float32).reshape(b // v, n, c), scale, bias, epsilon)
+  y, mean, var = kernels.batch_norm_train(
+    x.astype(jnp.float32).reshape(b // v, n, c), scale, bias, epsilon
+  )
   mean, var = jax.lax.stop_gradient(mean), jax.lax.stop_gradient(var)
   unbiased = var * (n / max(n - 1, 1))  # PyTorch keeps the unbiased running variance
   return y.reshape(x.shape), (jnp.mean(mean, axis=0), jnp.mean(unbiased, axis=0))
@@ -253,6 +294,7 @@ class GroupNorm(nn.Module):
   bias. groups = 1 is the GN paper's LayerNorm, groups = -1 (one channel per group) InstanceNorm.
   When C is not divisible by `groups` (e.g. 16-channel CIFAR ResNets with G = 32), gcd(C, G)
   groups are used."""
+
   groups: int
   epsilon: float = 1e-5
   scale_init: Callable = nn.initializers.ones
@@ -265,18 +307,28 @@ class GroupNorm(nn.Module):
     g = c if self.groups == -1 else math.gcd(c, self.groups)
     scale = self.param("scale", self.scale_init, (c,), jnp.float32)
     bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32)
-    y = self.kernels.group_norm(x.astype(jnp.float32).reshape(x.shape[0], -1, c), scale, bias, g, self.epsilon)
+    y = self.kernels.group_norm(
+      x.astype(jnp.float32).reshape(x.shape[0], -1, c), scale, bias, g, self.epsilon
+    )
     return y.reshape(x.shape).astype(self.dtype or x.dtype)
 
 
-def make_norm(norm: str | NormSpec, *, zero_init: bool = False, dtype: Any = None,
-              kernels: Kernels = PORTABLE, name: str | None = None) -> nn.Module:
+def make_norm(
+  norm: str | NormSpec,
+  *,
+  zero_init: bool = False,
+  dtype: Any = None,
+  kernels: Kernels = PORTABLE,
+  name: str | None = None,
+) -> nn.Module:
   """A norm module called as `norm(x, train)`. `zero_init` sets the scale to 0 (Goyal et al.
   2017: last norm of each residual block, so each block starts as the identity)."""
   spec = as_norm_spec(norm)
   scale_init = nn.initializers.zeros if zero_init else nn.initializers.ones
   if spec.kind == "batch":
-    return BatchNorm(spec.virtual_batch_size, spec.momentum, spec.epsilon, scale_init, dtype, kernels, name=name)
+    return BatchNorm(
+      spec.virtual_batch_size, spec.momentum, spec.epsilon, scale_init, dtype, kernels, name=name
+    )
   if spec.kind == "none":
     return Identity(name=name)
   groups = {"group": spec.groups, "layer": 1, "instance": -1}[spec.kind]
@@ -290,8 +342,11 @@ def scaled_tanh(x):
 
 
 ACTIVATIONS: dict[str, Callable] = {
-    "relu": nn.relu, "tanh": jnp.tanh, "sigmoid": nn.sigmoid, "scaled_tanh": scaled_tanh,
-    "identity": lambda x: x,
+  "relu": nn.relu,
+  "tanh": jnp.tanh,
+  "sigmoid": nn.sigmoid,
+  "scaled_tanh": scaled_tanh,
+  "identity": lambda x: x,
 }
 
 
@@ -311,6 +366,7 @@ def pad_same(kernel: int | Sequence[int]) -> tuple[tuple[int, int], ...]:
 
 class ConvNormAct(nn.Module):
   """conv -> norm -> activation; bias only when there is no norm (unless `use_bias` says)."""
+
   features: int
   kernel: int | tuple[int, int] = 3
   strides: int = 1
@@ -321,7 +377,9 @@ class ConvNormAct(nn.Module):
   use_bias: bool | None = None
   zero_init_norm: bool = False
   kernel_init: Callable = he_normal
-  conv: Callable | None = None  # the convolution primitive (None = kernels.conv; kernels.loop_conv in scans)
+  conv: Callable | None = (
+    None  # the convolution primitive (None = kernels.conv; kernels.loop_conv in scans)
+  )
   dtype: Any = None
   kernels: Kernels = PORTABLE
 
@@ -329,12 +387,21 @@ class ConvNormAct(nn.Module):
   def __call__(self, x, train: bool):
     ks = (self.kernel, self.kernel) if isinstance(self.kernel, int) else tuple(self.kernel)
     bias = conv_bias(self.norm) if self.use_bias is None else self.use_bias
-    x = nn.Conv(self.features, ks, (self.strides, self.strides),
-                padding=pad_same(ks) if self.padding is None else self.padding,
-                feature_group_count=self.groups, use_bias=bias, kernel_init=self.kernel_init,
-                conv_general_dilated=self.conv or self.kernels.conv, dtype=self.dtype, name="conv")(x)
-    x = make_norm(self.norm, zero_init=self.zero_init_norm, dtype=self.dtype, kernels=self.kernels,
-                  name="norm")(x, train)
+    x = nn.Conv(
+      self.features,
+      ks,
+      (self.strides, self.strides),
+      padding=pad_same(ks) if self.padding is None else self.padding,
+      feature_group_count=self.groups,
+      use_bias=bias,
+      kernel_init=self.kernel_init,
+      conv_general_dilated=self.conv or self.kernels.conv,
+      dtype=self.dtype,
+      name="conv",
+    )(x)
+    x = make_norm(
+      self.norm, zero_init=self.zero_init_norm, dtype=self.dtype, kernels=self.kernels, name="norm"
+    )(x, train)
     return activation(self.act)(x)
 
 
@@ -342,6 +409,7 @@ class LocalResponseNorm(nn.Module):
   """AlexNet (Krizhevsky et al. 2012, Sec. 3.3) across-channel LRN:
   b = a / (k + alpha * sum_{n neighbouring channels} a^2)^beta with k=2, n=5, alpha=1e-4,
   beta=0.75 (the paper's formula: alpha is NOT divided by n as in PyTorch's LocalResponseNorm)."""
+
   size: int = 5
   alpha: float = 1e-4
   beta: float = 0.75
@@ -351,8 +419,14 @@ class LocalResponseNorm(nn.Module):
   def __call__(self, x):
     sq = jnp.square(x)
     half = self.size // 2
-    summed = jax.lax.reduce_window(sq, 0.0, jax.lax.add, (1,) * (x.ndim - 1) + (self.size,),
-                                   (1,) * x.ndim, [(0, 0)] * (x.ndim - 1) + [(half, self.size - 1 - half)])
+    summed = jax.lax.reduce_window(
+      sq,
+      0.0,
+      jax.lax.add,
+      (1,) * (x.ndim - 1) + (self.size,),
+      (1,) * x.ndim,
+      [(0, 0)] * (x.ndim - 1) + [(half, self.size - 1 - half)],
+    )
     return x / jnp.power(self.k + self.alpha * summed, self.beta)
 
 
@@ -360,6 +434,7 @@ class LocalResponseNorm(nn.Module):
 @dataclasses.dataclass(frozen=True)
 class AttnSpec:
   """Which attention to plug into a block: "se" (Hu et al. 2018) or "cbam" (Woo et al. 2018)."""
+
   kind: str = "se"
   reduction: int = 16
   use_bias: bool = True  # biases in the excitation FCs (SE Table 10 counts are without)
@@ -367,7 +442,9 @@ class AttnSpec:
 
   def __post_init__(self):
     if self.kind not in ATTN_KINDS:
-      raise ValueError(f"unknown attention {self.kind!r}; choose one of {', '.join(ATTN_KINDS)} or None")
+      raise ValueError(
+        f"unknown attention {self.kind!r}; choose one of {', '.join(ATTN_KINDS)} or None"
+      )
 
 
 def as_attn_spec(attn: str | AttnSpec | None) -> AttnSpec | None:
@@ -379,6 +456,7 @@ def as_attn_spec(attn: str | AttnSpec | None) -> AttnSpec | None:
 class SqueezeExcite(nn.Module):
   """SE block (Hu et al. 2018, Fig. 2): squeeze = global average pool; excite = FC(C -> C/r) ->
   ReLU -> FC(C/r -> C) -> sigmoid; rescale channels."""
+
   reduction: int = 16
   use_bias: bool = True
   dtype: Any = None
@@ -387,7 +465,9 @@ class SqueezeExcite(nn.Module):
   def __call__(self, x, train: bool = False):
     c = x.shape[-1]
     s = jnp.mean(x, axis=(1, 2))
-    s = nn.relu(nn.Dense(max(c // self.reduction, 1), use_bias=self.use_bias, dtype=self.dtype, name="fc1")(s))
+    s = nn.relu(
+      nn.Dense(max(c // self.reduction, 1), use_bias=self.use_bias, dtype=self.dtype, name="fc1")(s)
+    )
     s = nn.sigmoid(nn.Dense(c, use_bias=self.use_bias, dtype=self.dtype, name="fc2")(s))
     return x * s[:, None, None, :]
 
@@ -396,6 +476,7 @@ class CBAM(nn.Module):
   """CBAM (Woo et al. 2018): channel attention (avg- and max-pooled descriptors through one
   shared MLP, summed, sigmoid), then spatial attention (7x7 conv over the channel-wise
   [avg, max] maps, norm, sigmoid), applied in that order (paper Sec. 4.1 best variant)."""
+
   reduction: int = 16
   use_bias: bool = True
   spatial_kernel: int = 7
@@ -406,19 +487,34 @@ class CBAM(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool):
     c = x.shape[-1]
-    fc1 = nn.Dense(max(c // self.reduction, 1), use_bias=self.use_bias, dtype=self.dtype, name="fc1")
+    fc1 = nn.Dense(
+      max(c // self.reduction, 1), use_bias=self.use_bias, dtype=self.dtype, name="fc1"
+    )
     fc2 = nn.Dense(c, use_bias=self.use_bias, dtype=self.dtype, name="fc2")
     mlp = lambda v: fc2(nn.relu(fc1(v)))
     ch = nn.sigmoid(mlp(jnp.mean(x, axis=(1, 2))) + mlp(jnp.max(x, axis=(1, 2))))
     x = x * ch[:, None, None, :]
     maps = jnp.concatenate([jnp.mean(x, -1, keepdims=True), jnp.max(x, -1, keepdims=True)], -1)
-    sp = ConvNormAct(1, self.spatial_kernel, norm=self.norm, act="sigmoid", dtype=self.dtype,
-                     kernels=self.kernels, name="spatial")(maps, train)
+    sp = ConvNormAct(
+      1,
+      self.spatial_kernel,
+      norm=self.norm,
+      act="sigmoid",
+      dtype=self.dtype,
+      kernels=self.kernels,
+      name="spatial",
+    )(maps, train)
     return x * sp
 
 
-def make_attention(attn: str | AttnSpec | None, *, norm: str | NormSpec = "batch",
-                   dtype: Any = None, kernels: Kernels = PORTABLE, name: str | None = None) -> nn.Module | None:
+def make_attention(
+  attn: str | AttnSpec | None,
+  *,
+  norm: str | NormSpec = "batch",
+  dtype: Any = None,
+  kernels: Kernels = PORTABLE,
+  name: str | None = None,
+) -> nn.Module | None:
   """The attention module for a block, called as `attn(x, train)`, or None."""
   spec = as_attn_spec(attn)
   if spec is None:

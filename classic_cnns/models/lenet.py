@@ -14,6 +14,7 @@ Two variants:
 Both take 32x32 inputs: MNIST's 28x28 digits are zero-padded to 32x32 (Sec. II.B) by the data
 pipeline (`config.data.pad_to = 32`).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -30,6 +31,7 @@ from classic_cnns.models.registry import register_model
 
 class LeNet5(nn.Module):
   """Modern LeNet-5: conv 6@5x5 - avgpool - conv 16@5x5 - avgpool - conv 120@5x5 - 84 - 10."""
+
   num_classes: int = 10
   act: str = "sigmoid"
   dtype: Any = None
@@ -38,51 +40,190 @@ class LeNet5(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     f = activation(self.act)
-    conv = lambda n, name: self.kernels.Conv(n, (5, 5), padding="VALID", dtype=self.dtype, name=name)
-    x = f(conv(6, "c1")(x))                                                            # 28x28x6
-    x = nn.avg_pool(x, (2, 2), (2, 2))                                                 # 14x14x6
-    x = f(conv(16, "c3")(x))                                                           # 10x10x16
-    x = nn.avg_pool(x, (2, 2), (2, 2))                                                 # 5x5x16
-    x = f(conv(120, "c5")(x))                                                          # 1x1x120
+    conv = lambda n, name: self.kernels.Conv(
+      n, (5, 5), padding="VALID", dtype=self.dtype, name=name
+    )
+    x = f(conv(6, "c1")(x))  # 28x28x6
+    x = nn.avg_pool(x, (2, 2), (2, 2))  # 14x14x6
+    x = f(conv(16, "c3")(x))  # 10x10x16
+    x = nn.avg_pool(x, (2, 2), (2, 2))  # 5x5x16
+    x = f(conv(120, "c5")(x))  # 1x1x120
     x = x.reshape((x.shape[0], -1))
     x = f(nn.Dense(84, dtype=self.dtype, name="f6")(x))
     return nn.Dense(self.num_classes, dtype=self.dtype, name="output")(x)
 
 
 # Table I: which S2 feature maps (rows) each C3 map (columns) combines.
-C3_TABLE = ((0, 1, 2), (1, 2, 3), (2, 3, 4), (3, 4, 5), (4, 5, 0), (5, 0, 1),
-            (0, 1, 2, 3), (1, 2, 3, 4), (2, 3, 4, 5), (3, 4, 5, 0), (4, 5, 0, 1), (5, 0, 1, 2),
-            (0, 1, 3, 4), (1, 2, 4, 5), (0, 2, 3, 5), (0, 1, 2, 3, 4, 5))
+C3_TABLE = (
+  (0, 1, 2),
+  (1, 2, 3),
+  (2, 3, 4),
+  (3, 4, 5),
+  (4, 5, 0),
+  (5, 0, 1),
+  (0, 1, 2, 3),
+  (1, 2, 3, 4),
+  (2, 3, 4, 5),
+  (3, 4, 5, 0),
+  (4, 5, 0, 1),
+  (5, 0, 1, 2),
+  (0, 1, 3, 4),
+  (1, 2, 4, 5),
+  (0, 2, 3, 5),
+  (0, 1, 2, 3, 4, 5),
+)
 
 # 7x12 output-code bitmaps for the digits (Fig. 3 style): '#' = +1, '.' = -1.
 DIGIT_BITMAPS = (
-    (".#####.", "##...##", "##...##", "##..###", "##.####", "####.##", "###..##", "##...##",
-     "##...##", "##...##", ".#####.", "......."),
-    ("...##..", "..###..", ".####..", "...##..", "...##..", "...##..", "...##..", "...##..",
-     "...##..", "...##..", ".######", "......."),
-    (".#####.", "##...##", ".....##", ".....##", "....##.", "...##..", "..##...", ".##....",
-     "##.....", "##...##", "#######", "......."),
-    (".#####.", "##...##", ".....##", ".....##", "..####.", ".....##", ".....##", ".....##",
-     ".....##", "##...##", ".#####.", "......."),
-    ("....##.", "...###.", "..####.", ".##.##.", "##..##.", "#######", "....##.", "....##.",
-     "....##.", "....##.", "...####", "......."),
-    ("#######", "##.....", "##.....", "##.....", "######.", ".....##", ".....##", ".....##",
-     ".....##", "##...##", ".#####.", "......."),
-    ("..###..", ".##....", "##.....", "##.....", "######.", "##...##", "##...##", "##...##",
-     "##...##", "##...##", ".#####.", "......."),
-    ("#######", "##...##", ".....##", "....##.", "...##..", "..##...", "..##...", "..##...",
-     "..##...", "..##...", "..##...", "......."),
-    (".#####.", "##...##", "##...##", "##...##", ".#####.", "##...##", "##...##", "##...##",
-     "##...##", "##...##", ".#####.", "......."),
-    (".#####.", "##...##", "##...##", "##...##", "##...##", ".######", ".....##", ".....##",
-     ".....##", "....##.", ".####..", "......."),
+  (
+    ".#####.",
+    "##...##",
+    "##...##",
+    "##..###",
+    "##.####",
+    "####.##",
+    "###..##",
+    "##...##",
+    "##...##",
+    "##...##",
+    ".#####.",
+    ".......",
+  ),
+  (
+    "...##..",
+    "..###..",
+    ".####..",
+    "...##..",
+    "...##..",
+    "...##..",
+    "...##..",
+    "...##..",
+    "...##..",
+    "...##..",
+    ".######",
+    ".......",
+  ),
+  (
+    ".#####.",
+    "##...##",
+    ".....##",
+    ".....##",
+    "....##.",
+    "...##..",
+    "..##...",
+    ".##....",
+    "##.....",
+    "##...##",
+    "#######",
+    ".......",
+  ),
+  (
+    ".#####.",
+    "##...##",
+    ".....##",
+    ".....##",
+    "..####.",
+    ".....##",
+    ".....##",
+    ".....##",
+    ".....##",
+    "##...##",
+    ".#####.",
+    ".......",
+  ),
+  (
+    "....##.",
+    "...###.",
+    "..####.",
+    ".##.##.",
+    "##..##.",
+    "#######",
+    "....##.",
+    "....##.",
+    "....##.",
+    "....##.",
+    "...####",
+    ".......",
+  ),
+  (
+    "#######",
+    "##.....",
+    "##.....",
+    "##.....",
+    "######.",
+    ".....##",
+    ".....##",
+    ".....##",
+    ".....##",
+    "##...##",
+    ".#####.",
+    ".......",
+  ),
+  (
+    "..###..",
+    ".##....",
+    "##.....",
+    "##.....",
+    "######.",
+    "##...##",
+    "##...##",
+    "##...##",
+    "##...##",
+    "##...##",
+    ".#####.",
+    ".......",
+  ),
+  (
+    "#######",
+    "##...##",
+    ".....##",
+    "....##.",
+    "...##..",
+    "..##...",
+    "..##...",
+    "..##...",
+    "..##...",
+    "..##...",
+    "..##...",
+    ".......",
+  ),
+  (
+    ".#####.",
+    "##...##",
+    "##...##",
+    "##...##",
+    ".#####.",
+    "##...##",
+    "##...##",
+    "##...##",
+    "##...##",
+    "##...##",
+    ".#####.",
+    ".......",
+  ),
+  (
+    ".#####.",
+    "##...##",
+    "##...##",
+    "##...##",
+    "##...##",
+    ".######",
+    ".....##",
+    ".....##",
+    ".....##",
+    "....##.",
+    ".####..",
+    ".......",
+  ),
 )
 
 
 def rbf_centres(num_classes: int) -> np.ndarray:
   """[num_classes, 84] fixed +-1 centres; classes beyond 10 get fixed pseudo-random codes."""
-  codes = [np.array([[1.0 if ch == "#" else -1.0 for ch in row] for row in bm]).reshape(-1)
-           for bm in DIGIT_BITMAPS[:num_classes]]
+  codes = [
+    np.array([[1.0 if ch == "#" else -1.0 for ch in row] for row in bm]).reshape(-1)
+    for bm in DIGIT_BITMAPS[:num_classes]
+  ]
   rng = np.random.RandomState(1998)
   codes += [rng.choice([-1.0, 1.0], 84) for _ in range(num_classes - len(codes))]
   return np.stack(codes).astype(np.float32)
@@ -107,6 +248,7 @@ class Subsampling(nn.Module):
 
 class SparseC3(nn.Module):
   """C3: 16 5x5 maps, each over the subset of S2 maps given by Table I (1,516 params)."""
+
   table: tuple = C3_TABLE
   kernels: layers.Kernels = layers.PORTABLE
 
@@ -125,6 +267,7 @@ class SparseC3(nn.Module):
 
 class LeNet5LeCun(nn.Module):
   """The 1998 LeNet-5: C1 - S2 - C3 (sparse) - S4 - C5 - F6 - RBF output."""
+
   num_classes: int = 10
   act: str = "scaled_tanh"
   kernels: layers.Kernels = layers.PORTABLE
@@ -132,7 +275,9 @@ class LeNet5LeCun(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool = False):
     f = activation(self.act)
-    conv = lambda n, name: self.kernels.Conv(n, (5, 5), padding="VALID", kernel_init=_lecun_uniform, name=name)
+    conv = lambda n, name: self.kernels.Conv(
+      n, (5, 5), padding="VALID", kernel_init=_lecun_uniform, name=name
+    )
     x = f(conv(6, "c1")(x))
     x = f(Subsampling(name="s2")(x))
     x = f(SparseC3(kernels=self.kernels, name="c3")(x))
@@ -145,13 +290,25 @@ class LeNet5LeCun(nn.Module):
     return -dist
 
 
-@register_model("lenet5", paper_params=61_706, input_size=32, in_channels=1, num_classes=10,
-                source="LeCun et al. 1998 as in d2l.ai (dense C3, avg pool, sigmoid)")
+@register_model(
+  "lenet5",
+  paper_params=61_706,
+  input_size=32,
+  in_channels=1,
+  num_classes=10,
+  source="LeCun et al. 1998 as in d2l.ai (dense C3, avg pool, sigmoid)",
+)
 def lenet5(**kw) -> LeNet5:
   return LeNet5(**kw)
 
 
-@register_model("lenet5_lecun", paper_params=60_000, input_size=32, in_channels=1, num_classes=10,
-                source="LeCun et al. 1998, Sec. II.B: '60,000 trainable parameters'")
+@register_model(
+  "lenet5_lecun",
+  paper_params=60_000,
+  input_size=32,
+  in_channels=1,
+  num_classes=10,
+  source="LeCun et al. 1998, Sec. II.B: '60,000 trainable parameters'",
+)
 def lenet5_lecun(**kw) -> LeNet5LeCun:
   return LeNet5LeCun(**kw)

@@ -31,6 +31,7 @@ Options:
   init_std      None: He fan-out normal (shared default); a float: N(0, std) for every conv as in
                 the Caffe models (they use 0.05 for most layers, 0.01 for a few), zero biases.
 """
+
 from __future__ import annotations
 
 import math
@@ -46,12 +47,21 @@ from classic_cnns.models.registry import register_model
 
 # (kernel, stride, padding, widths); width None = num_classes.
 CIFAR = ((5, 1, 2, (192, 160, 96)), (5, 1, 2, (192, 192, 192)), (3, 1, 1, (192, 192, None)))
-IMAGENET = ((11, 4, 0, (96, 96, 96)), (5, 1, 2, (256, 256, 256)), (3, 1, 1, (384, 384, 384)),
-            (3, 1, 1, (1024, 1024, None)))
+IMAGENET = (
+  (11, 4, 0, (96, 96, 96)),
+  (5, 1, 2, (256, 256, 256)),
+  (3, 1, 1, (384, 384, 384)),
+  (3, 1, 1, (1024, 1024, None)),
+)
 
 
-def caffe_pool(x: jax.Array, kind: str, window: int = 3, stride: int = 2,
-               kernels: layers.Kernels = layers.PORTABLE) -> jax.Array:
+def caffe_pool(
+  x: jax.Array,
+  kind: str,
+  window: int = 3,
+  stride: int = 2,
+  kernels: layers.Kernels = layers.PORTABLE,
+) -> jax.Array:
   """Caffe pooling (no padding): output ceil((H - k) / s) + 1; the overhanging window is clipped
   (max ignores it, average divides by the in-image count)."""
   pads = []
@@ -67,6 +77,7 @@ def caffe_pool(x: jax.Array, kind: str, window: int = 3, stride: int = 2,
 
 class MLPConv(nn.Module):
   """kxk conv + two 1x1 convs, each conv -> norm -> act (Sec. 3.1, Fig. 2)."""
+
   widths: tuple[int, int, int]
   kernel: int
   stride: int = 1
@@ -86,9 +97,16 @@ class MLPConv(nn.Module):
       k, s, p = (self.kernel, self.stride, self.padding) if i == 0 else (1, 1, 0)
       last = i == len(self.widths) - 1
       normed = self.norm_last or not last
-      x = self.kernels.Conv(c, (k, k), (s, s), padding=((p, p), (p, p)), kernel_init=init,
-                            use_bias=conv_bias(self.norm) if normed else True, dtype=self.dtype,
-                            name=f"conv{i}")(x)
+      x = self.kernels.Conv(
+        c,
+        (k, k),
+        (s, s),
+        padding=((p, p), (p, p)),
+        kernel_init=init,
+        use_bias=conv_bias(self.norm) if normed else True,
+        dtype=self.dtype,
+        name=f"conv{i}",
+      )(x)
       if normed:
         x = make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name=f"norm{i}")(x, train)
       if self.act_last or not last:
@@ -98,6 +116,7 @@ class MLPConv(nn.Module):
 
 class NiN(nn.Module):
   """mlpconv blocks with pooling/dropout between them, then GAP (or an FC head)."""
+
   blocks: tuple = CIFAR
   pools: tuple[str, ...] = ("max", "avg")  # after every block but the last
   dropout_after: tuple[int, ...] = (0, 1)  # block indices followed by dropout (after the pool)
@@ -121,9 +140,20 @@ class NiN(nn.Module):
     for i, (k, s, p, widths) in enumerate(self.blocks):
       last = i == len(self.blocks) - 1
       widths = tuple(self.num_classes if w is None else w for w in widths)
-      x = MLPConv(widths, k, s, p, norm=self.norm, norm_last=not last, act_last=self.final_relu or not last,
-                  act=self.act, init_std=self.init_std, dtype=self.dtype, kernels=self.kernels,
-                  name=f"mlpconv{i + 1}")(x, train)
+      x = MLPConv(
+        widths,
+        k,
+        s,
+        p,
+        norm=self.norm,
+        norm_last=not last,
+        act_last=self.final_relu or not last,
+        act=self.act,
+        init_std=self.init_std,
+        dtype=self.dtype,
+        kernels=self.kernels,
+        name=f"mlpconv{i + 1}",
+      )(x, train)
       if not last:
         x = caffe_pool(x, self.pools[i], kernels=self.kernels)
       self.sow("intermediates", f"block{i + 1}", x)
@@ -137,20 +167,36 @@ class NiN(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype, name="fc")(x)
 
 
-@register_model("nin_cifar", paper_params=966_986, input_size=32, num_classes=10, paper_gmacs=0.22,
-                source="Lin et al. 2014, Sec. 4.2; sizes from the authors' Caffe CIFAR-10 model")
+@register_model(
+  "nin_cifar",
+  paper_params=966_986,
+  input_size=32,
+  num_classes=10,
+  paper_gmacs=0.22,
+  source="Lin et al. 2014, Sec. 4.2; sizes from the authors' Caffe CIFAR-10 model",
+)
 def nin_cifar(**kw) -> NiN:
   return NiN(**kw)
 
 
-@register_model("nin_cifar_bn", paper_params=968_394, input_size=32, num_classes=10,
-                source="nin_cifar + BatchNorm after each conv but the class-map conv (derived count)")
+@register_model(
+  "nin_cifar_bn",
+  paper_params=968_394,
+  input_size=32,
+  num_classes=10,
+  source="nin_cifar + BatchNorm after each conv but the class-map conv (derived count)",
+)
 def nin_cifar_bn(**kw) -> NiN:
   return NiN(**{"norm": "batch", **kw})
 
 
-@register_model("nin_imagenet", paper_params=7_595_176, input_size=224, num_classes=1000,
-                source="Lin et al. 2014; Caffe model zoo NiN ImageNet model (derived count)")
+@register_model(
+  "nin_imagenet",
+  paper_params=7_595_176,
+  input_size=224,
+  num_classes=1000,
+  source="Lin et al. 2014; Caffe model zoo NiN ImageNet model (derived count)",
+)
 def nin_imagenet(**kw) -> NiN:
   cfg = dict(blocks=IMAGENET, pools=("max", "max", "max"), dropout_after=(2,), num_classes=1000)
   return NiN(**{**cfg, **kw})

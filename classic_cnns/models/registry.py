@@ -15,6 +15,7 @@ Model calling convention (used by the trainer):
 returns logits `[batch, num_classes]`; a model with auxiliary classifiers returns
 `(logits, (aux_logits, ...))` when `train=True` and its aux heads are enabled.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,16 +42,24 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register_model(name: str, *, paper_params: int | None, input_size: int = 224,
-                   in_channels: int = 3, num_classes: int = 1000, source: str = "",
-                   paper_gmacs: float | None = None):
+def register_model(
+  name: str,
+  *,
+  paper_params: int | None,
+  input_size: int = 224,
+  in_channels: int = 3,
+  num_classes: int = 1000,
+  source: str = "",
+  paper_gmacs: float | None = None,
+):
   """Decorator registering `builder(**overrides) -> nn.Module` under `name`."""
 
   def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
     if name in _REGISTRY:
       raise ValueError(f"model {name!r} registered twice")
-    _REGISTRY[name] = ModelInfo(name, builder, paper_params, input_size, in_channels,
-                                num_classes, source, paper_gmacs)
+    _REGISTRY[name] = ModelInfo(
+      name, builder, paper_params, input_size, in_channels, num_classes, source, paper_gmacs
+    )
     return builder
 
   return wrap
@@ -86,7 +95,9 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
   try:
     return info.builder(**overrides)
   except TypeError as e:  # an unknown keyword, reported in one line
-    raise ValueError(f"model {name!r} does not accept these options {sorted(overrides)}: {e}") from None
+    raise ValueError(
+      f"model {name!r} does not accept these options {sorted(overrides)}: {e}"
+    ) from None
 
 
 def model_norm(name: str, norm: str | NormSpec | None = None, **overrides: Any) -> NormSpec | None:

@@ -29,6 +29,7 @@ conv channel and (with torchvision's conv biases kept) removes nothing, so
 (the same rule reproduces torchvision's vgg11_bn / vgg16_bn / vgg19_bn counts exactly;
 vgg13_bn also equals torchvision's published 133,053,736).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -44,12 +45,12 @@ from classic_cnns.models.registry import register_model
 
 # Kernel sizes per stage (Table 1); the channel widths come from `widths`.
 CONFIGS: dict[str, tuple[tuple[int, ...], ...]] = {
-    "A": ((3,), (3,), (3, 3), (3, 3), (3, 3)),
-    "B": ((3, 3), (3, 3), (3, 3), (3, 3), (3, 3)),
-    "C": ((3, 3), (3, 3), (3, 3, 1), (3, 3, 1), (3, 3, 1)),
-    "D": ((3, 3), (3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)),
-    "E": ((3, 3), (3, 3), (3, 3, 3, 3), (3, 3, 3, 3), (3, 3, 3, 3)),
-    "B5": ((5,), (5,), (5,), (5,), (5,)),
+  "A": ((3,), (3,), (3, 3), (3, 3), (3, 3)),
+  "B": ((3, 3), (3, 3), (3, 3), (3, 3), (3, 3)),
+  "C": ((3, 3), (3, 3), (3, 3, 1), (3, 3, 1), (3, 3, 1)),
+  "D": ((3, 3), (3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)),
+  "E": ((3, 3), (3, 3), (3, 3, 3, 3), (3, 3, 3, 3), (3, 3, 3, 3)),
+  "B5": ((5,), (5,), (5,), (5,), (5,)),
 }
 
 
@@ -61,6 +62,7 @@ class FCConv(nn.Module):
   `dense=False`: x is [B, window*window*C] -> matmul. `dense=True`: x is [B, H, W, C] with
   H, W >= window -> VALID convolution with the kernel reshaped to [window, window, C, features].
   """
+
   features: int
   window: int = 1
   dtype: Any = None
@@ -69,7 +71,9 @@ class FCConv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, dense: bool) -> jax.Array:
     cin = x.shape[-1] if dense else x.shape[-1] // (self.window * self.window)
-    kernel = self.param("kernel", nn.initializers.normal(0.01), (self.window * self.window * cin, self.features))
+    kernel = self.param(
+      "kernel", nn.initializers.normal(0.01), (self.window * self.window * cin, self.features)
+    )
     bias = self.param("bias", nn.initializers.zeros, (self.features,))
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
     if dense:
@@ -82,6 +86,7 @@ class FCConv(nn.Module):
 
 class VGG(nn.Module):
   """Configurable VGG: `stages` gives the conv kernel sizes of each of the 5 stages."""
+
   stages: tuple[tuple[int, ...], ...] = CONFIGS["D"]
   num_classes: int = 1000
   widths: tuple[int, ...] = (64, 128, 256, 512, 512)
@@ -101,8 +106,15 @@ class VGG(nn.Module):
     for s, (sizes, c) in enumerate(zip(self.stages, self.widths)):
       for k in sizes:
         n += 1
-        x = self.kernels.Conv(c, (k, k), padding=layers.pad_same(k), use_bias=self.conv_bias,
-                              kernel_init=he_normal, dtype=self.dtype, name=f"conv{n}")(x)
+        x = self.kernels.Conv(
+          c,
+          (k, k),
+          padding=layers.pad_same(k),
+          use_bias=self.conv_bias,
+          kernel_init=he_normal,
+          dtype=self.dtype,
+          name=f"conv{n}",
+        )(x)
         x = make_norm(self.norm, dtype=self.dtype, kernels=self.kernels, name=f"norm{n}")(x, train)
         x = nn.relu(x)
         if self.lrn and n == 1:
@@ -111,12 +123,19 @@ class VGG(nn.Module):
       self.sow("intermediates", f"stage{s + 1}", x)
     if dense:
       if min(x.shape[1:3]) < 7:
-        raise ValueError(f"dense evaluation needs an input >= 224 (stage-5 map {x.shape[1:3]} < 7x7)")
+        raise ValueError(
+          f"dense evaluation needs an input >= 224 (stage-5 map {x.shape[1:3]} < 7x7)"
+        )
     else:
       x = layers.adaptive_avg_pool(x, 7).reshape((x.shape[0], -1))
     for i in range(2):
-      x = FCConv(self.fc_features, window=7 if i == 0 else 1, dtype=self.dtype, kernels=self.kernels,
-                 name=f"fc{i + 1}")(x, dense)
+      x = FCConv(
+        self.fc_features,
+        window=7 if i == 0 else 1,
+        dtype=self.dtype,
+        kernels=self.kernels,
+        name=f"fc{i + 1}",
+      )(x, dense)
       x = nn.Dropout(self.dropout)(nn.relu(x), deterministic=not train)
     x = FCConv(self.num_classes, dtype=self.dtype, kernels=self.kernels, name="fc3")(x, dense)
     if dense:  # class score map -> spatial average (Sec. 3.2)
@@ -131,28 +150,41 @@ _TV = " + BatchNorm after each conv (torchvision vgg*_bn)"
 _DERIVED = "; derived, see module docstring"
 
 
-@register_model("vgg11", paper_params=132_863_336, paper_gmacs=7.61, source=_T1 + "A", input_size=224)
+@register_model(
+  "vgg11", paper_params=132_863_336, paper_gmacs=7.61, source=_T1 + "A", input_size=224
+)
 def vgg11(**kw) -> VGG:
   return VGG(**{"stages": CONFIGS["A"], **kw})
 
 
-@register_model("vgg13", paper_params=133_047_848, paper_gmacs=11.31, source=_T1 + "B", input_size=224)
+@register_model(
+  "vgg13", paper_params=133_047_848, paper_gmacs=11.31, source=_T1 + "B", input_size=224
+)
 def vgg13(**kw) -> VGG:
   return VGG(**{"stages": CONFIGS["B"], **kw})
 
 
-@register_model("vgg16c", paper_params=133_638_952, paper_gmacs=11.77,
-                source=_T1 + "C (1x1 convs in stages 3-5)", input_size=224)
+@register_model(
+  "vgg16c",
+  paper_params=133_638_952,
+  paper_gmacs=11.77,
+  source=_T1 + "C (1x1 convs in stages 3-5)",
+  input_size=224,
+)
 def vgg16c(**kw) -> VGG:
   return VGG(**{"stages": CONFIGS["C"], **kw})
 
 
-@register_model("vgg16", paper_params=138_357_544, paper_gmacs=15.47, source=_T1 + "D", input_size=224)
+@register_model(
+  "vgg16", paper_params=138_357_544, paper_gmacs=15.47, source=_T1 + "D", input_size=224
+)
 def vgg16(**kw) -> VGG:
   return VGG(**{"stages": CONFIGS["D"], **kw})
 
 
-@register_model("vgg19", paper_params=143_667_240, paper_gmacs=19.63, source=_T1 + "E", input_size=224)
+@register_model(
+  "vgg19", paper_params=143_667_240, paper_gmacs=19.63, source=_T1 + "E", input_size=224
+)
 def vgg19(**kw) -> VGG:
   return VGG(**{"stages": CONFIGS["E"], **kw})
 
@@ -162,8 +194,13 @@ def vgg11_lrn(**kw) -> VGG:
   return VGG(**{"stages": CONFIGS["A"], "lrn": True, **kw})
 
 
-@register_model("vgg13_5x5", paper_params=134_503_528, paper_gmacs=9.36,
-                source="Simonyan & Zisserman 2015, Sec. 4.1: B with 5x5 convs", input_size=224)
+@register_model(
+  "vgg13_5x5",
+  paper_params=134_503_528,
+  paper_gmacs=9.36,
+  source="Simonyan & Zisserman 2015, Sec. 4.1: B with 5x5 convs",
+  input_size=224,
+)
 def vgg13_5x5(**kw) -> VGG:
   return VGG(**{"stages": CONFIGS["B5"], **kw})
 
@@ -173,14 +210,16 @@ def vgg11_bn(**kw) -> VGG:
   return VGG(**{"stages": CONFIGS["A"], "norm": "batch", **kw})
 
 
-@register_model("vgg13_bn", paper_params=133_053_736, source=_T1 + "B" + _TV + _DERIVED,
-                input_size=224)
+@register_model(
+  "vgg13_bn", paper_params=133_053_736, source=_T1 + "B" + _TV + _DERIVED, input_size=224
+)
 def vgg13_bn(**kw) -> VGG:
   return VGG(**{"stages": CONFIGS["B"], "norm": "batch", **kw})
 
 
-@register_model("vgg16c_bn", paper_params=133_647_400, source=_T1 + "C" + _TV + _DERIVED,
-                input_size=224)
+@register_model(
+  "vgg16c_bn", paper_params=133_647_400, source=_T1 + "C" + _TV + _DERIVED, input_size=224
+)
 def vgg16c_bn(**kw) -> VGG:
   return VGG(**{"stages": CONFIGS["C"], "norm": "batch", **kw})
 

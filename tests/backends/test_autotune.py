@@ -3,6 +3,7 @@ conv; a geometry is measured once (memory, then the disk cache); a corrupt cache
 the measuring is a pre-pass (`conv_geometries` + `measure_table`, by `cpu.prepare_kernels`): nothing
 is timed while a step is traced or the parameters initialised; `measured` is refused where oneDNN
 cannot run."""
+
 from __future__ import annotations
 
 import itertools
@@ -20,8 +21,10 @@ from classic_cnns.backends.cpu import autotune, onednn, ops
 from classic_cnns.models import layers
 
 OK, WHY = onednn.available()
-needs_onednn = pytest.mark.skipif(not OK and os.environ.get("CLASSIC_CNNS_REQUIRE_ONEDNN") != "1",
-                                  reason=f"oneDNN unavailable: {WHY}")
+needs_onednn = pytest.mark.skipif(
+  not OK and os.environ.get("CLASSIC_CNNS_REQUIRE_ONEDNN") != "1",
+  reason=f"oneDNN unavailable: {WHY}",
+)
 
 
 @pytest.fixture
@@ -34,15 +37,19 @@ def cache(tmp_path, monkeypatch):
 
 
 @needs_onednn
-@pytest.mark.parametrize("strides,padding", [((1, 1), ((1, 1), (1, 1))), ((2, 2), ((1, 1), (1, 1))),
-                                             ((2, 2), ((0, 0), (0, 0)))])
+@pytest.mark.parametrize(
+  "strides,padding",
+  [((1, 1), ((1, 1), (1, 1))), ((2, 2), ((1, 1), (1, 1))), ((2, 2), ((0, 0), (0, 0)))],
+)
 def test_every_library_mix_is_the_same_convolution(strides, padding):
   x = jax.random.normal(jax.random.PRNGKey(0), (4, 9, 9, 5))
   w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 5, 7)) * 0.3
   if padding == ((0, 0), (0, 0)):
     w = w[:1, :1]
   loss = lambda conv: lambda x, w: (conv(x, w) ** 2).sum()
-  ref = jax.value_and_grad(loss(lambda x, w: onednn._xla_conv(x, w, strides, padding)), argnums=(0, 1))(x, w)
+  ref = jax.value_and_grad(
+    loss(lambda x, w: onednn._xla_conv(x, w, strides, padding)), argnums=(0, 1)
+  )(x, w)
   for r in range(len(onednn.PASSES) + 1):
     for on_xla in itertools.combinations(onednn.PASSES, r):
       conv = lambda x, w: onednn.conv2d(x, w, strides, padding, on_xla=on_xla)
@@ -56,8 +63,11 @@ def test_every_library_mix_is_the_same_convolution(strides, padding):
 @needs_onednn
 def test_a_geometry_is_measured_once_and_cached_on_disk(cache, monkeypatch):
   calls = []
-  fake = {"forward": {"onednn": 2.0, "xla": 1.0}, "backward_data": {"onednn": 1.0, "xla": 0.9},
-          "backward_weights": {"onednn": 1.0, "xla": 2.0}}
+  fake = {
+    "forward": {"onednn": 2.0, "xla": 1.0},
+    "backward_data": {"onednn": 1.0, "xla": 0.9},
+    "backward_weights": {"onednn": 1.0, "xla": 2.0},
+  }
   monkeypatch.setattr(autotune, "measure", lambda *a: calls.append(a) or fake)
   geometry = ((8, 6, 6, 4), (3, 3, 4, 4), (1, 1), ((1, 1), (1, 1)))
   # forward: XLA 2x faster -> XLA; backward_data: only 1.1x -> stays on oneDNN (XLA_MARGIN); dw: oneDNN.
@@ -71,7 +81,9 @@ def test_a_geometry_is_measured_once_and_cached_on_disk(cache, monkeypatch):
 @needs_onednn
 def test_corrupt_cache_is_measured_over(cache, monkeypatch):
   cache.write_text("{not json")
-  monkeypatch.setattr(autotune, "measure", lambda *a: {p: {"onednn": 1.0, "xla": 2.0} for p in onednn.PASSES})
+  monkeypatch.setattr(
+    autotune, "measure", lambda *a: {p: {"onednn": 1.0, "xla": 2.0} for p in onednn.PASSES}
+  )
   assert autotune.xla_passes((2, 4, 4, 3), (1, 1, 3, 3), (1, 1), ((0, 0), (0, 0))) == frozenset()
   assert len(json.loads(cache.read_text())) == 1
 
@@ -88,19 +100,24 @@ def test_budget_spent_means_onednn_without_measuring(cache, monkeypatch):
 def test_real_measurement_times_every_pass_on_both_libraries(cache):
   times = autotune.measure((2, 6, 6, 3), (3, 3, 3, 4), (1, 1), ((1, 1), (1, 1)))
   assert set(times) == set(onednn.PASSES)
-  assert all(set(t) == {"onednn", "xla"} and all(0 < s < 5 for s in t.values()) for t in times.values())
+  assert all(
+    set(t) == {"onednn", "xla"} and all(0 < s < 5 for s in t.values()) for t in times.values()
+  )
 
 
 def _fake_measure(seen):
   """autotune.measure stand-in: records each geometry; XLA 2x faster on the forward pass only."""
+
   def measure(x_shape, w_shape, strides, padding):
     seen.append((x_shape, w_shape, strides, padding))
     return {p: {"onednn": 1.0, "xla": 0.5 if p == "forward" else 2.0} for p in onednn.PASSES}
+
   return measure
 
 
 def _resnet20(kernels):
   from classic_cnns.models import create_model
+
   return create_model("resnet20", kernels=kernels)
 
 
@@ -125,6 +142,7 @@ def test_measured_kernels_use_the_table_and_nothing_is_timed_while_tracing(cache
   import optax
   from classic_cnns import parallel
   from classic_cnns import build
+
   seen = []
   monkeypatch.setattr(autotune, "measure", _fake_measure(seen))
   batch = (4, 32, 32, 3)
@@ -135,12 +153,16 @@ def test_measured_kernels_use_the_table_and_nothing_is_timed_while_tracing(cache
   measured = len(seen)
 
   model = _resnet20(backend.kernels)
-  state = build.create_train_state(model, optax.sgd(0.1), batch[1:], 0, parallel.make_mesh(), backend)
+  state = build.create_train_state(
+    model, optax.sgd(0.1), batch[1:], 0, parallel.make_mesh(), backend
+  )
   x = jax.random.normal(jax.random.PRNGKey(2), batch)
   v = {"params": state.params, "batch_stats": state.batch_stats}
 
   def loss(model):
-    return lambda p: model.apply({**v, "params": p}, x, train=True, mutable=["batch_stats"])[0].sum()
+    return lambda p: model.apply({**v, "params": p}, x, train=True, mutable=["batch_stats"])[
+      0
+    ].sum()
 
   step = jax.jit(jax.value_and_grad(loss(model)))
   hlo = step.lower(state.params).as_text()
@@ -153,7 +175,9 @@ def test_measured_kernels_use_the_table_and_nothing_is_timed_while_tracing(cache
   # A second prepare reads the in-memory choices: nothing timed again.
   cpu.prepare_kernels(cpu.make_kernels("measured"), "measured", _resnet20, batch)
   assert len(seen) == measured
-  want = jax.jit(jax.value_and_grad(loss(model.clone(kernels=cpu.make_kernels("xla")))))(state.params)
+  want = jax.jit(jax.value_and_grad(loss(model.clone(kernels=cpu.make_kernels("xla")))))(
+    state.params
+  )
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(a, b, rtol=2e-3, atol=2e-3)
 
@@ -165,11 +189,19 @@ def test_measured_conv_runs_the_passes_its_table_names_on_xla():
   on oneDNN. Same values either way."""
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 6, 6, 3))
   w = jax.random.normal(jax.random.PRNGKey(1), (3, 3, 3, 4))
-  table = {ops.geometry_key(x.shape, w.shape, (1, 1), ((1, 1), (1, 1))): frozenset({"forward", "backward_data"})}
+  table = {
+    ops.geometry_key(x.shape, w.shape, (1, 1), ((1, 1), (1, 1))): frozenset(
+      {"forward", "backward_data"}
+    )
+  }
   dn = jax.lax.conv_dimension_numbers(x.shape, w.shape, ("NHWC", "HWIO", "NHWC"))
 
   def grad_hlo(conv, padding):
-    f = jax.jit(jax.value_and_grad(lambda x, w: (conv(x, w, (1, 1), padding, dimension_numbers=dn) ** 2).sum(), (0, 1)))
+    f = jax.jit(
+      jax.value_and_grad(
+        lambda x, w: (conv(x, w, (1, 1), padding, dimension_numbers=dn) ** 2).sum(), (0, 1)
+      )
+    )
     return f.lower(x, w).as_text(), f(x, w)
 
   measured = ops.make_conv("measured", table)
@@ -177,7 +209,9 @@ def test_measured_conv_runs_the_passes_its_table_names_on_xla():
   assert "ClassicCnnsConvForward" not in hlo and "ClassicCnnsConvBackwardData" not in hlo
   assert "ClassicCnnsConvBackwardWeights" in hlo
   hlo_other, _ = grad_hlo(measured, "VALID")  # another geometry: all on oneDNN
-  assert all(f"ClassicCnnsConv{p}" in hlo_other for p in ("Forward", "BackwardData", "BackwardWeights"))
+  assert all(
+    f"ClassicCnnsConv{p}" in hlo_other for p in ("Forward", "BackwardData", "BackwardWeights")
+  )
   _, want = grad_hlo(jax.lax.conv_general_dilated, "SAME")
   for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)

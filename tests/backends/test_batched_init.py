@@ -1,6 +1,7 @@
 """classic_cnns.backends.cpu.batched_init: the batched-draw init gives bit-identical variables to
 `model.init` for every kind of initializer the zoo uses, and really batches (one draw per size
 bucket, keys constant)."""
+
 from __future__ import annotations
 
 import jax
@@ -24,36 +25,48 @@ from classic_cnns.models import create_model, model_info
 # normal (GoogLeNet's auxiliary heads), LeNet-5's uniform + constants, and draws inside scans (ResNet
 # scan_blocks, DenseNet scan_layers).
 CASES = [
-    ("lenet5", 32, {}),
-    ("lenet5_lecun", 32, {}),
-    ("alexnet", 67, {"num_classes": 10}),
-    ("alexnet_paper", 67, {"num_classes": 10}),
-    ("nin_cifar", 32, {}),
-    # the stem and the two blocks the aux heads read (4a, 4d), narrow: the full net's init compiles for ~30 s
-    ("googlenet_aux", 112, {"num_classes": 10, "table": ("pool", ("4a", 8, 8, 8, 4, 4, 4), ("4d", 8, 8, 8, 4, 4, 4))}),
-    ("resnet20", 32, {}),
-    ("resnet20", 32, {"scan_blocks": True}),
-    ("cbam_resnet20", 32, {}),
-    ("densenet40_k12", 32, {}),
-    ("densenet40_k12", 32, {"scan_layers": True}),
+  ("lenet5", 32, {}),
+  ("lenet5_lecun", 32, {}),
+  ("alexnet", 67, {"num_classes": 10}),
+  ("alexnet_paper", 67, {"num_classes": 10}),
+  ("nin_cifar", 32, {}),
+  # the stem and the two blocks the aux heads read (4a, 4d), narrow: the full net's init compiles for ~30 s
+  (
+    "googlenet_aux",
+    112,
+    {"num_classes": 10, "table": ("pool", ("4a", 8, 8, 8, 4, 4, 4), ("4d", 8, 8, 8, 4, 4, 4))},
+  ),
+  ("resnet20", 32, {}),
+  ("resnet20", 32, {"scan_blocks": True}),
+  ("cbam_resnet20", 32, {}),
+  ("densenet40_k12", 32, {}),
+  ("densenet40_k12", 32, {"scan_layers": True}),
 ]
 
 
 def _init_fn(name, side, overrides):
   model = create_model(name, **overrides)
   x = jnp.zeros((1, side, side, model_info(name).in_channels), jnp.float32)
-  return lambda: model.init({"params": jax.random.PRNGKey(3), "dropout": jax.random.PRNGKey(4)}, x, train=False)
+  return lambda: model.init(
+    {"params": jax.random.PRNGKey(3), "dropout": jax.random.PRNGKey(4)}, x, train=False
+  )
 
 
-@pytest.mark.parametrize("name,side,overrides", CASES, ids=[f"{n}-{'-'.join(o) or 'default'}" for n, _, o in CASES])
+@pytest.mark.parametrize(
+  "name,side,overrides", CASES, ids=[f"{n}-{'-'.join(o) or 'default'}" for n, _, o in CASES]
+)
 def test_same_variables_as_model_init(name, side, overrides):
   init = _init_fn(name, side, overrides)
   opts = cpu.INIT_COMPILER_OPTIONS  # both sides compiled alike: equal bits, not just equal maths
   batched = jax.jit(batch_random_bits(init)).lower().compile(compiler_options=opts)()
   plain = jax.jit(init).lower().compile(compiler_options=opts)()
   assert jax.tree.structure(batched) == jax.tree.structure(plain)
-  for path, a, b in zip(jax.tree_util.tree_leaves_with_path(batched), jax.tree.leaves(batched), jax.tree.leaves(plain)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path[0]))
+  for path, a, b in zip(
+    jax.tree_util.tree_leaves_with_path(batched), jax.tree.leaves(batched), jax.tree.leaves(plain)
+  ):
+    np.testing.assert_array_equal(
+      np.asarray(a), np.asarray(b), err_msg=jax.tree_util.keystr(path[0])
+    )
 
 
 def _ancestors(jaxpr, eqns) -> list:
@@ -77,16 +90,23 @@ def test_draws_are_batched_and_keys_are_constants():
   # DenseNet-40: 40 weight draws (39 convs + classifier) in 8 buckets of kernel sizes
   assert 1 < len(draws) <= 10, len(draws)
   # The keys: constants stacked, not fold_in chains (the plain init has one per parameter).
-  assert {eqn.primitive.name for eqn in _ancestors(closed.jaxpr, draws)} <= {"stack", "concatenate", "broadcast_in_dim",
-                                                                          "reshape", "convert_element_type"}
+  assert {eqn.primitive.name for eqn in _ancestors(closed.jaxpr, draws)} <= {
+    "stack",
+    "concatenate",
+    "broadcast_in_dim",
+    "reshape",
+    "convert_element_type",
+  }
   assert any(eqn.primitive.name == "random_fold_in" for eqn in jax.make_jaxpr(init)().jaxpr.eqns)
 
 
 def test_traced_keys_still_batch_and_match():
   """Keys that depend on an argument (not constants) stay traced; the draws are still batched."""
   model = create_model("resnet20")
+
   def init(seed):
     return model.init(jax.random.PRNGKey(seed), jnp.zeros((1, 32, 32, 3)), train=False)
+
   batched = jax.jit(batch_random_bits(init))(jnp.uint32(7))
   plain = jax.jit(init)(jnp.uint32(7))
   for a, b in zip(jax.tree.leaves(batched), jax.tree.leaves(plain)):
@@ -97,13 +117,23 @@ def test_traced_keys_still_batch_and_match():
 def test_trainer_state_holds_model_init_parameters(backend):
   """create_train_state: the parameters of `model.init` with the seed's params key, compiled as the
   backend compiles its init (portable: one jit; cpu: batched draws at XLA level 1)."""
-  backend = backends.PORTABLE_BACKEND if backend == "portable" else backends.Backend("cpu", "test", cpu.make_kernels("xla"), "xla")
+  backend = (
+    backends.PORTABLE_BACKEND
+    if backend == "portable"
+    else backends.Backend("cpu", "test", cpu.make_kernels("xla"), "xla")
+  )
   model = create_model("resnet20", kernels=backend.kernels)
-  state = build.create_train_state(model, optax.sgd(0.1, 0.9), (32, 32, 3), 5, parallel.make_mesh(), backend)
+  state = build.create_train_state(
+    model, optax.sgd(0.1, 0.9), (32, 32, 3), 5, parallel.make_mesh(), backend
+  )
   params_key, dropout_key, _ = jax.random.split(jax.random.PRNGKey(5), 3)
   # Compiled as the trainer compiles its init (same XLA options: equal bits, not just equal maths).
   plain = create_model("resnet20")
-  expected = backend.compile_init(lambda: plain.init({"params": params_key, "dropout": dropout_key},
-                                                     jnp.zeros((1, 32, 32, 3)), train=False), None)()
+  expected = backend.compile_init(
+    lambda: plain.init(
+      {"params": params_key, "dropout": dropout_key}, jnp.zeros((1, 32, 32, 3)), train=False
+    ),
+    None,
+  )()
   for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(expected["params"])):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

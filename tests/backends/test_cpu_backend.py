@@ -8,6 +8,7 @@
 - `backends.select` picks the backend by platform, device count and whether oneDNN works, with
   one-line errors where the asked-for backend cannot run.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,10 @@ from classic_cnns.backends.cpu import onednn, ops
 from classic_cnns.models import create_model, layers, model_info
 
 OK, WHY = onednn.available()
-needs_onednn = pytest.mark.skipif(not OK and os.environ.get("CLASSIC_CNNS_REQUIRE_ONEDNN") != "1",
-                                  reason=f"oneDNN unavailable: {WHY}")
+needs_onednn = pytest.mark.skipif(
+  not OK and os.environ.get("CLASSIC_CNNS_REQUIRE_ONEDNN") != "1",
+  reason=f"oneDNN unavailable: {WHY}",
+)
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -47,7 +50,9 @@ def test_batch_norm_train_equals_portable(groups, rows, channels):
   np.testing.assert_allclose(mean, mean_ref, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(var, var_ref, rtol=1e-4)
   np.testing.assert_allclose(var_ref, np.var(np.asarray(x, np.float64), axis=1), rtol=1e-5)
-  grad = lambda bn: jax.jit(jax.grad(lambda *a: jnp.sum(jnp.sin(bn(*a)[0]) * w), (0, 1, 2)))(x, scale, bias)
+  grad = lambda bn: jax.jit(jax.grad(lambda *a: jnp.sum(jnp.sin(bn(*a)[0]) * w), (0, 1, 2)))(
+    x, scale, bias
+  )
   for g, r in zip(grad(ops.batch_norm_train), grad(layers.batch_norm_train_portable)):
     np.testing.assert_allclose(g, r, atol=2e-5 * float(jnp.abs(r).max()))
 
@@ -59,23 +64,32 @@ def test_group_norm_equals_portable(groups):
   scale = jnp.asarray(rng.normal(1.0, 0.3, (16,)), jnp.float32)
   bias = jnp.asarray(rng.normal(0.0, 0.3, (16,)), jnp.float32)
   w = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
-  np.testing.assert_allclose(ops.group_norm(x, scale, bias, groups), layers.group_norm_portable(x, scale, bias, groups),
-                             atol=2e-5)
-  grad = lambda gn: jax.grad(lambda *a: jnp.sum(jnp.sin(gn(*a, groups)) * w), (0, 1, 2))(x, scale, bias)
+  np.testing.assert_allclose(
+    ops.group_norm(x, scale, bias, groups),
+    layers.group_norm_portable(x, scale, bias, groups),
+    atol=2e-5,
+  )
+  grad = lambda gn: jax.grad(lambda *a: jnp.sum(jnp.sin(gn(*a, groups)) * w), (0, 1, 2))(
+    x, scale, bias
+  )
   for g, r in zip(grad(ops.group_norm), grad(layers.group_norm_portable)):
     np.testing.assert_allclose(g, r, atol=2e-5 * float(jnp.abs(r).max()))
 
 
 @pytest.mark.parametrize("use_onednn", [False, pytest.param(True, marks=needs_onednn)])
-@pytest.mark.parametrize("kernel,padding", [(1, "SAME"), (3, ((1, 1), (1, 1))), (7, ((3, 3), (3, 3))),
-                                            (3, "VALID"), (3, ((0, 2), (1, 0)))])
+@pytest.mark.parametrize(
+  "kernel,padding",
+  [(1, "SAME"), (3, ((1, 1), (1, 1))), (7, ((3, 3), (3, 3))), (3, "VALID"), (3, ((0, 2), (1, 0)))],
+)
 def test_loop_conv_equals_lax_values_and_gradients(kernel, padding, use_onednn):
   """ops.make_loop_conv: XLA with the forward-layout backward pass (`_conv_loop`), or oneDNN."""
   conv = ops.make_loop_conv(use_onednn)
   kx, kk, kd = jax.random.split(jax.random.PRNGKey(0), 3)
   x = jax.random.normal(kx, (3, 9, 8, 5))
   k = jax.random.normal(kk, (kernel, kernel, 5, 4))
-  ref = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  ref = lambda x, k: jax.lax.conv_general_dilated(
+    x, k, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
   ours = lambda x, k: conv(x, k, (1, 1), padding)
   np.testing.assert_allclose(jax.jit(ours)(x, k), jax.jit(ref)(x, k), rtol=1e-5, atol=1e-5)
   dy = jax.random.normal(kd, jax.eval_shape(ref, x, k).shape)
@@ -86,14 +100,22 @@ def test_loop_conv_equals_lax_values_and_gradients(kernel, padding, use_onednn):
     conv(x, k, (2, 2), padding)
 
 
-@pytest.mark.parametrize("shape,window,strides,padding", [
+@pytest.mark.parametrize(
+  "shape,window,strides,padding",
+  [
     ((2, 9, 9, 3), (3, 3), (2, 2), ((1, 1), (1, 1))),  # ResNet / DenseNet stem pool
     ((2, 8, 8, 4), (2, 2), (2, 2), "VALID"),  # VGG
     ((2, 13, 13, 2), (3, 3), (2, 2), "VALID"),  # AlexNet's overlapping pool
     ((1, 7, 7, 2), (3, 3), (1, 1), ((1, 1), (1, 1))),  # Inception's pool branch
     ((1, 10, 10, 2), (3, 3), (2, 2), ((0, 1), (0, 1))),  # GoogLeNet ceil_mode padding
-    ((1, 11, 10, 2), (2, 3), (3, 2), ((1, 0), (0, 2))),  # anything else: stride 3, uneven window/padding
-])
+    (
+      (1, 11, 10, 2),
+      (2, 3),
+      (3, 2),
+      ((1, 0), (0, 2)),
+    ),  # anything else: stride 3, uneven window/padding
+  ],
+)
 def test_max_pool_values_and_gradient_equal_portable(shape, window, strides, padding):
   """ops.max_pool (through `layers.max_pool`, as the models call it): the portable max-pool's values;
   the gradient routes each output's cotangent to the same element as JAX's select-and-scatter (the
@@ -105,7 +127,9 @@ def test_max_pool_values_and_gradient_equal_portable(shape, window, strides, pad
     y_ref, vjp_ref = jax.vjp(pool(layers.PORTABLE), x)
     y, vjp = jax.vjp(pool(cpu.make_kernels("xla")), x)
     np.testing.assert_array_equal(y, y_ref)
-    dy = jnp.asarray(2.0 ** rng.integers(0, 20, size=y.shape), jnp.float32)  # distinct powers: misrouting shows
+    dy = jnp.asarray(
+      2.0 ** rng.integers(0, 20, size=y.shape), jnp.float32
+    )  # distinct powers: misrouting shows
     np.testing.assert_array_equal(vjp(dy)[0], vjp_ref(dy)[0])
 
 
@@ -113,7 +137,11 @@ def test_cpu_kernels_are_the_ops():
   for policy in ops.CONV_POLICIES:
     k = cpu.make_kernels(policy)
     assert k.name == f"cpu:{policy}"
-    assert (k.max_pool, k.batch_norm_train, k.group_norm) == (ops.max_pool, ops.batch_norm_train, ops.group_norm)
+    assert (k.max_pool, k.batch_norm_train, k.group_norm) == (
+      ops.max_pool,
+      ops.batch_norm_train,
+      ops.group_norm,
+    )
 
 
 # --------------------------------------------------------------------------- whole models
@@ -121,18 +149,34 @@ def test_cpu_kernels_are_the_ops():
 # scanned convs (loop_conv), BatchNorm (plain and DenseNet's functional one), GroupNorm, max pools
 # (NiN's 3x3/2, GoogLeNet's ceil-mode and 1-stride pool branch), a 7x7/2 stem, aux heads. Narrowed or
 # shortened where the family allows it: compiling is what costs here.
-_SMALL_GOOGLENET = (("3a", 8, 8, 8, 4, 4, 4), "pool", ("4a", 8, 8, 8, 4, 4, 4), ("4d", 8, 8, 8, 4, 4, 4), "pool4",
-                    ("5a", 8, 8, 8, 4, 4, 4))
+_SMALL_GOOGLENET = (
+  ("3a", 8, 8, 8, 4, 4, 4),
+  "pool",
+  ("4a", 8, 8, 8, 4, 4, 4),
+  ("4d", 8, 8, 8, 4, 4, 4),
+  "pool4",
+  ("5a", 8, 8, 8, 4, 4, 4),
+)
 _SMALL_NIN = ((5, 1, 2, (32, 24, 16)), (5, 1, 2, (32, 32, 32)), (3, 1, 1, (32, 32, None)))
 MODELS = {
-    "resnet20": ("resnet20", 32, 4, {}),
-    "resnet20-scan_blocks": ("resnet20", 32, 4, {"scan_blocks": True}),
-    "resnet20-group": ("resnet20", 32, 4, {"norm": "group"}),
-    "densenet_bc": ("densenet_bc_100_12", 32, 4, {"block_config": (2, 2)}),
-    "densenet_bc-scan_layers": ("densenet_bc_100_12", 32, 4, {"block_config": (2, 2), "scan_layers": True}),
-    "densenet40-scan_layers": ("densenet40_k12", 32, 4, {"block_config": (3, 3), "scan_layers": True}),
-    "nin_cifar_bn": ("nin_cifar_bn", 32, 4, {"blocks": _SMALL_NIN}),
-    "googlenet_bn_aux": ("googlenet_bn_aux", 32, 2, {"num_classes": 10, "table": _SMALL_GOOGLENET}),
+  "resnet20": ("resnet20", 32, 4, {}),
+  "resnet20-scan_blocks": ("resnet20", 32, 4, {"scan_blocks": True}),
+  "resnet20-group": ("resnet20", 32, 4, {"norm": "group"}),
+  "densenet_bc": ("densenet_bc_100_12", 32, 4, {"block_config": (2, 2)}),
+  "densenet_bc-scan_layers": (
+    "densenet_bc_100_12",
+    32,
+    4,
+    {"block_config": (2, 2), "scan_layers": True},
+  ),
+  "densenet40-scan_layers": (
+    "densenet40_k12",
+    32,
+    4,
+    {"block_config": (3, 3), "scan_layers": True},
+  ),
+  "nin_cifar_bn": ("nin_cifar_bn", 32, 4, {"blocks": _SMALL_NIN}),
+  "googlenet_bn_aux": ("googlenet_bn_aux", 32, 2, {"num_classes": 10, "table": _SMALL_GOOGLENET}),
 }
 SLOW = {"densenet_bc", "densenet40-scan_layers", "googlenet_bn_aux"}
 _cache: dict[tuple[str, str], object] = {}  # (case, what) -> variables / the portable pass
@@ -155,9 +199,16 @@ def _train_pass(model, variables, x, labels):
   params, rest = variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
   def loss_fn(params, x, labels):
-    out, new = model.apply({"params": params, **rest}, x, train=True, rngs={"dropout": jax.random.PRNGKey(3)},
-                           mutable=["batch_stats"])
-    outs = (out[0], *out[1]) if isinstance(out, tuple) else (out,)  # GoogLeNet: (logits, aux logits)
+    out, new = model.apply(
+      {"params": params, **rest},
+      x,
+      train=True,
+      rngs={"dropout": jax.random.PRNGKey(3)},
+      mutable=["batch_stats"],
+    )
+    outs = (
+      (out[0], *out[1]) if isinstance(out, tuple) else (out,)
+    )  # GoogLeNet: (logits, aux logits)
     loss = sum(-jnp.mean(jax.nn.log_softmax(o)[jnp.arange(x.shape[0]), labels]) for o in outs)
     return loss, (outs, new.get("batch_stats", {}))
 
@@ -174,12 +225,19 @@ def _leaf_errors(got, want):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if b.size:
       tiny = np.finfo(np.float32).tiny
-      out.append((jax.tree_util.keystr(path), float(np.abs(a - b).max() / max(np.abs(b).max(), tiny)),
-                  float(np.linalg.norm(a - b) / max(np.linalg.norm(b), tiny))))
+      out.append(
+        (
+          jax.tree_util.keystr(path),
+          float(np.abs(a - b).max() / max(np.abs(b).max(), tiny)),
+          float(np.linalg.norm(a - b) / max(np.linalg.norm(b), tiny)),
+        )
+      )
   return out
 
 
-@pytest.mark.parametrize("case", [c if c not in SLOW else pytest.param(c, marks=pytest.mark.slow) for c in MODELS])
+@pytest.mark.parametrize(
+  "case", [c if c not in SLOW else pytest.param(c, marks=pytest.mark.slow) for c in MODELS]
+)
 @pytest.mark.parametrize("policy", [pytest.param("onednn", marks=needs_onednn), "xla"])
 def test_model_train_pass_equals_portable(case, policy):
   """Loss, outputs and updated batch_stats agree to 1e-4 of each leaf's largest magnitude (measured:
@@ -205,8 +263,11 @@ def test_model_train_pass_equals_portable(case, policy):
 def test_backends_kernels_leave_the_parameters_alone():
   """Parameters and their names never depend on the kernels (abstract init, nothing compiled)."""
   x = jnp.zeros((1, 32, 32, 3))
-  shapes = lambda k: jax.eval_shape(lambda: create_model("resnet20", scan_blocks=True, kernels=k).init(
-      jax.random.PRNGKey(0), x, train=False))
+  shapes = lambda k: jax.eval_shape(
+    lambda: create_model("resnet20", scan_blocks=True, kernels=k).init(
+      jax.random.PRNGKey(0), x, train=False
+    )
+  )
   assert shapes(cpu.make_kernels("xla")) == shapes(layers.PORTABLE)
 
 
@@ -236,10 +297,18 @@ for name, side, overrides in json.loads(sys.argv[1]):
 
 def _init_bits_equal(cases, timeout=600):
   env = {**os.environ, "XLA_FLAGS": cpu.XLA_FLAGS}
-  r = subprocess.run([sys.executable, "-c", _INIT_BITS, json.dumps(cases)], env=env, capture_output=True,
-                     text=True, timeout=timeout, cwd=REPO)
+  r = subprocess.run(
+    [sys.executable, "-c", _INIT_BITS, json.dumps(cases)],
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+    cwd=REPO,
+  )
   assert r.returncode == 0, r.stderr[-3000:]
-  assert [l.split()[1] for l in r.stdout.splitlines() if l.startswith("ok ")] == [c[0] for c in cases], r.stdout
+  assert [l.split()[1] for l in r.stdout.splitlines() if l.startswith("ok ")] == [
+    c[0] for c in cases
+  ], r.stdout
 
 
 # The plain `jax.jit(init)` side compiles at XLA's default LLVM level, slowly (ResNet-20: ~20 s on 2
@@ -247,14 +316,21 @@ def _init_bits_equal(cases, timeout=600):
 # uniform draws) and a narrow GoogLeNet-BN with aux heads (normal and LeCun truncated-normal draws);
 # -m slow adds DenseNets (with draws inside scans) and the full GoogLeNet.
 def test_compile_init_is_bit_identical_to_jit():
-  _init_bits_equal([["resnet20", 32, {}], ["googlenet_bn_aux", 32, {"num_classes": 10, "table": _SMALL_GOOGLENET}]])
+  _init_bits_equal(
+    [["resnet20", 32, {}], ["googlenet_bn_aux", 32, {"num_classes": 10, "table": _SMALL_GOOGLENET}]]
+  )
 
 
 @pytest.mark.slow
 def test_compile_init_is_bit_identical_to_jit_densenets_and_full_googlenet():
-  _init_bits_equal([["densenet40_k12", 32, {"block_config": (3, 3)}],
-                    ["densenet40_k12", 32, {"block_config": (3, 3), "scan_layers": True}],
-                    ["googlenet_bn_aux", 224, {}]], timeout=1800)
+  _init_bits_equal(
+    [
+      ["densenet40_k12", 32, {"block_config": (3, 3)}],
+      ["densenet40_k12", 32, {"block_config": (3, 3), "scan_layers": True}],
+      ["googlenet_bn_aux", 224, {}],
+    ],
+    timeout=1800,
+  )
 
 
 # --------------------------------------------------------------------------- backends.select
@@ -295,7 +371,9 @@ def test_multi_device_cpu_runs_convs_on_xla():
   for kernels in ("auto", "cpu"):
     b = backends.select(kernels, platform="cpu", num_devices=4)
     assert (b.name, b.cpu_convs) == ("cpu", "xla") and "4 devices" in b.describe()
-  with pytest.raises(backends.BackendError, match="cpu_convs=onednn runs on one CPU device; this run has 4"):
+  with pytest.raises(
+    backends.BackendError, match="cpu_convs=onednn runs on one CPU device; this run has 4"
+  ):
     backends.select("cpu", "onednn", platform="cpu", num_devices=4)
 
 
@@ -305,11 +383,15 @@ def test_single_cpu_with_onednn():
   assert backends.select("cpu", platform="cpu", num_devices=1).cpu_convs == "mixed"
   b = backends.select("cpu", "onednn", platform="cpu", num_devices=1)
   assert (b.cpu_convs, b.kernels.name) == ("onednn", "cpu:onednn")
-  assert b.prepare(lambda k: None, (1, 32, 32, 3)).kernels is b.kernels  # nothing to prepare but `measured`
+  assert (
+    b.prepare(lambda k: None, (1, 32, 32, 3)).kernels is b.kernels
+  )  # nothing to prepare but `measured`
 
 
 def test_unknown_choices_are_one_line_errors():
-  with pytest.raises(backends.BackendError, match="config.kernels='cuda' is not one of auto, portable, cpu"):
+  with pytest.raises(
+    backends.BackendError, match="config.kernels='cuda' is not one of auto, portable, cpu"
+  ):
     backends.select("cuda", platform="cpu", num_devices=1)
   with pytest.raises(backends.BackendError, match="config.cpu_convs='fast' is not one of"):
     backends.select("cpu", "fast", platform="cpu", num_devices=1)
@@ -323,6 +405,7 @@ def test_default_xla_flags():
 def test_trainer_turns_backend_errors_into_config_errors(monkeypatch):
   from classic_cnns import build
   from classic_cnns.config import ConfigError, base_config
+
   monkeypatch.setattr(onednn, "available", lambda: (False, "why: no oneDNN in this test"))
   config = base_config()
   config.kernels = "cpu"

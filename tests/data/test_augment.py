@@ -1,5 +1,6 @@
 """The in-jit augmentation ops: shapes, value ranges, seed determinism; statistics (PCA, ZCA, GCN,
 per-pixel mean) on tiny synthetic sets; Preprocess hashing under jit; building from the config."""
+
 import dataclasses
 
 import jax
@@ -16,14 +17,25 @@ IMAGES = jnp.asarray(RNG.integers(0, 256, (6, 20, 24, 3)), jnp.float32)  # non-s
 
 # name -> (op(x, key), expected output shape, (min, max) allowed)
 OPS = {
-    "flip": (lambda x, k: augment.random_flip(x, k), (6, 20, 24, 3), (0, 255)),
-    "pad_crop": (lambda x, k: augment.random_pad_crop(x, k, 4), (6, 20, 24, 3), (0, 255)),
-    "resize_crop": (lambda x, k: augment.resize_random_crop(x, k, 16, 18), (6, 16, 16, 3), (0, 255)),
-    "inception": (lambda x, k: augment.random_resized_crop(x, k, 16), (6, 16, 16, 3), (0, 255)),
-    "scale_jitter": (lambda x, k: augment.scale_jitter_crop(x, k, 16, 18.0, 30.0), (6, 16, 16, 3), (0, 255)),
-    "color_jitter": (lambda x, k: augment.color_jitter(x, k, 0.4, 0.4, 0.4), (6, 20, 24, 3), (0, 255)),
-    "pca_lighting": (lambda x, k: augment.pca_lighting(x, k, 0.1, (0.2, 0.02, 0.005), np.eye(3)),
-                     (6, 20, 24, 3), (-40, 295)),
+  "flip": (lambda x, k: augment.random_flip(x, k), (6, 20, 24, 3), (0, 255)),
+  "pad_crop": (lambda x, k: augment.random_pad_crop(x, k, 4), (6, 20, 24, 3), (0, 255)),
+  "resize_crop": (lambda x, k: augment.resize_random_crop(x, k, 16, 18), (6, 16, 16, 3), (0, 255)),
+  "inception": (lambda x, k: augment.random_resized_crop(x, k, 16), (6, 16, 16, 3), (0, 255)),
+  "scale_jitter": (
+    lambda x, k: augment.scale_jitter_crop(x, k, 16, 18.0, 30.0),
+    (6, 16, 16, 3),
+    (0, 255),
+  ),
+  "color_jitter": (
+    lambda x, k: augment.color_jitter(x, k, 0.4, 0.4, 0.4),
+    (6, 20, 24, 3),
+    (0, 255),
+  ),
+  "pca_lighting": (
+    lambda x, k: augment.pca_lighting(x, k, 0.1, (0.2, 0.02, 0.005), np.eye(3)),
+    (6, 20, 24, 3),
+    (-40, 295),
+  ),
 }
 
 
@@ -49,15 +61,19 @@ def test_crops_are_exact_where_no_resampling_is_needed():
 
   @jax.jit
   def views(x, sq, k, win):
-    return (augment.crop_resize(x, (8, 10), (3.0, 5.0, 8.0, 10.0)),  # same window for all
-            augment.crop_resize(x, (8, 8), win),  # per-example windows
-            augment.resize_random_crop(sq, k, 20, 20),  # resize to its own size, crop all of it
-            augment.scale_jitter_crop(sq, k, 20, 20.0, 20.0),
-            augment.random_resized_crop(sq, k, 20, (1.0, 1.0), (1.0, 1.0)),  # area 100 %, aspect 1
-            augment.random_resized_crop(x, k, 20, (1.0, 1.0), (1.0, 1.0)))  # no draw fits: fallback
+    return (
+      augment.crop_resize(x, (8, 10), (3.0, 5.0, 8.0, 10.0)),  # same window for all
+      augment.crop_resize(x, (8, 8), win),  # per-example windows
+      augment.resize_random_crop(sq, k, 20, 20),  # resize to its own size, crop all of it
+      augment.scale_jitter_crop(sq, k, 20, 20.0, 20.0),
+      augment.random_resized_crop(sq, k, 20, (1.0, 1.0), (1.0, 1.0)),  # area 100 %, aspect 1
+      augment.random_resized_crop(x, k, 20, (1.0, 1.0), (1.0, 1.0)),
+    )  # no draw fits: fallback
 
   same, per_example, resize, jitter, whole, fallback = views(x, sq, k, win)
-  np.testing.assert_allclose(same, x[:, 3:11, 5:15], atol=1e-4)  # an integer window at scale 1 = a slice
+  np.testing.assert_allclose(
+    same, x[:, 3:11, 5:15], atol=1e-4
+  )  # an integer window at scale 1 = a slice
   np.testing.assert_allclose(per_example[1], x[1, 2:10, 4:12], atol=1e-4)
   for out in (resize, jitter, whole):
     np.testing.assert_allclose(out, sq, atol=1e-4)
@@ -67,8 +83,13 @@ def test_crops_are_exact_where_no_resampling_is_needed():
 
 def test_eval_views_and_ten_crop_windows():
   x = IMAGES  # 20 x 24
-  centre, resized_crop, resized = jax.jit(lambda x: (augment.eval_view(x, 0, 16), augment.eval_view(x, 40, 32),
-                                                     augment.eval_view(x, 40, 0)))(x)
+  centre, resized_crop, resized = jax.jit(
+    lambda x: (
+      augment.eval_view(x, 0, 16),
+      augment.eval_view(x, 40, 32),
+      augment.eval_view(x, 40, 0),
+    )
+  )(x)
   np.testing.assert_allclose(centre, x[:, 2:18, 4:20], atol=1e-4)
   assert resized_crop.shape == (6, 32, 32, 3) and resized.shape == (6, 40, 48, 3)
   assert augment.eval_view(x, 0, 0) is x
@@ -83,11 +104,15 @@ def test_eval_views_and_ten_crop_windows():
 
 def test_color_jitter_semantics():
   grey = jnp.broadcast_to(IMAGES[..., :1], IMAGES.shape)
-  np.testing.assert_allclose(augment.color_jitter(grey, jax.random.PRNGKey(0), saturation=0.9), grey, atol=1e-3)
+  np.testing.assert_allclose(
+    augment.color_jitter(grey, jax.random.PRNGKey(0), saturation=0.9), grey, atol=1e-3
+  )
   b = augment.color_jitter(IMAGES, jax.random.PRNGKey(0), brightness=0.5)
   ratio = np.asarray(b / jnp.maximum(IMAGES, 1))[(IMAGES >= 1) & (IMAGES < 100)]
   assert 0.5 - 1e-4 <= ratio.min() and ratio.max() <= 1.5 + 1e-4
-  np.testing.assert_array_equal(augment.color_jitter(IMAGES, jax.random.PRNGKey(0)), IMAGES)  # all off
+  np.testing.assert_array_equal(
+    augment.color_jitter(IMAGES, jax.random.PRNGKey(0)), IMAGES
+  )  # all off
 
 
 def test_pca_statistics_and_lighting_shift():
@@ -102,9 +127,13 @@ def test_pca_statistics_and_lighting_shift():
   x = jnp.full((4, 5, 5, 3), 100.0)
   y = augment.pca_lighting(x, jax.random.PRNGKey(0), 0.1, val, vec)
   shift = np.asarray(y - x)
-  assert np.allclose(shift, shift[:, :1, :1, :])  # one colour shift per image, the same at every pixel
+  assert np.allclose(
+    shift, shift[:, :1, :1, :]
+  )  # one colour shift per image, the same at every pixel
   alpha = 0.1 * np.asarray(jax.random.normal(jax.random.PRNGKey(0), (4, 3)))
-  np.testing.assert_allclose(shift[:, 0, 0], 255 * (alpha * np.array(val)) @ np.array(vec).T, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(
+    shift[:, 0, 0], 255 * (alpha * np.array(val)) @ np.array(vec).T, rtol=1e-4, atol=1e-5
+  )
 
 
 def test_gcn_and_zca_whitening():
@@ -113,8 +142,12 @@ def test_gcn_and_zca_whitening():
   g = augment.global_contrast_normalize(jnp.asarray(images[:5], jnp.float32), 55.0)
   np.testing.assert_allclose(np.asarray(g).reshape(5, -1).mean(1), 0, atol=1e-4)
   np.testing.assert_allclose(np.linalg.norm(np.asarray(g).reshape(5, -1), axis=1), 55.0, rtol=1e-5)
-  np.testing.assert_allclose(np.asarray(g).reshape(5, -1), augment._gcn_np(images[:5].reshape(5, -1).astype(
-      np.float32), 55.0), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(
+    np.asarray(g).reshape(5, -1),
+    augment._gcn_np(images[:5].reshape(5, -1).astype(np.float32), 55.0),
+    rtol=1e-4,
+    atol=1e-4,
+  )
   w, m = augment.zca_fit(images, gcn=0.0, bias=1e-6, chunk=700)
   np.testing.assert_allclose(w, w.T, atol=1e-5)  # ZCA: the symmetric whitening matrix
   white = (images.reshape(3000, -1).astype(np.float64) - m) @ w
@@ -142,8 +175,12 @@ def test_pixel_mean_and_normalisation_order():
 
 def test_preprocess_hashable_and_jit():
   w = RNG.standard_normal((12, 12))
-  p1 = augment.Preprocess(zca=augment.FrozenArray(w), zca_mean=augment.FrozenArray(np.zeros(12)), flip=True)
-  p2 = augment.Preprocess(zca=augment.FrozenArray(w.copy()), zca_mean=augment.FrozenArray(np.zeros(12)), flip=True)
+  p1 = augment.Preprocess(
+    zca=augment.FrozenArray(w), zca_mean=augment.FrozenArray(np.zeros(12)), flip=True
+  )
+  p2 = augment.Preprocess(
+    zca=augment.FrozenArray(w.copy()), zca_mean=augment.FrozenArray(np.zeros(12)), flip=True
+  )
   p3 = dataclasses.replace(p1, zca=augment.FrozenArray(w + 1))
   assert hash(p1) == hash(p2) and p1 == p2 and p1 != p3
   f = jax.jit(lambda x, k, p: augment.preprocess(x, p, train=True, rng=k), static_argnums=2)
@@ -156,8 +193,13 @@ def test_preprocess_hashable_and_jit():
 
 def _ds(h=20, w=24, c=3, n=64):
   images = RNG.integers(0, 256, (n, h, w, c)).astype(np.uint8)
-  return Dataset("synthetic", Split(images, np.arange(n, dtype=np.int32) % 10), Split(images[:8], np.zeros(8, np.int32)),
-                 10, [str(i) for i in range(10)])
+  return Dataset(
+    "synthetic",
+    Split(images, np.arange(n, dtype=np.int32) % 10),
+    Split(images[:8], np.zeros(8, np.int32)),
+    10,
+    [str(i) for i in range(10)],
+  )
 
 
 def _data(**kw):
@@ -167,13 +209,24 @@ def _data(**kw):
 
 
 def test_preprocess_config_full_pipeline_train_and_eval(tmp_path):
-  data = _data(**{"augment.crop": "inception", "augment.crop_size": 16, "augment.flip": True,
-                  "augment.pca_lighting": 0.1, "augment.brightness": 0.3, "augment.contrast": 0.3,
-                  "augment.saturation": 0.3, "normalize": "pixel"})
+  data = _data(
+    **{
+      "augment.crop": "inception",
+      "augment.crop_size": 16,
+      "augment.flip": True,
+      "augment.pca_lighting": 0.1,
+      "augment.brightness": 0.3,
+      "augment.contrast": 0.3,
+      "augment.saturation": 0.3,
+      "normalize": "pixel",
+    }
+  )
   ds = _ds()
   prep = augment.preprocess_config(data, ds, save_to=str(tmp_path))
   assert (prep.eval_crop, prep.eval_resize) == (16, 18)  # 16 * 8 / 7
-  assert prep.pixel_mean.array.shape == (20, 24, 3) and len(prep.pca_eigval) == 3 and len(prep.std) == 3
+  assert (
+    prep.pixel_mean.array.shape == (20, 24, 3) and len(prep.pca_eigval) == 3 and len(prep.std) == 3
+  )
   x = jnp.asarray(ds.train.images[:8])
   f = jax.jit(lambda x, k: augment.preprocess(x, prep, train=True, rng=k))
   a = f(x, jax.random.PRNGKey(0))
@@ -184,32 +237,46 @@ def test_preprocess_config_full_pipeline_train_and_eval(tmp_path):
   assert e.shape == (8, 16, 16, 3)
   # augmentation off: training sees exactly the evaluation view
   off = dataclasses.replace(prep, enabled=False)
-  np.testing.assert_allclose(augment.preprocess(x, off, train=True, rng=jax.random.PRNGKey(0)), e, atol=1e-6)
+  np.testing.assert_allclose(
+    augment.preprocess(x, off, train=True, rng=jax.random.PRNGKey(0)), e, atol=1e-6
+  )
   loaded, shape = augment.load_preprocess(str(tmp_path / "preprocess.npz"))
   assert loaded == prep and shape == (20, 24, 3)
 
 
-@pytest.mark.parametrize("crop,extra,eval_resize", [("resize", {"augment.resize": 20}, 20),
-                                                    ("scale_jitter", {"augment.scale_min": 18.0}, 18)])
+@pytest.mark.parametrize(
+  "crop,extra,eval_resize",
+  [("resize", {"augment.resize": 20}, 20), ("scale_jitter", {"augment.scale_min": 18.0}, 18)],
+)
 def test_preprocess_config_crop_families(crop, extra, eval_resize):
-  prep = augment.preprocess_config(_data(**{"augment.crop": crop, "augment.crop_size": 16, **extra}), _ds())
-  assert prep.eval_resize == eval_resize and prep.train_shape((20, 24, 3)) == prep.eval_shape((20, 24, 3))
+  prep = augment.preprocess_config(
+    _data(**{"augment.crop": crop, "augment.crop_size": 16, **extra}), _ds()
+  )
+  assert prep.eval_resize == eval_resize and prep.train_shape((20, 24, 3)) == prep.eval_shape(
+    (20, 24, 3)
+  )
 
 
 def test_preprocess_config_errors_and_metadata_stats():
   with pytest.raises(ConfigError, match="evaluation images"):
     augment.preprocess_config(_data(eval_crop=16), _ds())  # full-image training, cropped evaluation
   with pytest.raises(ConfigError, match="exceeds"):
-    augment.preprocess_config(_data(**{"augment.crop": "resize", "augment.crop_size": 30, "augment.resize": 28}),
-                              _ds())
+    augment.preprocess_config(
+      _data(**{"augment.crop": "resize", "augment.crop_size": 30, "augment.resize": 28}), _ds()
+    )
   with pytest.raises(ConfigError, match="metadata"):
     augment.preprocess_config(_data(stats="metadata", name="nope"), _ds())
   prep = augment.preprocess_config(_data(source="tfds", name="cifar10"), _ds(32, 32))
   from classic_cnns.data import metadata
+
   assert (prep.mean, prep.std) == metadata.channel_stats("cifar10")
   ds = _ds(32, 32)
-  prep = augment.preprocess_config(_data(source="tfds", name="cifar10", stats="data", divide_std=False), ds)
-  assert prep.mean == augment.channel_stats(ds.train.images)[0] and prep.std == ()  # mean subtraction only
+  prep = augment.preprocess_config(
+    _data(source="tfds", name="cifar10", stats="data", divide_std=False), ds
+  )
+  assert (
+    prep.mean == augment.channel_stats(ds.train.images)[0] and prep.std == ()
+  )  # mean subtraction only
 
 
 def test_default_path_matches_the_previous_preprocessing():

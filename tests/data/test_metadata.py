@@ -1,5 +1,6 @@
 """Per-dataset metadata: complete entries, lookups, and the statistics checked against real data
 where ../shared/datasets has it."""
+
 import os
 
 import numpy as np
@@ -7,7 +8,15 @@ import pytest
 
 from classic_cnns.data import metadata
 
-NAMES = ("mnist", "fashion_mnist", "cifar10", "cifar100", "svhn_cropped", "imagenette", "imagenet2012")
+NAMES = (
+  "mnist",
+  "fashion_mnist",
+  "cifar10",
+  "cifar100",
+  "svhn_cropped",
+  "imagenette",
+  "imagenet2012",
+)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -31,7 +40,10 @@ def test_lookups():
   assert metadata.get("cifar10:3.0.2").name == "cifar10"
   assert metadata.get("imagenette/320px-v2").name == "imagenette"
   assert metadata.get("nope") is None
-  assert metadata.channel_stats("cifar10", 3) == (metadata.get("cifar10").mean, metadata.get("cifar10").std)
+  assert metadata.channel_stats("cifar10", 3) == (
+    metadata.get("cifar10").mean,
+    metadata.get("cifar10").std,
+  )
   assert metadata.channel_stats("cifar10", 1) is None and metadata.channel_stats("nope") is None
   assert metadata.class_names("cifar10")[0] == "airplane"
   assert metadata.class_names("imagenet2012", ["a"]) == ["a"]

@@ -19,6 +19,7 @@ def test_embedded_sample_is_real_mnist_and_small():
 
 def test_embedded_sample_is_reproducible_from_mnist(shared_datasets, tmp_path):
   from classic_cnns.data.make_embedded_sample import make_sample
+
   out = tmp_path / "s.npz"
   make_sample(os.path.join(shared_datasets, "mnist.npz"), str(out))
   a, b = np.load(out), np.load(sources.EMBEDDED_PATH)
@@ -28,9 +29,12 @@ def test_embedded_sample_is_reproducible_from_mnist(shared_datasets, tmp_path):
 
 def _write_npz(path, n_train=64, n_test=20, hw=(8, 8), drop=None):
   rng = np.random.default_rng(0)
-  arrays = {"x_train": rng.integers(0, 255, (n_train,) + hw, dtype=np.uint8),
-            "y_train": rng.integers(0, 3, n_train), "x_test": rng.integers(0, 255, (n_test,) + hw, dtype=np.uint8),
-            "y_test": rng.integers(0, 3, n_test)}
+  arrays = {
+    "x_train": rng.integers(0, 255, (n_train,) + hw, dtype=np.uint8),
+    "y_train": rng.integers(0, 3, n_train),
+    "x_test": rng.integers(0, 255, (n_test,) + hw, dtype=np.uint8),
+    "y_test": rng.integers(0, 3, n_test),
+  }
   if drop:
     arrays.pop(drop)
   np.savez(path, **arrays)
@@ -69,6 +73,7 @@ def test_hold_out_validation_deterministic_and_disjoint():
 
 def test_image_folder(tmp_path):
   from PIL import Image
+
   rng = np.random.default_rng(0)
   for split, n in (("train", 3), ("test", 2)):
     for cls in ("cat", "dog"):
@@ -84,6 +89,7 @@ def test_image_folder(tmp_path):
 def test_train_only_folder_needs_validation_hold_out(tmp_path):
   from PIL import Image
   import ml_collections
+
   for cls in ("a", "b"):
     (tmp_path / "train" / cls).mkdir(parents=True)
     for i in range(5):
@@ -129,16 +135,34 @@ def test_truncated_or_corrupt_npz_is_one_line(tmp_path):
     assert "\n" not in str(e.value) and str(tmp_path / "t.npz") in str(e.value)
 
 
-@pytest.mark.parametrize("change,match", [
-    ({"y_train": np.array([0, 1, -1] + [0] * 61)}, "labels must be in [0, num_classes), got -1 at index 2"),
-    ({"y_test": np.array([0.0, 1.5] + [0.0] * 18)}, "labels must be integer class indices, got 1.5 at index 1"),
+@pytest.mark.parametrize(
+  "change,match",
+  [
+    (
+      {"y_train": np.array([0, 1, -1] + [0] * 61)},
+      "labels must be in [0, num_classes), got -1 at index 2",
+    ),
+    (
+      {"y_test": np.array([0.0, 1.5] + [0.0] * 18)},
+      "labels must be integer class indices, got 1.5 at index 1",
+    ),
     ({"y_test": np.array([0.0, np.nan] + [0.0] * 18)}, "labels must be integer class indices"),
     ({"y_train": np.array(["a"] * 64)}, "labels must be integer class indices, got dtype <U1"),
-    ({"x_test": np.zeros((0, 8, 8), np.uint8), "y_test": np.zeros((0,), np.int64)}, "test: the split is empty"),
-    ({"x_train": np.zeros((0, 8, 8), np.uint8), "y_train": np.zeros((0,), np.int64)}, "train: the split is empty"),
-    ({"x_test": np.zeros((20, 9, 8), np.uint8)}, "images are 9x8x1 but the training images are 8x8x1"),
+    (
+      {"x_test": np.zeros((0, 8, 8), np.uint8), "y_test": np.zeros((0,), np.int64)},
+      "test: the split is empty",
+    ),
+    (
+      {"x_train": np.zeros((0, 8, 8), np.uint8), "y_train": np.zeros((0,), np.int64)},
+      "train: the split is empty",
+    ),
+    (
+      {"x_test": np.zeros((20, 9, 8), np.uint8)},
+      "images are 9x8x1 but the training images are 8x8x1",
+    ),
     ({"x_train": np.zeros((64, 8, 8), np.float32)}, "expected uint8 images"),
-])
+  ],
+)
 def test_bad_npz_contents_are_one_line(tmp_path, change, match):
   arrays = _write_npz(tmp_path / "d.npz")
   arrays.update(change)
@@ -166,6 +190,7 @@ def test_check_for_training(tmp_path):
 
 def test_image_folder_with_a_corrupt_image_names_it(tmp_path):
   from PIL import Image
+
   for split in ("train", "test"):
     (tmp_path / split / "cat").mkdir(parents=True)
     for i in range(2):
@@ -186,19 +211,27 @@ def test_streamed_folder_with_a_corrupt_image_stops_with_its_path(tmp_path):
   from PIL import Image
   from classic_cnns import parallel
   from classic_cnns.data import streaming
+
   rng = np.random.default_rng(0)
   for cls in ("a", "b"):
     (tmp_path / "train" / cls).mkdir(parents=True)
     for i in range(4):
-      Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(tmp_path / "train" / cls / f"{i}.jpg")
+      Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(
+        tmp_path / "train" / cls / f"{i}.jpg"
+      )
   bad = tmp_path / "train" / "b" / "2.jpg"
   bad.write_bytes(bad.read_bytes()[:150])
   files, labels, _ = streaming.list_image_folder(str(tmp_path), "train")
-  batches = streaming.StreamingTrainBatches(files, labels, 4, 0, parallel.make_mesh(), mode="resize_crop", resize=16,
-                                            crop=16)
-  with pytest.raises(streaming.DataReadError, match=f"cannot read image {re.escape(str(bad))} \\(training step") as e:
+  batches = streaming.StreamingTrainBatches(
+    files, labels, 4, 0, parallel.make_mesh(), mode="resize_crop", resize=16, crop=16
+  )
+  with pytest.raises(
+    streaming.DataReadError, match=f"cannot read image {re.escape(str(bad))} \\(training step"
+  ) as e:
     for _ in batches.iterate(0, 4):
       pass
   assert "\n" not in str(e.value) and e.value.exit_status == 1
-  with pytest.raises(streaming.DataReadError, match=f"{re.escape(str(bad))} \\(evaluation batch 2\\)"):
+  with pytest.raises(
+    streaming.DataReadError, match=f"{re.escape(str(bad))} \\(evaluation batch 2\\)"
+  ):
     list(streaming.streaming_eval_batches(files, labels, 4, None, resize=16, crop=16))

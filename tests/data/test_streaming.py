@@ -11,6 +11,7 @@ from classic_cnns.data.sources import DatasetError
 @pytest.fixture(scope="module")
 def jpeg_folder(tmp_path_factory):
   from PIL import Image
+
   root = tmp_path_factory.mktemp("jpegs")
   rng = np.random.default_rng(0)
   for split, n in (("train", 12), ("val", 5)):
@@ -28,8 +29,9 @@ def test_streaming_batches_deterministic_and_resumable(jpeg_folder, mode):
   files, labels, classes = streaming.list_image_folder(str(jpeg_folder), "train")
   assert classes == ["a", "b"] and len(files) == 24
   mesh = parallel.make_mesh()
-  make = lambda: streaming.StreamingTrainBatches(files, labels, 4, seed=1, mesh=mesh, mode=mode, resize=36, crop=32,
-                                                 scale_range=(32, 44))
+  make = lambda: streaming.StreamingTrainBatches(
+    files, labels, 4, seed=1, mesh=mesh, mode=mode, resize=36, crop=32, scale_range=(32, 44)
+  )
   a = [np.asarray(b["image"]) for _, b in make().iterate(0, 8)]
   b = [np.asarray(b["image"]) for _, b in make().iterate(0, 8)]
   side = 36 if mode == "canvas" else 32
@@ -45,7 +47,9 @@ def test_streaming_batches_deterministic_and_resumable(jpeg_folder, mode):
 
 def test_streaming_eval_covers_every_image_once(jpeg_folder):
   files, labels, _ = streaming.list_image_folder(str(jpeg_folder), "val")
-  batches = list(streaming.streaming_eval_batches(files, labels, 4, parallel.make_mesh(), resize=36, crop=32))
+  batches = list(
+    streaming.streaming_eval_batches(files, labels, 4, parallel.make_mesh(), resize=36, crop=32)
+  )
   mask = np.concatenate([np.asarray(b["mask"]) for b in batches])
   assert mask.sum() == 10 and len(mask) == 12 and batches[0]["image"].shape == (4, 32, 32, 3)
 
@@ -58,6 +62,7 @@ def test_missing_split(jpeg_folder):
 def test_trainer_streams_a_jpeg_folder(jpeg_folder, tmp_path):
   from classic_cnns import train
   from classic_cnns.config import base_config, validate_config
+
   c = base_config()
   c.model.name, c.model.num_classes = "lenet5", 2
   c.data.source, c.data.path = "folder", str(jpeg_folder)
@@ -71,16 +76,32 @@ def test_trainer_streams_a_jpeg_folder(jpeg_folder, tmp_path):
 def test_canvas_is_the_central_square_and_scale_jitter_varies_the_scale():
   tf = streaming._tf()  # pylint: disable=protected-access
   img = np.arange(40 * 60 * 3, dtype=np.int64).reshape(40, 60, 3) % 251
-  canvas = streaming.train_transform(tf, tf.constant(img.astype(np.uint8)), tf.constant([1, 2], tf.int64),
-                                     "canvas", 40, 32).numpy()
-  np.testing.assert_array_equal(canvas, img[:, 10:50].astype(np.uint8))  # no resize at 40: exact centre square
-  views = {streaming.train_transform(tf, tf.constant(img.astype(np.uint8)), tf.constant([1, k], tf.int64),
-                                     "scale_jitter", 0, 32, (32, 64)).numpy().tobytes() for k in range(6)}
+  canvas = streaming.train_transform(
+    tf, tf.constant(img.astype(np.uint8)), tf.constant([1, 2], tf.int64), "canvas", 40, 32
+  ).numpy()
+  np.testing.assert_array_equal(
+    canvas, img[:, 10:50].astype(np.uint8)
+  )  # no resize at 40: exact centre square
+  views = {
+    streaming.train_transform(
+      tf,
+      tf.constant(img.astype(np.uint8)),
+      tf.constant([1, k], tf.int64),
+      "scale_jitter",
+      0,
+      32,
+      (32, 64),
+    )
+    .numpy()
+    .tobytes()
+    for k in range(6)
+  }
   assert len(views) > 1
 
 
 def _train_config(root, **overrides):
   from classic_cnns.config import base_config, validate_config
+
   c = base_config()
   c.model.name, c.model.num_classes, c.model.act = "lenet5", 2, "relu"
   c.data.source, c.data.path = "folder", str(root)
@@ -94,6 +115,7 @@ def _train_config(root, **overrides):
 def png_folder(tmp_path_factory):
   """36x36 PNGs (lossless, one size), so a streamed canvas of 36 is exactly the in-memory image."""
   from PIL import Image
+
   root = tmp_path_factory.mktemp("pngs")
   rng = np.random.default_rng(1)
   for split, n in (("train", 10), ("val", 5)):
@@ -110,14 +132,31 @@ def test_canvas_mode_gives_every_in_jit_op_and_protocol_the_in_memory_numbers(pn
   """AlexNet-style canvas streaming (random 32 crops of the 36 canvas, flip, per-pixel mean in jit)
   evaluates a checkpoint exactly as the in-memory folder source does, for every protocol."""
   from classic_cnns import evaluate, train
-  common = {"data.augment.crop": "resize", "data.augment.resize": 36, "data.augment.crop_size": 32,
-            "data.augment.flip": True, "data.normalize": "pixel"}
+
+  common = {
+    "data.augment.crop": "resize",
+    "data.augment.resize": 36,
+    "data.augment.crop_size": 32,
+    "data.augment.flip": True,
+    "data.normalize": "pixel",
+  }
   in_memory = _train_config(png_folder, **common)
-  streamed = _train_config(png_folder, **common, **{"data.streaming.enabled": True,
-                                                     "data.streaming.augment": "canvas", "data.streaming.resize": 36})
+  streamed = _train_config(
+    png_folder,
+    **common,
+    **{
+      "data.streaming.enabled": True,
+      "data.streaming.augment": "canvas",
+      "data.streaming.resize": 36,
+    },
+  )
   r = train.train_and_evaluate(streamed, str(tmp_path))
   assert r.final_step == 8 and r.test["count"] == 10
-  for protocol, kw in (("single", {}), ("center_crop", {}), ("ten_crop", {"resize": 36, "crop": 32})):
+  for protocol, kw in (
+    ("single", {}),
+    ("center_crop", {}),
+    ("ten_crop", {"resize": 36, "crop": 32}),
+  ):
     a = evaluate.run_protocol(streamed, str(tmp_path), protocol, **kw)
     b = evaluate.run_protocol(in_memory, str(tmp_path), protocol, **kw)
     assert a["count"] == b["count"] == 10, protocol
@@ -127,12 +166,23 @@ def test_canvas_mode_gives_every_in_jit_op_and_protocol_the_in_memory_numbers(pn
 def test_host_crop_streams_support_the_multi_view_protocols(jpeg_folder, tmp_path):
   from classic_cnns import evaluate, train
   from classic_cnns.config import ConfigError
-  c = _train_config(jpeg_folder, **{"data.streaming.enabled": True, "data.streaming.augment": "scale_jitter",
-                                    "data.streaming.resize": 36, "data.streaming.crop": 32,
-                                    "data.streaming.scale_min": 32, "data.streaming.scale_max": 40})
+
+  c = _train_config(
+    jpeg_folder,
+    **{
+      "data.streaming.enabled": True,
+      "data.streaming.augment": "scale_jitter",
+      "data.streaming.resize": 36,
+      "data.streaming.crop": 32,
+      "data.streaming.scale_min": 32,
+      "data.streaming.scale_max": 40,
+    },
+  )
   train.train_and_evaluate(c, str(tmp_path))
   single = evaluate.run_protocol(c, str(tmp_path), "single")
-  centre = evaluate.run_protocol(c, str(tmp_path), "center_crop")  # canvas 36 -> centre 32 = single's view
+  centre = evaluate.run_protocol(
+    c, str(tmp_path), "center_crop"
+  )  # canvas 36 -> centre 32 = single's view
   assert single["count"] == centre["count"] == 10 and (centre["resize"], centre["crop"]) == (36, 32)
   assert centre["loss"] == pytest.approx(single["loss"], rel=1e-5)
   ten = evaluate.run_protocol(c, str(tmp_path), "ten_crop", resize=40, crop=32)
@@ -144,12 +194,22 @@ def test_host_crop_streams_support_the_multi_view_protocols(jpeg_folder, tmp_pat
 def test_streamed_statistics_and_the_host_crop_restrictions(png_folder):
   from classic_cnns.config import ConfigError
   from classic_cnns.data import augment, sources
-  c = _train_config(png_folder, **{"data.streaming.enabled": True, "data.streaming.augment": "canvas",
-                                   "data.streaming.resize": 36, "data.normalize": "pixel"})
+
+  c = _train_config(
+    png_folder,
+    **{
+      "data.streaming.enabled": True,
+      "data.streaming.augment": "canvas",
+      "data.streaming.resize": 36,
+      "data.normalize": "pixel",
+    },
+  )
   ds = sources.load_dataset(c.data, 0)
   prep = augment.preprocess_config(c.data, ds)
   in_memory = sources.load_dataset(_train_config(png_folder).data, 0)
-  np.testing.assert_allclose(prep.pixel_mean.array, augment.pixel_mean(in_memory.train.images), rtol=1e-6)
+  np.testing.assert_allclose(
+    prep.pixel_mean.array, augment.pixel_mean(in_memory.train.images), rtol=1e-6
+  )
   c.data.streaming.augment = "resize_crop"
   with pytest.raises(ConfigError, match="streaming.augment=canvas"):
     augment.preprocess_config(c.data, sources.load_dataset(c.data, 0))

@@ -26,7 +26,12 @@ def test_mock_imagenet2012_shapes_determinism_and_resume():
   with tfds.testing.mock_data(num_examples=10):
     ds = tfds_stream.load_streaming_tfds("imagenet2012", None, True, 0, 0, SHAPE)
     assert ds.num_classes == 1000 and len(ds.class_names) == 1000 and ds.val is None
-    assert (ds.train.split, len(ds.train), ds.test.split, len(ds.test)) == ("train", 10, "validation", 10)
+    assert (ds.train.split, len(ds.train), ds.test.split, len(ds.test)) == (
+      "train",
+      10,
+      "validation",
+      10,
+    )
     assert ds.image_shape == SHAPE
     make = lambda: tfds_stream.TfdsTrainBatches(ds.train, 4, seed=1, mesh=mesh, resize=36, crop=32)
     assert make().steps_per_epoch == 2
@@ -38,10 +43,14 @@ def test_mock_imagenet2012_shapes_determinism_and_resume():
       np.testing.assert_array_equal(x, y)
     for x, y in zip(images(full)[3:], images(make().iterate(3, 5))):  # resume mid-epoch 1
       np.testing.assert_array_equal(x, y)
-    other = images(tfds_stream.TfdsTrainBatches(ds.train, 4, seed=2, mesh=mesh, crop=32).iterate(0, 1))
+    other = images(
+      tfds_stream.TfdsTrainBatches(ds.train, 4, seed=2, mesh=mesh, crop=32).iterate(0, 1)
+    )
     assert not np.array_equal(other[0], images(full)[0])
     for mode, side in (("resize_crop", 32), ("scale_jitter", 32), ("canvas", 36)):
-      t = tfds_stream.TfdsTrainBatches(ds.train, 4, 1, mesh, mode=mode, resize=36, crop=32, scale_range=(34, 40))
+      t = tfds_stream.TfdsTrainBatches(
+        ds.train, 4, 1, mesh, mode=mode, resize=36, crop=32, scale_range=(34, 40)
+      )
       assert next(iter(t.iterate(0, 1)))[1]["image"].shape == (4, side, side, 3)
     with pytest.raises(ValueError, match="unknown streaming augmentation"):
       tfds_stream.TfdsTrainBatches(ds.train, 4, 1, mesh, mode="nope")
@@ -69,14 +78,21 @@ def test_imagenette_mock_needs_network_check(monkeypatch):
   monkeypatch.setattr(common, "download_host_reachable", lambda timeout=5.0: True)
   with tfds.testing.mock_data(num_examples=6):
     ds = tfds_stream.load_streaming_tfds("imagenette", None, True, 2, 0, SHAPE)
-  assert ds.num_classes == 10 and (len(ds.train), len(ds.val), ds.test.split) == (4, 2, "validation")
+  assert ds.num_classes == 10 and (len(ds.train), len(ds.val), ds.test.split) == (
+    4,
+    2,
+    "validation",
+  )
 
 
 # --- not prepared / offline: one-line errors ---
 
 
 def test_imagenet2012_not_prepared_gives_manual_download_hint(tmp_path):
-  for download, why in ((False, "config.data.download is False"), (True, "manual download missing")):
+  for download, why in (
+    (False, "config.data.download is False"),
+    (True, "manual download missing"),
+  ):
     with pytest.raises(DatasetError) as e:
       tfds_stream.load_streaming_tfds("imagenet2012", str(tmp_path), download, 0, 0, SHAPE)
     msg = str(e.value)
@@ -102,8 +118,15 @@ class TinyVarImages(tfds.core.GeneratorBasedBuilder):
   VERSION = tfds.core.Version("1.0.0")
 
   def _info(self):
-    return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-        "image": tfds.features.Image(shape=(None, None, 3)), "label": tfds.features.ClassLabel(num_classes=3)}))
+    return tfds.core.DatasetInfo(
+      builder=self,
+      features=tfds.features.FeaturesDict(
+        {
+          "image": tfds.features.Image(shape=(None, None, 3)),
+          "label": tfds.features.ClassLabel(num_classes=3),
+        }
+      ),
+    )
 
   def _split_generators(self, dl_manager):
     return {"train": self._generate_examples(N_TRAIN), "validation": self._generate_examples(N_VAL)}
@@ -118,7 +141,8 @@ class TinyVarImages(tfds.core.GeneratorBasedBuilder):
 def tiny_dir(tmp_path_factory):
   d = str(tmp_path_factory.mktemp("tfds"))
   TinyVarImages(data_dir=d).download_and_prepare(
-      download_config=tfds.download.DownloadConfig(num_shards=4, try_download_gcs=False))
+    download_config=tfds.download.DownloadConfig(num_shards=4, try_download_gcs=False)
+  )
   return d
 
 
@@ -148,8 +172,11 @@ def test_tiny_eval_split_over_processes(tiny_dir, processes):
   split = tfds_stream.TfdsSplit("tiny_var_images", tiny_dir, "validation", N_VAL, (16, 16, 3))
   got, counts = [], set()
   for p in range(processes):
-    batches = list(tfds_stream._eval_local_dataset(split, 2, p, processes, resize=18, crop=16, channels=3,
-                                                   threads=1).as_numpy_iterator())
+    batches = list(
+      tfds_stream._eval_local_dataset(
+        split, 2, p, processes, resize=18, crop=16, channels=3, threads=1
+      ).as_numpy_iterator()
+    )
     counts.add(len(batches))
     for img, _, m in batches:
       got += list(ids(img)[m.astype(bool)])
@@ -159,28 +186,47 @@ def test_tiny_eval_split_over_processes(tiny_dir, processes):
 def test_tiny_train_epochs_deterministic_resumable_and_disjoint_over_processes(tiny_dir):
   mesh = parallel.make_mesh()
   split = tfds_stream.TfdsSplit("tiny_var_images", tiny_dir, "train", N_TRAIN, (16, 16, 3))
-  make = lambda: tfds_stream.TfdsTrainBatches(split, 4, seed=5, mesh=mesh, crop=16, shuffle_buffer=8)
+  make = lambda: tfds_stream.TfdsTrainBatches(
+    split, 4, seed=5, mesh=mesh, crop=16, shuffle_buffer=8
+  )
   full = images(make().iterate(0, 14))  # 7 steps per epoch, 2 epochs
   for x, y in zip(full, images(make().iterate(0, 14))):
     np.testing.assert_array_equal(x, y)
   for x, y in zip(full[4:], images(make().iterate(4, 14))):
     np.testing.assert_array_equal(x, y)
-  epoch0, epoch1 = (np.concatenate([ids(x) for x in full[i:i + 7]]) for i in (0, 7))
+  epoch0, epoch1 = (np.concatenate([ids(x) for x in full[i : i + 7]]) for i in (0, 7))
   assert len(set(epoch0)) == 28 and len(set(epoch1)) == 28 and list(epoch0) != list(epoch1)
   t = make()
-  parts = [np.concatenate([ids(x) for x, _ in t._epoch_dataset(0, 0, 7, p, 2).as_numpy_iterator()])
-           for p in range(2)]
+  parts = [
+    np.concatenate([ids(x) for x, _ in t._epoch_dataset(0, 0, 7, p, 2).as_numpy_iterator()])
+    for p in range(2)
+  ]
   assert len(parts[0]) == len(parts[1]) == 14 and not set(parts[0]) & set(parts[1])
   held = tfds_stream.load_streaming_tfds("tiny_var_images", tiny_dir, False, 7, 3, (16, 16, 3))
   assert "+" in held.train.split  # train[:a]+train[b:] around the held-out block
   t = tfds_stream.TfdsTrainBatches(held.train, 4, seed=5, mesh=mesh, crop=16)
   val_ids = set(range(N_TRAIN)) - set(
-      np.concatenate([ids(b["image"]) for _, b in tfds_stream.TfdsTrainBatches(
-          held.train, 23, 0, mesh, crop=16).iterate(0, 1)]))
+    np.concatenate(
+      [
+        ids(b["image"])
+        for _, b in tfds_stream.TfdsTrainBatches(held.train, 23, 0, mesh, crop=16).iterate(0, 1)
+      ]
+    )
+  )
   assert len(val_ids) == 7
-  parts = [set(np.concatenate([ids(x) for x, _ in t._epoch_dataset(1, 0, t.steps_per_epoch, p, 2).as_numpy_iterator()]))
-           for p in range(2)]
-  assert len(parts[0]) == len(parts[1]) == 10 and not parts[0] & parts[1] and not (parts[0] | parts[1]) & val_ids
+  parts = [
+    set(
+      np.concatenate(
+        [ids(x) for x, _ in t._epoch_dataset(1, 0, t.steps_per_epoch, p, 2).as_numpy_iterator()]
+      )
+    )
+    for p in range(2)
+  ]
+  assert (
+    len(parts[0]) == len(parts[1]) == 10
+    and not parts[0] & parts[1]
+    and not (parts[0] | parts[1]) & val_ids
+  )
 
 
 # --- the trainer and the evaluation protocols on a streamed TFDS split ---
@@ -192,9 +238,15 @@ def test_trainer_and_protocols_on_a_streamed_tfds_split(tiny_dir, tmp_path):
   import os
   from classic_cnns import evaluate, train
   from classic_cnns.config import base_config, validate_config
+
   c = base_config()
   c.model.name, c.model.num_classes, c.model.act = "lenet5", 3, "relu"
-  c.data.source, c.data.name, c.data.data_dir, c.data.download = "tfds", "tiny_var_images", tiny_dir, False
+  c.data.source, c.data.name, c.data.data_dir, c.data.download = (
+    "tfds",
+    "tiny_var_images",
+    tiny_dir,
+    False,
+  )
   c.data.streaming.enabled, c.data.streaming.augment = True, "resize_crop"
   c.data.streaming.resize, c.data.streaming.crop = 36, 32
   c.data.augment.pca_lighting, c.data.augment.flip = 0.1, True
@@ -202,7 +254,12 @@ def test_trainer_and_protocols_on_a_streamed_tfds_split(tiny_dir, tmp_path):
   validate_config(c, 1)
   r = train.train_and_evaluate(c, str(tmp_path))
   ten = evaluate.run_protocol(c, str(tmp_path), "ten_crop", resize=40, crop=32)
-  assert r.final_step == 4 and r.test["count"] == N_VAL and ten["count"] == N_VAL and ten["split"] == "test"
+  assert (
+    r.final_step == 4
+    and r.test["count"] == N_VAL
+    and ten["count"] == N_VAL
+    and ten["split"] == "test"
+  )
   with open(os.path.join(tmp_path, "classes.json")) as f:
     names = json.load(f)
   names = names["class_names"] if isinstance(names, dict) else names

@@ -1,4 +1,5 @@
 """Helpers shared by the model-family tests."""
+
 from __future__ import annotations
 
 import jax
@@ -22,7 +23,10 @@ def all_finite(tree) -> bool:
 
 def leaves_equal(a, b) -> list[bool]:
   """Per leaf of two trees of the same structure: are they exactly equal (NumPy, no compiles)."""
-  return [np.array_equal(np.asarray(p), np.asarray(q)) for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
+  return [
+    np.array_equal(np.asarray(p), np.asarray(q))
+    for p, q in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+  ]
 
 
 def count_params(params) -> int:
@@ -35,18 +39,27 @@ def abstract_variables(name: str, input_size: int | None = None, batch: int = 1,
   model = create_model(name, **overrides)
   size = input_size or info.input_size
   x = jnp.zeros((batch, size, size, info.in_channels), jnp.float32)
-  return jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
-                                           x, train=False))
+  return jax.eval_shape(
+    lambda: model.init(
+      {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=False
+    )
+  )
 
 
-def abstract_output(name: str, input_size: int | None = None, batch: int = 2, train: bool = False, **overrides):
+def abstract_output(
+  name: str, input_size: int | None = None, batch: int = 2, train: bool = False, **overrides
+):
   info = model_info(name)
   model = create_model(name, **overrides)
   size = input_size or info.input_size
   x = jax.ShapeDtypeStruct((batch, size, size, info.in_channels), jnp.float32)
   variables = abstract_variables(name, input_size, **overrides)
+
   def apply(v, x):
-    return model.apply(v, x, train=train, rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"])
+    return model.apply(
+      v, x, train=train, rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"]
+    )
+
   return jax.eval_shape(apply, variables, x)[0]
 
 
@@ -62,16 +75,24 @@ def forward_backward_is_finite(name: str, input_size: int, batch: int = 2, **ove
   info = model_info(name)
   model = create_model(name, **overrides)
   x = jax.random.normal(jax.random.PRNGKey(0), (batch, input_size, input_size, info.in_channels))
-  variables = init(model, {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=False)
+  variables = init(
+    model, {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=False
+  )
   params, rest = variables["params"], {k: v for k, v in variables.items() if k != "params"}
 
   @jax.jit
   def loss_and_grad(params):
     def loss_fn(p):
-      out, _ = model.apply({"params": p, **rest}, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)},
-                           mutable=["batch_stats"])
+      out, _ = model.apply(
+        {"params": p, **rest},
+        x,
+        train=True,
+        rngs={"dropout": jax.random.PRNGKey(2)},
+        mutable=["batch_stats"],
+      )
       logits = out[0] if isinstance(out, tuple) else out
       return jnp.mean(jax.nn.logsumexp(logits, -1) - logits[:, 0])
+
     return jax.value_and_grad(loss_fn)(params)
 
   loss, grads = loss_and_grad(params)

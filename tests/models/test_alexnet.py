@@ -1,4 +1,5 @@
 """AlexNet family: counts, paper geometry, tiny forward/backward, dropout, init."""
+
 from __future__ import annotations
 
 import collections
@@ -10,8 +11,14 @@ import numpy as np
 import pytest
 
 from classic_cnns.models import create_model, layers, list_models, model_info
-from tests.models.helpers import (abstract_output, assert_exact_param_count, count_params, abstract_variables,
-                                  forward_backward_is_finite, init)
+from tests.models.helpers import (
+  abstract_output,
+  assert_exact_param_count,
+  count_params,
+  abstract_variables,
+  forward_backward_is_finite,
+  init,
+)
 
 TINY = dict(widths=(8, 16, 16, 16, 8), fc_features=32, num_classes=10)
 
@@ -40,7 +47,9 @@ def test_paper_geometry(overlap):
   s = _intermediate_shapes("alexnet_paper", 227, overlap_pool=overlap)
   assert s["prepool1"] == (55, 55)
   assert [s[f"layer{i}"] for i in range(1, 6)] == [(27, 27), (13, 13), (13, 13), (13, 13), (6, 6)]
-  assert count_params(abstract_variables("alexnet_paper", overlap_pool=overlap)["params"]) == 60_965_224
+  assert (
+    count_params(abstract_variables("alexnet_paper", overlap_pool=overlap)["params"]) == 60_965_224
+  )
 
 
 def test_output_shapes():
@@ -102,7 +111,9 @@ def test_adaptive_avg_pool_matches_torch_bins(shape, out):
       h0, h1 = (i * shape[0]) // out, -((-(i + 1) * shape[0]) // out)
       w0, w1 = (j * shape[1]) // out, -((-(j + 1) * shape[1]) // out)
       ref[:, i, j] = x[:, h0:h1, w0:w1].mean(axis=(1, 2))
-  np.testing.assert_allclose(layers.adaptive_avg_pool(jnp.asarray(x), out), ref, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    layers.adaptive_avg_pool(jnp.asarray(x), out), ref, rtol=1e-5, atol=1e-6
+  )
 
 
 # --------------------------------------------------------------------------- kernels
@@ -118,8 +129,13 @@ def _loss_and_grad_jaxprs(name, size, **kw):
   labels = np.arange(2) % 10
 
   def loss(params, rest, x):
-    logits, _ = model.apply({"params": params, **rest}, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)},
-                            mutable=["batch_stats"])
+    logits, _ = model.apply(
+      {"params": params, **rest},
+      x,
+      train=True,
+      rngs={"dropout": jax.random.PRNGKey(0)},
+      mutable=["batch_stats"],
+    )
     return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], -1))
 
   return [str(jax.make_jaxpr(f)(params, rest, x)) for f in (loss, jax.grad(loss))]
@@ -132,9 +148,11 @@ def _kernel_calls(name, size, **kw):
 
   def record(op):
     fn = getattr(layers.PORTABLE, op)
+
     def wrapped(*args, **kwargs):
       calls[op] += 1
       return fn(*args, **kwargs)
+
     return wrapped
 
   ops = ("conv", "loop_conv", "max_pool", "batch_norm_train", "group_norm")
@@ -145,8 +163,13 @@ def _kernel_calls(name, size, **kw):
   model = create_model(name, kernels=kernels, **kw)
   x = jax.ShapeDtypeStruct((2, size, size, model_info(name).in_channels), jnp.float32)
   calls.clear()
-  jax.eval_shape(lambda v, x: model.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)},
-                                          mutable=["batch_stats"]), v, x)
+  jax.eval_shape(
+    lambda v, x: model.apply(
+      v, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"]
+    ),
+    v,
+    x,
+  )
   return dict(calls)
 
 

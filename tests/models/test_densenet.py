@@ -1,4 +1,5 @@
 """DenseNet family: exact counts (Table 1 / Table 2), shapes, train/eval, channel bookkeeping."""
+
 from __future__ import annotations
 
 import collections
@@ -13,8 +14,15 @@ from flax import traverse_util
 
 from classic_cnns.models import create_model, layers, list_models, model_info
 from classic_cnns.models.densenet import DenseNet, pack_layers, unpack_layers
-from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count, count_params,
-                                  all_finite, init, leaves_equal)
+from tests.models.helpers import (
+  abstract_output,
+  abstract_variables,
+  assert_exact_param_count,
+  count_params,
+  all_finite,
+  init,
+  leaves_equal,
+)
 
 NAMES = list_models("densenet")
 TINY = dict(growth_rate=4, block_config=(2, 2), stem="cifar", num_classes=10)
@@ -27,22 +35,37 @@ def _abstract(name: str):
 
 
 def _init(model, x):
-  return init(model, {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=False)
+  return init(
+    model, {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=False
+  )
 
 
 def _init_eager(model, x):  # for jax.eval_shape
-  return model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=False)
+  return model.init(
+    {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=False
+  )
 
 
 def _apply(model, variables, x, train, key=0):
-  return model.apply(variables, x, train=train, rngs={"dropout": jax.random.PRNGKey(key)},
-                     mutable=["batch_stats"])
+  return model.apply(
+    variables, x, train=train, rngs={"dropout": jax.random.PRNGKey(key)}, mutable=["batch_stats"]
+  )
 
 
 def test_all_variants_registered():
-  assert set(NAMES) == {"densenet121", "densenet169", "densenet201", "densenet161", "densenet264",
-                        "densenet_bc_100_12", "densenet40_k12", "densenet100_k12", "densenet100_k24",
-                        "densenet_bc_250_24", "densenet_bc_190_40"}
+  assert set(NAMES) == {
+    "densenet121",
+    "densenet169",
+    "densenet201",
+    "densenet161",
+    "densenet264",
+    "densenet_bc_100_12",
+    "densenet40_k12",
+    "densenet100_k12",
+    "densenet100_k24",
+    "densenet_bc_250_24",
+    "densenet_bc_190_40",
+  }
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -55,7 +78,9 @@ def test_group_norm_keeps_param_count():
   assert_exact_param_count("densenet121", norm="group")
 
 
-@pytest.mark.parametrize("name,shape", [("densenet121", (2, 1000)), ("densenet_bc_100_12", (2, 10))])
+@pytest.mark.parametrize(
+  "name,shape", [("densenet121", (2, 1000)), ("densenet_bc_100_12", (2, 10))]
+)
 def test_output_shape(name, shape):
   out = abstract_output(name)
   assert out.shape == shape
@@ -68,12 +93,15 @@ def test_num_classes_override():
   assert count_params(params) == info.paper_params + 90 * 449
 
 
-@pytest.mark.parametrize("name,stem,k,blocks,theta", [
+@pytest.mark.parametrize(
+  "name,stem,k,blocks,theta",
+  [
     ("densenet121", 64, 32, (6, 12, 24, 16), 0.5),
     ("densenet161", 96, 48, (6, 12, 36, 24), 0.5),
     ("densenet40_k12", 16, 12, (12, 12, 12), 1.0),
     ("densenet_bc_100_12", 24, 12, (16, 16, 16), 0.5),
-])
+  ],
+)
 def test_channel_bookkeeping(name, stem, k, blocks, theta):
   """Each transition sees (its input) + layers * k channels and emits floor(theta * that)."""
   params = _abstract(name)["params"]
@@ -117,16 +145,25 @@ X = np.random.RandomState(0).randn(2, 16, 16, 3).astype(np.float32)
 def tiny():
   """variables, and jitted (params, batch_stats, seed) -> ((loss, (logits, state)), grads)."""
   plain = DenseNet(**TINY, dropout=0.2)
-  variables = jax.jit(lambda x: plain.init({"params": _key(0), "dropout": _key(1)}, x, train=False))(X)
+  variables = jax.jit(
+    lambda x: plain.init({"params": _key(0), "dropout": _key(1)}, x, train=False)
+  )(X)
 
   def grad_fn(model):
     @jax.jit
     def loss_and_grad(p, stats, seed):
       def loss_fn(p):
-        logits, state = model.apply({"params": p, "batch_stats": stats}, X, train=True,
-                                    rngs={"dropout": _key(seed)}, mutable=["batch_stats"])
+        logits, state = model.apply(
+          {"params": p, "batch_stats": stats},
+          X,
+          train=True,
+          rngs={"dropout": _key(seed)},
+          mutable=["batch_stats"],
+        )
         return jnp.mean(jax.nn.logsumexp(logits, -1) - logits[:, 0]), (logits, state)
+
       return jax.value_and_grad(loss_fn, has_aux=True)(p)
+
     return loss_and_grad
 
   return variables, grad_fn(plain), grad_fn(DenseNet(**TINY, dropout=0.2, memory_efficient=True))
@@ -141,8 +178,11 @@ def test_forward_backward_finite(tiny):
 
 def test_memory_efficient_is_identical(tiny):
   variables, train_step, remat_step = tiny
-  v2 = jax.eval_shape(lambda: DenseNet(**TINY, memory_efficient=True).init(
-      {"params": _key(0), "dropout": _key(1)}, X, train=False))
+  v2 = jax.eval_shape(
+    lambda: DenseNet(**TINY, memory_efficient=True).init(
+      {"params": _key(0), "dropout": _key(1)}, X, train=False
+    )
+  )
   assert jax.tree.structure(variables) == jax.tree.structure(v2)  # same variable names
   stats = variables["batch_stats"]
   jaxpr = str(jax.make_jaxpr(lambda p: remat_step.__wrapped__(p, stats, 2))(variables["params"]))
@@ -161,12 +201,17 @@ def test_train_eval_dropout_and_batch_stats(tiny):
   (_, (t2, _)), _ = train_step(variables["params"], stats, 2)
   assert not np.allclose(t1, t2)  # dropout active in train: the mask follows the rng
   model = DenseNet(**TINY, dropout=0.2)
-  evaluate = jax.jit(lambda v, seed: model.apply(v, X, train=False, rngs={"dropout": _key(seed)},
-                                                 mutable=["batch_stats"]))
+  evaluate = jax.jit(
+    lambda v, seed: model.apply(
+      v, X, train=False, rngs={"dropout": _key(seed)}, mutable=["batch_stats"]
+    )
+  )
   e1, s_eval = evaluate(variables, 1)
   e2, _ = evaluate(variables, 2)
   np.testing.assert_array_equal(e1, e2)  # and off in eval
-  assert not any(leaves_equal(stats, s1["batch_stats"]))  # every BN updated its running statistics in train
+  assert not any(
+    leaves_equal(stats, s1["batch_stats"])
+  )  # every BN updated its running statistics in train
   assert all(leaves_equal(stats, s_eval["batch_stats"]))  # and none in eval
 
 
@@ -183,7 +228,9 @@ def test_unknown_stem_and_option_rejected():
   with pytest.raises(ValueError):
     create_model("densenet121", not_an_option=1)
   with pytest.raises(ValueError):
-    jax.eval_shape(lambda: _init_eager(DenseNet(**{**TINY, "stem": "bogus"}), jnp.ones((1, 32, 32, 3))))
+    jax.eval_shape(
+      lambda: _init_eager(DenseNet(**{**TINY, "stem": "bogus"}), jnp.ones((1, 32, 32, 3)))
+    )
 
 
 # --------------------------------------------------------------------------- scan_layers
@@ -211,17 +258,33 @@ def test_pack_then_unpack_is_the_identity(bottleneck):
 
 def test_scan_layers_initial_distribution():
   """Packed and stacked kernels keep He normal with the per-layer fan-out (conv2's std sqrt(2/(9k)))."""
-  v = _init(DenseNet(growth_rate=32, block_config=(24,), stem="cifar", num_classes=10, scan_layers=True), X)
+  v = _init(
+    DenseNet(growth_rate=32, block_config=(24,), stem="cifar", num_classes=10, scan_layers=True), X
+  )
   block = v["params"]["block1_layers"]
   for name, fan_out in (("conv1", 4 * 32), ("conv2", 9 * 32)):
-    np.testing.assert_allclose(float(jnp.std(block[name]["kernel"])), (2 / fan_out) ** 0.5, rtol=0.05)
+    np.testing.assert_allclose(
+      float(jnp.std(block[name]["kernel"])), (2 / fan_out) ** 0.5, rtol=0.05
+    )
   np.testing.assert_array_equal(block["norm1"]["scale"], 1.0)
   np.testing.assert_array_equal(v["batch_stats"]["block1_layers"]["norm2"]["var"], 1.0)
 
 
-@pytest.mark.parametrize("kw", [dict(growth_rate=4, block_config=(3, 2), stem="cifar", num_classes=10),
-                                dict(growth_rate=4, block_config=(3,), stem="cifar", num_classes=10,
-                                     bottleneck=False, compression=1.0, memory_efficient=True)])
+@pytest.mark.parametrize(
+  "kw",
+  [
+    dict(growth_rate=4, block_config=(3, 2), stem="cifar", num_classes=10),
+    dict(
+      growth_rate=4,
+      block_config=(3,),
+      stem="cifar",
+      num_classes=10,
+      bottleneck=False,
+      compression=1.0,
+      memory_efficient=True,
+    ),
+  ],
+)
 def test_scan_layers_is_the_same_network(kw):
   """With the unrolled variables packed: same logits, gradients and running statistics."""
   flat, scanned = DenseNet(**kw), DenseNet(**kw, scan_layers=True)
@@ -233,17 +296,27 @@ def test_scan_layers_is_the_same_network(kw):
 
   def loss_and_grads(model, variables):
     def loss(params):
-      logits, new = model.apply({**variables, "params": params}, x, train=True, mutable=["batch_stats"])
+      logits, new = model.apply(
+        {**variables, "params": params}, x, train=True, mutable=["batch_stats"]
+      )
       return jnp.mean(jax.nn.logsumexp(logits, -1) - logits[:, 0]), new
+
     return jax.jit(jax.value_and_grad(loss, has_aux=True))(variables["params"])
 
   (l_flat, s_flat), g_flat = loss_and_grads(flat, v)
   (l_scan, s_scan), g_scan = loss_and_grads(scanned, v_scan)
   np.testing.assert_allclose(l_scan, l_flat, rtol=1e-6)
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(np.abs(b).max())),
-               g_scan, pack_layers({"params": g_flat})["params"])
-  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_scan, pack_layers(s_flat))
-  evaluate = lambda model, variables: jax.jit(functools.partial(model.apply, train=False))(variables, x)
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(np.abs(b).max())),
+    g_scan,
+    pack_layers({"params": g_flat})["params"],
+  )
+  jax.tree.map(
+    lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_scan, pack_layers(s_flat)
+  )
+  evaluate = lambda model, variables: jax.jit(functools.partial(model.apply, train=False))(
+    variables, x
+  )
   np.testing.assert_allclose(evaluate(scanned, v_scan), evaluate(flat, v), rtol=1e-5, atol=1e-5)
 
 
@@ -268,10 +341,12 @@ def _grad_jaxpr(model, variables, size):
   params, rest = variables["params"], {k: s for k, s in variables.items() if k != "params"}
 
   def loss(params, rest, x):
-    logits, _ = model.apply({"params": params, **rest}, x, train=True, mutable=["batch_stats"],
-                            rngs={"dropout": _key(2)})
+    logits, _ = model.apply(
+      {"params": params, **rest}, x, train=True, mutable=["batch_stats"], rngs={"dropout": _key(2)}
+    )
     labels = jnp.arange(x.shape[0]) % logits.shape[-1]
     return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(x.shape[0]), labels])
+
   return jax.make_jaxpr(jax.grad(loss))(params, rest, x)
 
 
@@ -279,8 +354,15 @@ def _abstract_init(model, size):
   return jax.eval_shape(lambda: _init_eager(model, jnp.zeros((2, size, size, 3))))
 
 
-@pytest.mark.parametrize("kw", [{}, {"scan_layers": True}, {"scan_layers": True, "memory_efficient": True},
-                                {"memory_efficient": True, "dropout": 0.2}])
+@pytest.mark.parametrize(
+  "kw",
+  [
+    {},
+    {"scan_layers": True},
+    {"scan_layers": True, "memory_efficient": True},
+    {"memory_efficient": True, "dropout": 0.2},
+  ],
+)
 def test_portable_gradient_is_plain_autodiff(kw):
   """The default kernels: no custom VJPs, no foreign calls anywhere in the training gradient."""
   model = create_model("densenet_bc_100_12", **kw)
@@ -296,10 +378,15 @@ def _recording_kernels():
     def wrapped(*args, **kwargs):
       calls[op] += 1
       return fn(*args, **kwargs)
+
     return wrapped
+
   ops = ("conv", "loop_conv", "max_pool", "batch_norm_train", "group_norm")
-  return dataclasses.replace(layers.PORTABLE, name="recording",
-                             **{op: record(op, getattr(layers.PORTABLE, op)) for op in ops}), calls
+  return dataclasses.replace(
+    layers.PORTABLE,
+    name="recording",
+    **{op: record(op, getattr(layers.PORTABLE, op)) for op in ops},
+  ), calls
 
 
 SMALL_121 = dict(growth_rate=4, block_config=(2, 3), num_classes=10)  # densenet121's layout, narrow
@@ -328,4 +415,6 @@ def test_scanned_blocks_use_the_loop_conv():
   _grad_jaxpr(model, v, 32)
   # outside the scans: stem conv + 1 transition conv; stem, transition and final norm
   assert calls["conv"] == 2 and calls["max_pool"] == 1
-  assert calls["loop_conv"] >= 2 * 2 and calls["batch_norm_train"] >= 3 + 2 * 2  # 2 per scanned layer
+  assert (
+    calls["loop_conv"] >= 2 * 2 and calls["batch_norm_train"] >= 3 + 2 * 2
+  )  # 2 per scanned layer

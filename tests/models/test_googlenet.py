@@ -1,5 +1,6 @@
 """GoogLeNet (Szegedy et al. 2015), paper and torchvision layouts: counts, geometry, aux heads,
 the norm defaults and the `kernels` every op goes through."""
+
 from __future__ import annotations
 
 import collections
@@ -13,8 +14,14 @@ import pytest
 from classic_cnns.models import create_model, layers, list_models, model_info
 from classic_cnns.models.googlenet import GoogLeNet
 from classic_cnns.models.layers import NormSpec
-from tests.models.helpers import (abstract_output, abstract_variables, all_finite, assert_exact_param_count,
-                                  count_params, leaves_equal)
+from tests.models.helpers import (
+  abstract_output,
+  abstract_variables,
+  all_finite,
+  assert_exact_param_count,
+  count_params,
+  leaves_equal,
+)
 
 FAMILY = ["googlenet", "googlenet_aux", "googlenet_bn", "googlenet_bn_aux"]
 
@@ -59,9 +66,11 @@ def test_bfloat16_compute_float32_params():
 def _intermediates(name, size=224, **kw):
   model = create_model(name, **kw)
   x = jnp.zeros((1, size, size, 3))
+
   def run():
     v = model.init(jax.random.PRNGKey(0), x, train=False)
     return model.apply(v, x, train=False, capture_intermediates=True, mutable=["intermediates"])[1]
+
   return jax.eval_shape(run)["intermediates"]
 
 
@@ -71,8 +80,17 @@ def test_table1_geometry(name):
   inter = _intermediates(name)
   shape = lambda k: inter[k]["__call__"][0].shape[1:]
   assert shape("conv1") == (112, 112, 64) and shape("conv2") == (56, 56, 192)
-  expected = {"3a": (28, 256), "3b": (28, 480), "4a": (14, 512), "4b": (14, 512), "4c": (14, 512),
-              "4d": (14, 528), "4e": (14, 832), "5a": (7, 832), "5b": (7, 1024)}
+  expected = {
+    "3a": (28, 256),
+    "3b": (28, 480),
+    "4a": (14, 512),
+    "4b": (14, 512),
+    "4c": (14, 512),
+    "4d": (14, 528),
+    "4e": (14, 832),
+    "5a": (7, 832),
+    "5b": (7, 1024),
+  }
   for block, (s, c) in expected.items():
     assert shape(f"inception{block}") == (s, s, c)
   # LRN only in the paper version (Fig. 3: after pool1 and after conv2).
@@ -89,14 +107,24 @@ def test_paper_vs_torchvision_layout():
   # A norm replaces the conv biases; every norm kind has the same count; with a 5x5 branch the
   # torchvision layout differs from the paper one only in parameter-free choices.
   n = lambda name, **kw: count_params(abstract_variables(name, **kw)["params"])
-  assert n("googlenet", norm="group") == n("googlenet", norm="batch") == n("googlenet_bn", branch5_kernel=5)
+  assert (
+    n("googlenet", norm="group")
+    == n("googlenet", norm="batch")
+    == n("googlenet_bn", branch5_kernel=5)
+  )
 
 
 def test_aux_params_exist_after_eval_init_and_match_train_init():
   model = create_model("googlenet_bn_aux")
   x = jnp.zeros((1, 224, 224, 3))
-  shapes = lambda train: jax.tree.map(lambda a: a.shape, jax.eval_shape(
-      lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=train)))
+  shapes = lambda train: jax.tree.map(
+    lambda a: a.shape,
+    jax.eval_shape(
+      lambda: model.init(
+        {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=train
+      )
+    ),
+  )
   assert shapes(False) == shapes(True)
   assert {"aux1", "aux2"} <= set(shapes(False)["params"])
   assert not {"aux1", "aux2"} & set(abstract_variables("googlenet_bn")["params"])
@@ -104,8 +132,16 @@ def test_aux_params_exist_after_eval_init_and_match_train_init():
 
 def test_max_pool_ceil_mode_matches_pytorch_formula():
   max_pool = layers.max_pool_ceil
-  for n, k, s, pad, out in [(112, 3, 2, 0, 56), (56, 3, 2, 0, 28), (28, 3, 2, 0, 14), (14, 3, 2, 0, 7),
-                            (14, 2, 2, 0, 7), (28, 3, 1, 1, 28), (147, 3, 2, 0, 73), (7, 3, 2, 0, 3)]:
+  for n, k, s, pad, out in [
+    (112, 3, 2, 0, 56),
+    (56, 3, 2, 0, 28),
+    (28, 3, 2, 0, 14),
+    (14, 3, 2, 0, 7),
+    (14, 2, 2, 0, 7),
+    (28, 3, 1, 1, 28),
+    (147, 3, 2, 0, 73),
+    (7, 3, 2, 0, 3),
+  ]:
     assert max_pool(jnp.zeros((1, n, n, 1)), k, s, pad).shape[1] == out
   assert max_pool(jnp.zeros((1, 112, 112, 1)), 3, 2, ceil_mode=False).shape[1] == 55
   x = jnp.arange(16.0).reshape(1, 4, 4, 1)  # 4 -> ceil((4-3)/2)+1 = 2; last window clipped
@@ -125,17 +161,28 @@ def _adaptive_avg_pool_by_slices(x, out):
   """Reference: PyTorch's AdaptiveAvgPool2d as a mean over each window [floor(i n / out),
   ceil((i + 1) n / out)), in NumPy."""
   span = lambda n: [(i * n // out, -(-(i + 1) * n // out)) for i in range(out)]
-  return np.stack([np.stack([x[:, r0:r1, c0:c1].mean(axis=(1, 2)) for c0, c1 in span(x.shape[2])], 1)
-                   for r0, r1 in span(x.shape[1])], 1)
+  return np.stack(
+    [
+      np.stack([x[:, r0:r1, c0:c1].mean(axis=(1, 2)) for c0, c1 in span(x.shape[2])], 1)
+      for r0, r1 in span(x.shape[1])
+    ],
+    1,
+  )
 
 
-@pytest.mark.parametrize("hw", [(14, 14), (4, 4), (2, 2), (1, 1), (7, 7), (9, 9), (17, 17), (14, 9)])
+@pytest.mark.parametrize(
+  "hw", [(14, 14), (4, 4), (2, 2), (1, 1), (7, 7), (9, 9), (17, 17), (14, 9)]
+)
 def test_adaptive_avg_pool_matches_window_means(hw):
   # The aux heads read 4a/4d: 14x14 at 224 (Table 1), 4x4 at 64 (the tests here), 2x2 / 1x1 at
   # 32 / 16 (smoke sizes); the others are odd sizes and a non-square map.
   x = np.random.RandomState(0).randn(2, *hw, 3).astype(np.float32)
-  np.testing.assert_allclose(np.asarray(layers.adaptive_avg_pool(jnp.asarray(x), 4)),
-                             _adaptive_avg_pool_by_slices(x, 4), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(
+    np.asarray(layers.adaptive_avg_pool(jnp.asarray(x), 4)),
+    _adaptive_avg_pool_by_slices(x, 4),
+    rtol=1e-5,
+    atol=1e-6,
+  )
 
 
 # --------------------------------------------------------------------------- norm defaults and kernels
@@ -144,38 +191,53 @@ def recording_kernels():
   per op and the epsilons `batch_norm_train` was given."""
   log = {"calls": collections.Counter(), "eps": set()}
   p = layers.PORTABLE
+
   def conv(*a, **kw):
     log["calls"]["conv"] += 1
     return p.conv(*a, **kw)
+
   def max_pool(*a, **kw):
     log["calls"]["max_pool"] += 1
     return p.max_pool(*a, **kw)
+
   def batch_norm_train(x, scale, bias, epsilon=1e-5):
     log["calls"]["batch_norm_train"] += 1
     log["eps"].add(epsilon)
     return p.batch_norm_train(x, scale, bias, epsilon)
-  return dataclasses.replace(p, name="recording", conv=conv, max_pool=max_pool,
-                             batch_norm_train=batch_norm_train), log
+
+  return dataclasses.replace(
+    p, name="recording", conv=conv, max_pool=max_pool, batch_norm_train=batch_norm_train
+  ), log
 
 
 def abstract_init(model, size, batch=2):
   """init's variables as shapes (jax.eval_shape: traced, not compiled), eval-mode init."""
   x = jnp.zeros((batch, size, size, 3))
-  return jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
-                                           x, train=False))
+  return jax.eval_shape(
+    lambda: model.init(
+      {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=False
+    )
+  )
 
 
 def trace_train_apply(model, variables, size, batch=2):
   """Traces (no compile) one train-mode apply with mutable batch_stats."""
   x = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32)
-  return jax.eval_shape(lambda v, x: model.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)},
-                                                 mutable=["batch_stats"]), variables, x)
+  return jax.eval_shape(
+    lambda v, x: model.apply(
+      v, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"]
+    ),
+    variables,
+    x,
+  )
 
 
 def count_leaves(tree, leaf: str, module: str) -> int:
   """How many leaves named `leaf` sit directly in a module named `module` (e.g. conv kernels)."""
   names = lambda path: [str(getattr(k, "key", k)) for k in path]
-  return sum(names(p)[-2:] == [module, leaf] for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0])
+  return sum(
+    names(p)[-2:] == [module, leaf] for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]
+  )
 
 
 def loss_and_grad_jaxprs(model, size, batch=2) -> str:
@@ -186,10 +248,17 @@ def loss_and_grad_jaxprs(model, size, batch=2) -> str:
   v = abstract_init(model, size, batch)
   x = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32)
   ce = lambda logits: jnp.mean(jax.nn.logsumexp(logits, -1) - logits[:, 0])
+
   def loss(params, rest, x):
-    out, _ = model.apply({"params": params, **rest}, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)},
-                         mutable=["batch_stats"])
+    out, _ = model.apply(
+      {"params": params, **rest},
+      x,
+      train=True,
+      rngs={"dropout": jax.random.PRNGKey(0)},
+      mutable=["batch_stats"],
+    )
     return ce(out[0]) + 0.3 * sum(ce(a) for a in out[1]) if isinstance(out, tuple) else ce(out)
+
   args = (v["params"], {k: c for k, c in v.items() if k != "params"}, x)
   return str(jax.make_jaxpr(loss)(*args)) + "\n" + str(jax.make_jaxpr(jax.grad(loss))(*args))
 
@@ -197,25 +266,38 @@ def loss_and_grad_jaxprs(model, size, batch=2) -> str:
 def test_norm_defaults_declared_once():
   # torchvision's BasicConv2d: BatchNorm eps 1e-3; a kind string takes the other fields from there.
   assert GoogLeNet.NORM_DEFAULTS == NormSpec("batch", epsilon=1e-3)
-  assert "NORM_DEFAULTS" not in {f.name for f in dataclasses.fields(GoogLeNet)}  # a ClassVar, no field
+  assert "NORM_DEFAULTS" not in {
+    f.name for f in dataclasses.fields(GoogLeNet)
+  }  # a ClassVar, no field
   assert layers.resolve_norm("batch", GoogLeNet.NORM_DEFAULTS) == NormSpec("batch", epsilon=1e-3)
   assert layers.resolve_norm(NormSpec("batch"), GoogLeNet.NORM_DEFAULTS) == NormSpec("batch")
 
 
-@pytest.mark.parametrize("name,overrides,eps", [
-    ("googlenet_bn_aux", {}, 1e-3), ("googlenet_bn_aux", {"norm": "batch"}, 1e-3),
-    ("googlenet_bn_aux", {"norm": NormSpec("batch")}, 1e-5), ("googlenet_aux", {}, None)])
+@pytest.mark.parametrize(
+  "name,overrides,eps",
+  [
+    ("googlenet_bn_aux", {}, 1e-3),
+    ("googlenet_bn_aux", {"norm": "batch"}, 1e-3),
+    ("googlenet_bn_aux", {"norm": NormSpec("batch")}, 1e-5),
+    ("googlenet_aux", {}, None),
+  ],
+)
 def test_every_conv_pool_and_norm_goes_through_kernels(name, overrides, eps):
   kernels, log = recording_kernels()
   model = create_model(name, kernels=kernels, **overrides)
-  variables = abstract_init(model, 224)  # traced only: the paper's aux pool (5x5/3) needs 14x14 at 4a
+  variables = abstract_init(
+    model, 224
+  )  # traced only: the paper's aux pool (5x5/3) needs 14x14 at 4a
   log["calls"].clear()
   trace_train_apply(model, variables, 224)
   # One train-mode apply (aux heads included): each conv and BatchNorm once; max-pools: 4 in the
   # trunk (Table 1) + 1 per Inception block.
   params = variables["params"]
-  expected = {"conv": count_leaves(params, "kernel", "conv"), "max_pool": 4 + 9,
-              "batch_norm_train": count_leaves(params, "scale", "norm")}
+  expected = {
+    "conv": count_leaves(params, "kernel", "conv"),
+    "max_pool": 4 + 9,
+    "batch_norm_train": count_leaves(params, "scale", "norm"),
+  }
   assert expected["conv"] == 57 + 2 * 1 and log["calls"] == {k: n for k, n in expected.items() if n}
   assert log["eps"] == ({eps} if eps else set())
 
@@ -232,9 +314,13 @@ def synthetic_variables(model, x):
   """Variables with init's structure and He-scaled random kernels, built from `jax.eval_shape`
   (a real `init` of these nets compiles for minutes on a 2-core CPU; counts and init structure
   are covered by the eval_shape tests above)."""
-  shapes = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)},
-                                             x, train=False))
+  shapes = jax.eval_shape(
+    lambda: model.init(
+      {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=False
+    )
+  )
   rs = np.random.RandomState(0)
+
   def make(path, sd):
     leaf = str(path[-1])
     if "scale" in leaf or "var" in leaf:
@@ -242,23 +328,30 @@ def synthetic_variables(model, x):
     if "bias" in leaf or "mean" in leaf:
       return np.zeros(sd.shape, sd.dtype)
     return (rs.randn(*sd.shape) * np.sqrt(2.0 / np.prod(sd.shape[:-1]))).astype(sd.dtype)
+
   return jax.tree_util.tree_map_with_path(make, shapes)
 
 
 def train_step_fn(model, x, aux_weight=0.3):
   """jit(value_and_grad) of softmax CE on class 0 (+ aux_weight x aux losses, Sec. 5); returns the
   loss, grads and the updated batch_stats."""
+
   def ce(logits):
     return jnp.mean(jax.nn.logsumexp(logits, -1) - logits[:, 0])
+
   @jax.jit
   def step(params, rest, key):
     def loss_fn(p):
-      out, state = model.apply({"params": p, **rest}, x, train=True, rngs={"dropout": key}, mutable=["batch_stats"])
+      out, state = model.apply(
+        {"params": p, **rest}, x, train=True, rngs={"dropout": key}, mutable=["batch_stats"]
+      )
       if isinstance(out, tuple):
         return ce(out[0]) + aux_weight * sum(ce(a) for a in out[1]), state
       return ce(out), state
+
     (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
     return loss, grads, state
+
   return step
 
 
@@ -278,7 +371,9 @@ def test_forward_backward_train_vs_eval_googlenet_bn_aux():
   loss2, _, _ = step(params, rest, jax.random.PRNGKey(2))
   assert float(loss) != float(loss2)
   # Eval: plain logits, no dropout, statistics unchanged.
-  ev = jax.jit(lambda key: model.apply(v, x, train=False, rngs={"dropout": key}, mutable=["batch_stats"]))
+  ev = jax.jit(
+    lambda key: model.apply(v, x, train=False, rngs={"dropout": key}, mutable=["batch_stats"])
+  )
   (o1, s1), (o2, _) = ev(jax.random.PRNGKey(1)), ev(jax.random.PRNGKey(2))
   assert o1.shape == (2, 10)
   np.testing.assert_array_equal(o1, o2)

@@ -1,4 +1,5 @@
 """The initialisers shared by the families (`classic_cnns.models.inits`)."""
+
 from __future__ import annotations
 
 import math
@@ -39,4 +40,6 @@ def test_torch_defaults_are_uniform_with_bound_one_over_sqrt_fan_in():
 def test_normal_or_default():
   default = nn.initializers.lecun_normal()
   assert inits.normal_or(None, default) is default
-  np.testing.assert_allclose(np.asarray(inits.normal_or(0.01, default)(KEY, (256, 256))).std(), 0.01, rtol=0.05)
+  np.testing.assert_allclose(
+    np.asarray(inits.normal_or(0.01, default)(KEY, (256, 256))).std(), 0.01, rtol=0.05
+  )

@@ -4,8 +4,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from classic_cnns.models.layers import (AttnSpec, LocalResponseNorm, NormSpec, make_attention,
-                                        make_norm)
+from classic_cnns.models.layers import (
+  AttnSpec,
+  LocalResponseNorm,
+  NormSpec,
+  make_attention,
+  make_norm,
+)
 
 X = jax.random.normal(jax.random.PRNGKey(0), (8, 4, 4, 64)) * 3 + 1
 
@@ -28,7 +33,7 @@ def test_batchnorm_matches_flax_in_train_and_eval():
 def test_ghost_batchnorm_normalises_each_slice_separately():
   (y, _), _ = _apply(NormSpec("batch", virtual_batch_size=2), X)
   for g in range(4):
-    sl = y[2 * g:2 * g + 2]
+    sl = y[2 * g : 2 * g + 2]
     np.testing.assert_allclose(sl.mean(axis=(0, 1, 2)), 0, atol=1e-4)
   (y_global, _), _ = _apply("batch", X)
   assert not np.allclose(y, y_global, atol=1e-3)
@@ -75,5 +80,5 @@ def test_lrn_matches_formula():
   xn = np.asarray(x)
   for c in range(7):
     lo, hi = max(0, c - 2), min(6, c + 2)
-    denom = (2.0 + 1e-4 * np.sum(xn[..., lo:hi + 1] ** 2, axis=-1)) ** 0.75
+    denom = (2.0 + 1e-4 * np.sum(xn[..., lo : hi + 1] ** 2, axis=-1)) ** 0.75
     np.testing.assert_allclose(y[..., c], xn[..., c] / denom, rtol=1e-5)

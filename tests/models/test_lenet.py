@@ -8,8 +8,12 @@ import pytest
 
 from classic_cnns.models import create_model, layers, list_models, model_info
 from classic_cnns.models.lenet import C3_TABLE, rbf_centres
-from tests.models.helpers import (abstract_variables, assert_exact_param_count, count_params,
-                                  forward_backward_is_finite)
+from tests.models.helpers import (
+  abstract_variables,
+  assert_exact_param_count,
+  count_params,
+  forward_backward_is_finite,
+)
 
 
 @pytest.mark.parametrize("name", ["lenet5", "lenet5_lecun"])
@@ -33,6 +37,7 @@ def test_forward_backward_and_shape(name):
 def test_lecun_c3_is_sparse_as_table_one():
   """Perturbing S2 map i changes only the C3 maps that Table I connects to it."""
   from classic_cnns.models.lenet import SparseC3
+
   m = SparseC3()
   x = jax.random.normal(jax.random.PRNGKey(0), (1, 14, 14, 6))
   v = m.init(jax.random.PRNGKey(1), x)
@@ -80,8 +85,13 @@ def _loss_and_grad_jaxprs(name, size, **kw):
   labels = np.arange(2) % 10
 
   def loss(params, rest, x):
-    logits, _ = model.apply({"params": params, **rest}, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)},
-                            mutable=["batch_stats"])
+    logits, _ = model.apply(
+      {"params": params, **rest},
+      x,
+      train=True,
+      rngs={"dropout": jax.random.PRNGKey(0)},
+      mutable=["batch_stats"],
+    )
     return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], -1))
 
   return [str(jax.make_jaxpr(f)(params, rest, x)) for f in (loss, jax.grad(loss))]
@@ -94,9 +104,11 @@ def _kernel_calls(name, size, **kw):
 
   def record(op):
     fn = getattr(layers.PORTABLE, op)
+
     def wrapped(*args, **kwargs):
       calls[op] += 1
       return fn(*args, **kwargs)
+
     return wrapped
 
   ops = ("conv", "loop_conv", "max_pool", "batch_norm_train", "group_norm")
@@ -107,8 +119,13 @@ def _kernel_calls(name, size, **kw):
   model = create_model(name, kernels=kernels, **kw)
   x = jax.ShapeDtypeStruct((2, size, size, model_info(name).in_channels), jnp.float32)
   calls.clear()
-  jax.eval_shape(lambda v, x: model.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)},
-                                          mutable=["batch_stats"]), v, x)
+  jax.eval_shape(
+    lambda v, x: model.apply(
+      v, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"]
+    ),
+    v,
+    x,
+  )
   return dict(calls)
 
 

@@ -1,4 +1,5 @@
 """NiN family: counts, Caffe pooling geometry, GAP vs FC head, dropout / BN modes."""
+
 from __future__ import annotations
 
 import collections
@@ -10,8 +11,14 @@ import numpy as np
 import pytest
 
 from classic_cnns.models import create_model, layers, list_models, model_info
-from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count, count_params,
-                                  forward_backward_is_finite, init)
+from tests.models.helpers import (
+  abstract_output,
+  abstract_variables,
+  assert_exact_param_count,
+  count_params,
+  forward_backward_is_finite,
+  init,
+)
 
 
 @pytest.mark.parametrize("name", list_models("nin_"))
@@ -34,7 +41,12 @@ def _block_shapes(name, size, **kw):
 def test_caffe_geometry():
   # ceil-mode 3x3/2 pools as Caffe: CIFAR 32 -> 16 -> 8 (GAP over 8x8); ImageNet 54 -> 27 -> 13 -> 6.
   assert _block_shapes("nin_cifar", 32) == [(16, 16, 96), (8, 8, 192), (8, 8, 10)]
-  assert _block_shapes("nin_imagenet", 224) == [(27, 27, 96), (13, 13, 256), (6, 6, 384), (6, 6, 1000)]
+  assert _block_shapes("nin_imagenet", 224) == [
+    (27, 27, 96),
+    (13, 13, 256),
+    (6, 6, 384),
+    (6, 6, 1000),
+  ]
 
 
 def test_output_shapes():
@@ -72,10 +84,16 @@ def test_train_vs_eval():
   e2, _ = apply(v, x, train=False, mutable=("batch_stats",))
   np.testing.assert_array_equal(e1, e2)
   jax.tree.map(np.testing.assert_array_equal, st["batch_stats"], v["batch_stats"])
-  t1, st1 = apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)}, mutable=("batch_stats",))
+  t1, st1 = apply(
+    v, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)}, mutable=("batch_stats",)
+  )
   t2, _ = apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)}, mutable=("batch_stats",))
   assert not np.allclose(t1, t2)
-  assert any(jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.any(a != b)), st1["batch_stats"], v["batch_stats"])))
+  assert any(
+    jax.tree.leaves(
+      jax.tree.map(lambda a, b: bool(np.any(a != b)), st1["batch_stats"], v["batch_stats"])
+    )
+  )
   # The class-map conv keeps its bias and has no norm.
   p = v["params"]["mlpconv3"]
   assert "bias" in p["conv2"] and "norm2" not in p and "bias" not in p["conv1"]
@@ -94,8 +112,13 @@ def _loss_and_grad_jaxprs(name, size, **kw):
   labels = np.arange(2) % 10
 
   def loss(params, rest, x):
-    logits, _ = model.apply({"params": params, **rest}, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)},
-                            mutable=["batch_stats"])
+    logits, _ = model.apply(
+      {"params": params, **rest},
+      x,
+      train=True,
+      rngs={"dropout": jax.random.PRNGKey(0)},
+      mutable=["batch_stats"],
+    )
     return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], -1))
 
   return [str(jax.make_jaxpr(f)(params, rest, x)) for f in (loss, jax.grad(loss))]
@@ -108,9 +131,11 @@ def _kernel_calls(name, size, **kw):
 
   def record(op):
     fn = getattr(layers.PORTABLE, op)
+
     def wrapped(*args, **kwargs):
       calls[op] += 1
       return fn(*args, **kwargs)
+
     return wrapped
 
   ops = ("conv", "loop_conv", "max_pool", "batch_norm_train", "group_norm")
@@ -121,8 +146,13 @@ def _kernel_calls(name, size, **kw):
   model = create_model(name, kernels=kernels, **kw)
   x = jax.ShapeDtypeStruct((2, size, size, model_info(name).in_channels), jnp.float32)
   calls.clear()
-  jax.eval_shape(lambda v, x: model.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)},
-                                          mutable=["batch_stats"]), v, x)
+  jax.eval_shape(
+    lambda v, x: model.apply(
+      v, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"]
+    ),
+    v,
+    x,
+  )
   return dict(calls)
 
 
@@ -132,10 +162,18 @@ def test_train_step_is_plain_autodiff(name):
     assert "custom_vjp_call" not in jaxpr and "ffi_call" not in jaxpr
 
 
-@pytest.mark.parametrize("name,size,kw,expected", [
-    ("nin_cifar_bn", 32, {}, {"conv": 9, "max_pool": 1, "batch_norm_train": 8}),  # the 2nd pool is AVE
+@pytest.mark.parametrize(
+  "name,size,kw,expected",
+  [
+    (
+      "nin_cifar_bn",
+      32,
+      {},
+      {"conv": 9, "max_pool": 1, "batch_norm_train": 8},
+    ),  # the 2nd pool is AVE
     ("nin_cifar", 32, dict(norm="group"), {"conv": 9, "max_pool": 1, "group_norm": 8}),
     ("nin_imagenet", 224, {}, {"conv": 12, "max_pool": 3}),
-])
+  ],
+)
 def test_ops_use_the_given_kernels(name, size, kw, expected):
   assert _kernel_calls(name, size, **kw) == expected

@@ -1,5 +1,6 @@
 """The registry and the family layout: every variant is a factory decorated with `register_model`,
 families depend only on the shared infrastructure (`layers`, `inits`, `registry`), never on each other."""
+
 from __future__ import annotations
 
 import ast
@@ -14,8 +15,11 @@ from classic_cnns.models.registry import ModelInfo
 
 PACKAGE = models.__name__
 INFRASTRUCTURE = {"layers", "inits", "registry"}
-FAMILIES = sorted(m.name for m in pkgutil.iter_modules(models.__path__)
-                  if m.name not in INFRASTRUCTURE and not m.name.startswith("_"))
+FAMILIES = sorted(
+  m.name
+  for m in pkgutil.iter_modules(models.__path__)
+  if m.name not in INFRASTRUCTURE and not m.name.startswith("_")
+)
 
 
 def _tree(module: str) -> ast.Module:
@@ -25,12 +29,15 @@ def _tree(module: str) -> ast.Module:
 
 def _is_register_model(node: ast.AST) -> bool:
   return (isinstance(node, ast.Name) and node.id == "register_model") or (
-      isinstance(node, ast.Attribute) and node.attr == "register_model")
+    isinstance(node, ast.Attribute) and node.attr == "register_model"
+  )
 
 
 def test_infrastructure_is_not_a_family():
   assert models._INFRASTRUCTURE == INFRASTRUCTURE
-  assert {"lenet", "alexnet", "vgg", "nin", "googlenet", "inception", "resnet", "densenet"} <= set(FAMILIES)
+  assert {"lenet", "alexnet", "vgg", "nin", "googlenet", "inception", "resnet", "densenet"} <= set(
+    FAMILIES
+  )
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -38,15 +45,23 @@ def test_family_registers_only_with_the_decorator(family):
   """`register_model(...)` appears only as the decorator of a factory `def`: no `register_model(...)(f)`
   calls, no aliases, no direct access to the registry's table."""
   tree = _tree(family)
-  decorators = {id(d.func) for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
-                for d in node.decorator_list if isinstance(d, ast.Call) and _is_register_model(d.func)}
+  decorators = {
+    id(d.func)
+    for node in ast.walk(tree)
+    if isinstance(node, ast.FunctionDef)
+    for d in node.decorator_list
+    if isinstance(d, ast.Call) and _is_register_model(d.func)
+  }
   uses = [node for node in ast.walk(tree) if _is_register_model(node)]
   bad = [node.lineno for node in uses if id(node) not in decorators]
   assert not bad, f"{family}.py uses register_model other than as a decorator at lines {bad}"
   assert decorators, f"{family}.py registers no model"
-  private = [node.lineno for node in ast.walk(tree)
-             if (isinstance(node, ast.Name) and node.id == "_REGISTRY")
-             or (isinstance(node, ast.Attribute) and node.attr == "_REGISTRY")]
+  private = [
+    node.lineno
+    for node in ast.walk(tree)
+    if (isinstance(node, ast.Name) and node.id == "_REGISTRY")
+    or (isinstance(node, ast.Attribute) and node.attr == "_REGISTRY")
+  ]
   assert not private, f"{family}.py touches the registry table at lines {private}"
 
 
@@ -77,8 +92,12 @@ def test_family_imports_only_the_infrastructure(family):
 @pytest.mark.parametrize("module", sorted(INFRASTRUCTURE))
 def test_infrastructure_registers_nothing_and_imports_no_family(module):
   tree = _tree(module)
-  assert not any(isinstance(d, ast.Call) and _is_register_model(d.func) for node in ast.walk(tree)
-                 if isinstance(node, ast.FunctionDef) for d in node.decorator_list)
+  assert not any(
+    isinstance(d, ast.Call) and _is_register_model(d.func)
+    for node in ast.walk(tree)
+    if isinstance(node, ast.FunctionDef)
+    for d in node.decorator_list
+  )
   families = {f"{PACKAGE}.{f}" for f in FAMILIES}
   assert not _imported_modules(tree) & families
 
@@ -97,4 +116,3 @@ def test_every_model_is_built_by_a_factory_of_its_family():
 def test_registering_a_name_twice_is_rejected():
   with pytest.raises(ValueError, match="registered twice"):
     register_model("resnet50", paper_params=None)(lambda **kw: None)
-

@@ -1,4 +1,5 @@
 """ResNet family (He et al. 2016) + SE / CBAM plug-ins: counts, shapes, options, train/eval."""
+
 from __future__ import annotations
 
 import collections
@@ -14,8 +15,15 @@ from flax import traverse_util
 from classic_cnns.models import create_model, layers, list_models, model_info, resnet
 from classic_cnns.models.layers import AttnSpec
 from classic_cnns.models.resnet import Bottleneck, stack_blocks
-from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count, count_params,
-                                  forward_backward_is_finite, init, leaves_equal)
+from tests.models.helpers import (
+  abstract_output,
+  abstract_variables,
+  assert_exact_param_count,
+  count_params,
+  forward_backward_is_finite,
+  init,
+  leaves_equal,
+)
 
 FAMILY = sorted(n for n in list_models() if model_info(n).builder.__module__ == resnet.__name__)
 KEY = jax.random.PRNGKey(0)
@@ -50,19 +58,30 @@ R50 = _blocks((3, 4, 6, 3), (256, 512, 1024, 2048))
 
 
 def test_derived_attention_counts_follow_the_formula():
-  base = {n: model_info(n).paper_params for n in ("resnet18", "resnet34", "resnet20", "resnet56", "resnet50")}
+  base = {
+    n: model_info(n).paper_params
+    for n in ("resnet18", "resnet34", "resnet20", "resnet56", "resnet50")
+  }
   assert model_info("se_resnet50").paper_params == base["resnet50"] + _se_extra(R50)
   assert model_info("cbam_resnet50").paper_params == base["resnet50"] + _se_extra(R50, cbam=True)
   basic = (64, 128, 256, 512)
-  assert model_info("se_resnet18").paper_params == base["resnet18"] + _se_extra(_blocks((2,) * 4, basic))
-  assert model_info("se_resnet34").paper_params == base["resnet34"] + _se_extra(_blocks((3, 4, 6, 3), basic))
+  assert model_info("se_resnet18").paper_params == base["resnet18"] + _se_extra(
+    _blocks((2,) * 4, basic)
+  )
+  assert model_info("se_resnet34").paper_params == base["resnet34"] + _se_extra(
+    _blocks((3, 4, 6, 3), basic)
+  )
   for d in (20, 56):
     blocks = _blocks((((d - 2) // 6),) * 3, (16, 32, 64))
     assert model_info(f"se_resnet{d}").paper_params == base[f"resnet{d}"] + _se_extra(blocks)
-    assert model_info(f"cbam_resnet{d}").paper_params == base[f"resnet{d}"] + _se_extra(blocks, cbam=True)
+    assert model_info(f"cbam_resnet{d}").paper_params == base[f"resnet{d}"] + _se_extra(
+      blocks, cbam=True
+    )
 
 
-@pytest.mark.parametrize("r,millions", [(2, 45.68), (4, 35.62), (8, 30.59), (16, 28.07), (32, 26.81)])
+@pytest.mark.parametrize(
+  "r,millions", [(2, 45.68), (4, 35.62), (8, 30.59), (16, 28.07), (32, 26.81)]
+)
 def test_se_table10_counts_without_fc_bias(r, millions):
   v = abstract_variables("resnet50", attn=AttnSpec("se", reduction=r, use_bias=False))
   assert round(count_params(v["params"]) / 1e6, 2) == millions
@@ -76,8 +95,16 @@ def test_norm_choice_keeps_the_count(norm):
 def test_shortcut_options_and_plain_nets():
   def n_params(name, **kw):
     return count_params(abstract_variables(name, **kw)["params"])
-  assert n_params("resnet34", shortcut="A") == n_params("plain34") < n_params("resnet34") < n_params("resnet34_c")
-  assert n_params("resnet20", shortcut="A") == n_params("plain20") < n_params("resnet20", shortcut="B")
+
+  assert (
+    n_params("resnet34", shortcut="A")
+    == n_params("plain34")
+    < n_params("resnet34")
+    < n_params("resnet34_c")
+  )
+  assert (
+    n_params("resnet20", shortcut="A") == n_params("plain20") < n_params("resnet20", shortcut="B")
+  )
   plain = abstract_variables("plain18")["params"]
   assert not any("shortcut" in k for blk in plain.values() for k in blk)
   opt_a = abstract_variables("resnet34_a")["params"]
@@ -90,7 +117,9 @@ def test_shortcut_options_and_plain_nets():
     create_model("resnet18", not_a_field=1)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "resnet50", "se_resnet50", "cbam_resnet50", "plain34"])
+@pytest.mark.parametrize(
+  "name", ["resnet18", "resnet50", "se_resnet50", "cbam_resnet50", "plain34"]
+)
 def test_imagenet_output_shape(name):
   assert abstract_output(name).shape == (2, 1000)
 
@@ -110,9 +139,11 @@ def test_bfloat16_compute_float32_params():
 def _intermediates(name, size, **kw):
   model = create_model(name, **kw)
   x = jnp.zeros((1, size, size, 3))
+
   def run():
     v = model.init(KEY, x, train=False)
     return model.apply(v, x, train=False, capture_intermediates=True, mutable=["intermediates"])[1]
+
   return jax.eval_shape(run)["intermediates"]
 
 
@@ -126,7 +157,9 @@ def test_stride_in_moves_the_stride_only():
   shape = lambda t, conv: t["layer2_0"][conv]["__call__"][0].shape[1:3]
   assert shape(paper, "conv1") == (8, 8) and shape(paper, "conv2") == (8, 8)
   assert shape(v15, "conv1") == (16, 16) and shape(v15, "conv2") == (8, 8)
-  p, v = (abstract_variables("resnet50", input_size=64, stride_in=s)["params"] for s in ("paper", "v1.5"))
+  p, v = (
+    abstract_variables("resnet50", input_size=64, stride_in=s)["params"] for s in ("paper", "v1.5")
+  )
   assert jax.tree.map(lambda a: a.shape, p) == jax.tree.map(lambda a: a.shape, v)
 
 
@@ -140,8 +173,13 @@ def test_forward_backward_finite_with_attention(attn):
   forward_backward_is_finite("resnet20", 32, attn=attn, stage_sizes=(1, 1, 1))
 
 
-@pytest.mark.parametrize("name,kw", [("resnet20", {"stage_sizes": (1, 1, 1)}),
-                                     ("resnet20", {"stage_sizes": (1, 1, 1), "shortcut": "B", "attn": "se"})])
+@pytest.mark.parametrize(
+  "name,kw",
+  [
+    ("resnet20", {"stage_sizes": (1, 1, 1)}),
+    ("resnet20", {"stage_sizes": (1, 1, 1), "shortcut": "B", "attn": "se"}),
+  ],
+)
 def test_zero_init_last_norm_makes_blocks_identity(name, kw):
   model = create_model(name, zero_init_last_norm=True, **kw)
   x = jax.random.normal(KEY, (2, 16, 16, 3))
@@ -193,9 +231,13 @@ def test_scan_blocks_keeps_the_exact_param_count(name):
 
 
 # Short nets keep the compiles short: a stage of n > 2 blocks is scanned, n <= 2 stays unrolled.
-@pytest.mark.parametrize("name,side,kw", [("resnet20", 16, {"stage_sizes": (3, 1, 2)}),  # basic, option A
-                                          ("resnet50", 32, {"stage_sizes": (3, 1), "widths": (8, 16),
-                                                            "attn": "se"})])  # bottleneck + SE
+@pytest.mark.parametrize(
+  "name,side,kw",
+  [
+    ("resnet20", 16, {"stage_sizes": (3, 1, 2)}),  # basic, option A
+    ("resnet50", 32, {"stage_sizes": (3, 1), "widths": (8, 16), "attn": "se"}),
+  ],
+)  # bottleneck + SE
 def test_scan_blocks_is_the_same_network(name, side, kw):
   """The scanned model with the unrolled model's parameters (stack_blocks) gives the same logits,
   gradients and BatchNorm statistics: it is a compile-time layout, not a different net."""
@@ -205,31 +247,42 @@ def test_scan_blocks_is_the_same_network(name, side, kw):
   v_flat = init(flat, KEY, x, train=False)
   v_scan = stack_blocks(v_flat, flat.stage_sizes)
   # the layout stack_blocks produces is the one the scanned model initialises
-  assert jax.tree.structure(v_scan) == jax.tree.structure(jax.eval_shape(lambda: scanned.init(KEY, x, train=False)))
+  assert jax.tree.structure(v_scan) == jax.tree.structure(
+    jax.eval_shape(lambda: scanned.init(KEY, x, train=False))
+  )
   assert any(k.endswith("_rest") for k in v_scan["params"])
 
   def loss_and_grads(model, v):
     def loss(params):
       logits, new = model.apply({**v, "params": params}, x, train=True, mutable=["batch_stats"])
       return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(4), labels]), new
+
     return jax.jit(jax.value_and_grad(loss, has_aux=True))(v["params"])
 
   (l_flat, new_flat), g_flat = loss_and_grads(flat, v_flat)
   (l_scan, new_scan), g_scan = loss_and_grads(scanned, v_scan)
   np.testing.assert_allclose(l_scan, l_flat, rtol=1e-6)
-  for got, want in zip(jax.tree.leaves(g_scan), jax.tree.leaves(stack_blocks({"params": g_flat}, flat.stage_sizes))):
+  for got, want in zip(
+    jax.tree.leaves(g_scan), jax.tree.leaves(stack_blocks({"params": g_flat}, flat.stage_sizes))
+  ):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(want))))
-  for got, want in zip(jax.tree.leaves(new_scan), jax.tree.leaves(stack_blocks(new_flat, flat.stage_sizes))):
+  for got, want in zip(
+    jax.tree.leaves(new_scan), jax.tree.leaves(stack_blocks(new_flat, flat.stage_sizes))
+  ):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
   evaluate = lambda model, v: jax.jit(functools.partial(model.apply, train=False))(v, x)
-  np.testing.assert_allclose(evaluate(scanned, v_scan), evaluate(flat, v_flat), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(
+    evaluate(scanned, v_scan), evaluate(flat, v_flat), rtol=1e-5, atol=1e-5
+  )
 
 
 def test_scan_blocks_initialises_each_block_with_its_own_key():
   v = abstract_variables("resnet20")  # shapes only; values below come from one real init
   model = create_model("resnet20", scan_blocks=True, stage_sizes=(1, 1, 3))
   x = jnp.zeros((1, 16, 16, 3))
-  kernels = init(model, KEY, x, train=False)["params"]["layer3_rest"]["block"]["conv1"]["conv"]["kernel"]
+  kernels = init(model, KEY, x, train=False)["params"]["layer3_rest"]["block"]["conv1"]["conv"][
+    "kernel"
+  ]
   assert kernels.shape[0] == 2 and not np.allclose(kernels[0], kernels[1])
   assert "layer3_rest" not in v["params"]  # the default stays the paper's one module per block
 
@@ -248,11 +301,18 @@ def _grad_jaxpr(model, variables, size):
     logits, _ = model.apply({"params": params, **rest}, x, train=True, mutable=["batch_stats"])
     labels = jnp.arange(x.shape[0]) % logits.shape[-1]
     return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(x.shape[0]), labels])
+
   return jax.make_jaxpr(jax.grad(loss))(params, rest, x)
 
 
-@pytest.mark.parametrize("name,kw", [("resnet20", {}), ("resnet20", {"scan_blocks": True}),
-                                     ("resnet18", {"attn": "cbam", "stage_sizes": (3, 1), "scan_blocks": True})])
+@pytest.mark.parametrize(
+  "name,kw",
+  [
+    ("resnet20", {}),
+    ("resnet20", {"scan_blocks": True}),
+    ("resnet18", {"attn": "cbam", "stage_sizes": (3, 1), "scan_blocks": True}),
+  ],
+)
 def test_portable_gradient_is_plain_autodiff(name, kw):
   """The default kernels: no custom VJPs, no foreign calls anywhere in the training gradient."""
   model = create_model(name, **kw)
@@ -268,24 +328,33 @@ def _recording_kernels():
     def wrapped(*args, **kwargs):
       calls[op] += 1
       return fn(*args, **kwargs)
+
     return wrapped
+
   ops = ("conv", "loop_conv", "max_pool", "batch_norm_train", "group_norm")
-  return dataclasses.replace(layers.PORTABLE, name="recording",
-                             **{op: record(op, getattr(layers.PORTABLE, op)) for op in ops}), calls
+  return dataclasses.replace(
+    layers.PORTABLE,
+    name="recording",
+    **{op: record(op, getattr(layers.PORTABLE, op)) for op in ops},
+  ), calls
 
 
 def _n_convs_norms(variables, skip=lambda path: False):
   """Conv kernels and norms (scale params) in `variables`, outside the paths `skip` selects."""
   flat = {k: a for k, a in traverse_util.flatten_dict(variables["params"]).items() if not skip(k)}
-  return (sum(k[-1] == "kernel" and a.ndim == 4 for k, a in flat.items()),
-          sum(k[-1] == "scale" for k in flat))
+  return (
+    sum(k[-1] == "kernel" and a.ndim == 4 for k, a in flat.items()),
+    sum(k[-1] == "scale" for k in flat),
+  )
 
 
 @pytest.mark.parametrize("norm", ["batch", "group"])
 def test_every_op_goes_through_the_kernels_field(norm):
   """Stem, max pool, blocks, projection shortcuts and CBAM: each conv / pool / norm calls `kernels`."""
   kernels, calls = _recording_kernels()
-  model = create_model("resnet18", stage_sizes=(2, 1), widths=(8, 16), attn="cbam", norm=norm, kernels=kernels)
+  model = create_model(
+    "resnet18", stage_sizes=(2, 1), widths=(8, 16), attn="cbam", norm=norm, kernels=kernels
+  )
   v = _abstract_init(model, 32)
   convs, norms = _n_convs_norms(v)
   calls.clear()  # count one training forward
@@ -296,11 +365,14 @@ def test_every_op_goes_through_the_kernels_field(norm):
 
 def test_scanned_blocks_use_the_loop_conv():
   kernels, calls = _recording_kernels()
-  model = create_model("resnet18", stage_sizes=(3, 1), widths=(8, 16), attn="se", scan_blocks=True,
-                       kernels=kernels)
+  model = create_model(
+    "resnet18", stage_sizes=(3, 1), widths=(8, 16), attn="se", scan_blocks=True, kernels=kernels
+  )
   v = _abstract_init(model, 32)
   convs, norms = _n_convs_norms(v, skip=lambda path: path[0].endswith("_rest"))
   calls.clear()
   _grad_jaxpr(model, v, 32)
   assert calls["conv"] == convs and calls["max_pool"] == 1  # the convs outside the scan only
-  assert calls["loop_conv"] >= 2 and calls["batch_norm_train"] >= norms + 2  # + the scanned block's two
+  assert (
+    calls["loop_conv"] >= 2 and calls["batch_norm_train"] >= norms + 2
+  )  # + the scanned block's two

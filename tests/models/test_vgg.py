@@ -1,4 +1,5 @@
 """VGG family: counts, Table 1 structure, dense evaluation, BN/dropout modes."""
+
 from __future__ import annotations
 
 import collections
@@ -10,8 +11,13 @@ import numpy as np
 import pytest
 
 from classic_cnns.models import create_model, layers, list_models, model_info
-from tests.models.helpers import (abstract_output, abstract_variables, assert_exact_param_count,
-                                  forward_backward_is_finite, init)
+from tests.models.helpers import (
+  abstract_output,
+  abstract_variables,
+  assert_exact_param_count,
+  forward_backward_is_finite,
+  init,
+)
 
 # A narrow VGG (widths / 16, FC 64) so real forwards at 224 stay cheap.
 NARROW = dict(widths=(4, 8, 16, 32, 32), fc_features=64, num_classes=10)
@@ -24,8 +30,20 @@ def test_exact_param_count(name):
 
 
 def test_variants_registered():
-  assert set(VGG_NAMES) == {"vgg11", "vgg13", "vgg16c", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn",
-                            "vgg16c_bn", "vgg16_bn", "vgg19_bn", "vgg13_5x5", "vgg11_lrn"}
+  assert set(VGG_NAMES) == {
+    "vgg11",
+    "vgg13",
+    "vgg16c",
+    "vgg16",
+    "vgg19",
+    "vgg11_bn",
+    "vgg13_bn",
+    "vgg16c_bn",
+    "vgg16_bn",
+    "vgg19_bn",
+    "vgg13_5x5",
+    "vgg11_lrn",
+  }
 
 
 def _kernel_sizes(name):
@@ -57,7 +75,11 @@ def test_forward_backward_narrow_bn():
 def narrow():
   model = create_model("vgg11", **NARROW)
   x = jax.random.normal(jax.random.PRNGKey(0), (2, 224, 224, 3))
-  return model, init(model, jax.random.PRNGKey(0), x[:, :32, :32]), x  # params do not depend on size
+  return (
+    model,
+    init(model, jax.random.PRNGKey(0), x[:, :32, :32]),
+    x,
+  )  # params do not depend on size
 
 
 def test_dense_equals_fc_at_224(narrow):
@@ -92,10 +114,14 @@ def test_train_vs_eval_bn_and_dropout():
   apply = jax.jit(model.apply, static_argnames=("train", "mutable"))  # eager: one compile per op
   e, st = apply(v, x, train=False, mutable=("batch_stats",))
   jax.tree.map(np.testing.assert_array_equal, st["batch_stats"], v["batch_stats"])
-  t1, st1 = apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)}, mutable=("batch_stats",))
+  t1, st1 = apply(
+    v, x, train=True, rngs={"dropout": jax.random.PRNGKey(1)}, mutable=("batch_stats",)
+  )
   t2, _ = apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(2)}, mutable=("batch_stats",))
   assert not np.allclose(t1, t2)  # dropout active
-  changed = jax.tree.leaves(jax.tree.map(lambda a, b: bool(np.any(a != b)), st1["batch_stats"], v["batch_stats"]))
+  changed = jax.tree.leaves(
+    jax.tree.map(lambda a, b: bool(np.any(a != b)), st1["batch_stats"], v["batch_stats"])
+  )
   assert any(changed)
 
 
@@ -112,8 +138,13 @@ def _loss_and_grad_jaxprs(name, size, **kw):
   labels = np.arange(2) % 10
 
   def loss(params, rest, x):
-    logits, _ = model.apply({"params": params, **rest}, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)},
-                            mutable=["batch_stats"])
+    logits, _ = model.apply(
+      {"params": params, **rest},
+      x,
+      train=True,
+      rngs={"dropout": jax.random.PRNGKey(0)},
+      mutable=["batch_stats"],
+    )
     return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], -1))
 
   return [str(jax.make_jaxpr(f)(params, rest, x)) for f in (loss, jax.grad(loss))]
@@ -126,9 +157,11 @@ def _kernel_calls(name, size, **kw):
 
   def record(op):
     fn = getattr(layers.PORTABLE, op)
+
     def wrapped(*args, **kwargs):
       calls[op] += 1
       return fn(*args, **kwargs)
+
     return wrapped
 
   ops = ("conv", "loop_conv", "max_pool", "batch_norm_train", "group_norm")
@@ -139,8 +172,13 @@ def _kernel_calls(name, size, **kw):
   model = create_model(name, kernels=kernels, **kw)
   x = jax.ShapeDtypeStruct((2, size, size, model_info(name).in_channels), jnp.float32)
   calls.clear()
-  jax.eval_shape(lambda v, x: model.apply(v, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)},
-                                          mutable=["batch_stats"]), v, x)
+  jax.eval_shape(
+    lambda v, x: model.apply(
+      v, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"]
+    ),
+    v,
+    x,
+  )
   return dict(calls)
 
 
@@ -150,10 +188,13 @@ def test_train_step_is_plain_autodiff():
     assert "custom_vjp_call" not in jaxpr and "ffi_call" not in jaxpr
 
 
-@pytest.mark.parametrize("name,size,kw,expected", [
+@pytest.mark.parametrize(
+  "name,size,kw,expected",
+  [
     ("vgg16_bn", 32, {}, {"conv": 13, "max_pool": 5, "batch_norm_train": 13}),
     ("vgg11", 32, dict(norm="group", **NARROW), {"conv": 8, "max_pool": 5, "group_norm": 8}),
     ("vgg11", 224, dict(dense=True, **NARROW), {"conv": 8 + 3, "max_pool": 5}),  # FC1-3 as convs
-])
+  ],
+)
 def test_ops_use_the_given_kernels(name, size, kw, expected):
   assert _kernel_calls(name, size, **kw) == expected

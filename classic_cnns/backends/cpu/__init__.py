@@ -8,6 +8,7 @@
 - `XLA_FLAGS`: the XLA:CPU flags the CLIs set before JAX starts (when the user set none).
 Selected by `config.kernels=cpu` (or `auto` on a CPU-only run) through `classic_cnns.backends`.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -39,37 +40,53 @@ def conv_policy(wanted: str, num_devices: int, required: bool) -> tuple[str, str
   policy) raises BackendError; `auto` under config.kernels=auto falls back to XLA's convolutions."""
   from classic_cnns.backends import BackendError
   from classic_cnns.backends.cpu import onednn
+
   if wanted not in CONV_CHOICES:
     raise BackendError(f"config.cpu_convs={wanted!r} is not one of {', '.join(CONV_CHOICES)}")
   if wanted == "xla":
     return "xla", "convs on XLA (config.cpu_convs=xla)"
   if num_devices != 1:
     if wanted != "auto":
-      raise BackendError(f"config.cpu_convs={wanted} runs on one CPU device; this run has {num_devices} "
-                         f"(use auto or xla)")
+      raise BackendError(
+        f"config.cpu_convs={wanted} runs on one CPU device; this run has {num_devices} "
+        f"(use auto or xla)"
+      )
     return "xla", f"convs on XLA ({num_devices} devices)"
   ok, reason = onednn.available()
   if not ok:
     if required or wanted != "auto":
-      raise BackendError(f"the CPU backend needs oneDNN: {reason} (or use --config.kernels=portable)")
+      raise BackendError(
+        f"the CPU backend needs oneDNN: {reason} (or use --config.kernels=portable)"
+      )
     return "xla", f"convs on XLA: oneDNN unavailable, {reason}"
   if wanted == "measured":
     return "measured", "float32 convs on oneDNN or XLA per pass, as timed on this machine"
   if wanted == "onednn" or onednn.cpu_has_avx512():
     return ("onednn" if wanted == "onednn" else "mixed"), "float32 convs on oneDNN"
-  return "mixed", (f"float32 convs on oneDNN, those with a kernel > 1x1 and >= {ops.MIXED_XLA_MIN_CHANNELS} "
-                   f"input and output channels on XLA (no AVX-512 here)")
+  return "mixed", (
+    f"float32 convs on oneDNN, those with a kernel > 1x1 and >= {ops.MIXED_XLA_MIN_CHANNELS} "
+    f"input and output channels on XLA (no AVX-512 here)"
+  )
 
 
 def make_kernels(policy: str, table: dict[str, frozenset[str]] | None = None) -> Kernels:
   """The CPU `Kernels` for a conv policy (ops.CONV_POLICIES; `table` for `measured`)."""
-  return Kernels(name=f"cpu:{policy}", conv=ops.make_conv(policy, table),
-                 loop_conv=ops.make_loop_conv(policy != "xla"), max_pool=ops.max_pool,
-                 batch_norm_train=ops.batch_norm_train, group_norm=ops.group_norm)
+  return Kernels(
+    name=f"cpu:{policy}",
+    conv=ops.make_conv(policy, table),
+    loop_conv=ops.make_loop_conv(policy != "xla"),
+    max_pool=ops.max_pool,
+    batch_norm_train=ops.batch_norm_train,
+    group_norm=ops.group_norm,
+  )
 
 
-def prepare_kernels(kernels: Kernels, policy: str, build_model: Callable[[Kernels], nn.Module],
-                    batch_shape: tuple[int, ...]) -> Kernels:
+def prepare_kernels(
+  kernels: Kernels,
+  policy: str,
+  build_model: Callable[[Kernels], nn.Module],
+  batch_shape: tuple[int, ...],
+) -> Kernels:
   """`kernels`, or for the `measured` policy new kernels with every conv geometry of a train-mode
   forward pass on `batch_shape` timed now (autotune.py), before any step is traced."""
   if policy != "measured":
@@ -91,5 +108,6 @@ def compile_init(init_fn: Callable[[], Any], out_shardings: Any) -> Callable[[],
   """`init_fn` with its random draws batched (`batched_init`: ~13 XLA kernels per parameter become a
   few per size bucket; bit-identical values) and compiled at XLA level 1 (INIT_COMPILER_OPTIONS)."""
   from classic_cnns.backends.cpu.batched_init import batch_random_bits
+
   lowered = jax.jit(batch_random_bits(init_fn), out_shardings=out_shardings).lower()
   return lowered.compile(compiler_options=INIT_COMPILER_OPTIONS)

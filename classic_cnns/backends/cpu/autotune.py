@@ -17,6 +17,7 @@ memory and in `conv_choices.json` in the cache directory (`CLASSIC_CNNS_CACHE`, 
 re-measured over, never fatal. Choices never change results beyond float rounding: both libraries
 compute the same convolution (tests/backends/test_autotune.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -59,7 +60,11 @@ def _load() -> dict[str, list[str]]:
     try:
       with open(_path()) as f:
         data = json.load(f)
-      _CHOICES = {k: list(v) for k, v in data.items() if isinstance(v, list)} if isinstance(data, dict) else {}
+      _CHOICES = (
+        {k: list(v) for k, v in data.items() if isinstance(v, list)}
+        if isinstance(data, dict)
+        else {}
+      )
     except (OSError, ValueError):
       _CHOICES = {}
   return _CHOICES
@@ -100,16 +105,27 @@ def measure(x_shape, w_shape, strides, padding) -> dict[str, dict[str, float]]:
   """Seconds per call of each pass ({pass: {"onednn": s, "xla": s}}) for one conv geometry."""
   out_hw = onednn._output_hw(x_shape, w_shape, strides, padding)
   y_shape = (x_shape[0], *out_hw, w_shape[3])
-  x, w, dy = (jax.random.normal(jax.random.PRNGKey(i), s) for i, s in enumerate((x_shape, w_shape, y_shape)))
+  x, w, dy = (
+    jax.random.normal(jax.random.PRNGKey(i), s) for i, s in enumerate((x_shape, w_shape, y_shape))
+  )
   times: dict[str, dict[str, float]] = {}
-  unsafe = onednn.unsafe_passes(x_shape, w_shape, strides, padding)  # on XLA whatever is measured; never run on oneDNN
-  for name, (a, b, shape) in zip(onednn.PASSES, ((x, w, y_shape), (dy, w, x_shape), (x, dy, w_shape))):
+  unsafe = onednn.unsafe_passes(
+    x_shape, w_shape, strides, padding
+  )  # on XLA whatever is measured; never run on oneDNN
+  for name, (a, b, shape) in zip(
+    onednn.PASSES, ((x, w, y_shape), (dy, w, x_shape), (x, dy, w_shape))
+  ):
     if name in unsafe:
       times[name] = {"onednn": float("inf"), "xla": 0.0}
       continue
-    fns = {lib: jax.jit(lambda a, b, name=name, on_xla=on_xla, shape=shape:
-                        onednn._pass(name, on_xla, a, b, strides, padding, shape))
-           for lib, on_xla in (("onednn", frozenset()), ("xla", frozenset(onednn.PASSES)))}
+    fns = {
+      lib: jax.jit(
+        lambda a, b, name=name, on_xla=on_xla, shape=shape: onednn._pass(
+          name, on_xla, a, b, strides, padding, shape
+        )
+      )
+      for lib, on_xla in (("onednn", frozenset()), ("xla", frozenset(onednn.PASSES)))
+    }
     times[name] = best_seconds(fns, a, b)
   return times
 
@@ -127,14 +143,19 @@ def xla_passes(x_shape, w_shape, strides, padding) -> frozenset[str]:
       times = measure(tuple(x_shape), tuple(w_shape), tuple(strides), tuple(map(tuple, padding)))
       _spent[0] += time.perf_counter() - t
       if _spent[0] >= BUDGET_SECONDS:
-        logging.warning("conv autotune: %.0f s spent measuring (CLASSIC_CNNS_AUTOTUNE_BUDGET); convolutions "
-                        "not measured yet run on oneDNN in this process", _spent[0])
+        logging.warning(
+          "conv autotune: %.0f s spent measuring (CLASSIC_CNNS_AUTOTUNE_BUDGET); convolutions "
+          "not measured yet run on oneDNN in this process",
+          _spent[0],
+        )
       choices[key] = sorted(p for p, t in times.items() if t["xla"] * XLA_MARGIN < t["onednn"])
       _save(choices)
     return frozenset(choices[key])
 
 
-Geometry = tuple[tuple[int, ...], tuple[int, ...], tuple[int, int], tuple[tuple[int, int], tuple[int, int]]]
+Geometry = tuple[
+  tuple[int, ...], tuple[int, ...], tuple[int, int], tuple[tuple[int, int], tuple[int, int]]
+]
 
 
 def conv_geometries(fn: Callable, *args, **kwargs) -> list[Geometry]:
@@ -143,20 +164,57 @@ def conv_geometries(fn: Callable, *args, **kwargs) -> list[Geometry]:
   `args` may be `jax.ShapeDtypeStruct`s: traced by `jax.eval_shape`, nothing compiled or run."""
   seen: dict[Geometry, None] = {}
 
-  def record_conv(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                  dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
-                  preferred_element_type=None):
-    if (preferred_element_type is None and onednn.supports(lhs, rhs, window_strides, padding, lhs_dilation,
-                                                           rhs_dilation, feature_group_count, batch_group_count)
-        and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ops._NHWC)):
+  def record_conv(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    batch_group_count=1,
+    precision=None,
+    preferred_element_type=None,
+  ):
+    if (
+      preferred_element_type is None
+      and onednn.supports(
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation,
+        rhs_dilation,
+        feature_group_count,
+        batch_group_count,
+      )
+      and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ops._NHWC)
+    ):
       pads = padding
       if isinstance(pads, str):
         pads = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, pads)
-      seen[(tuple(lhs.shape), tuple(rhs.shape), tuple(int(s) for s in window_strides),
-            tuple((int(lo), int(hi)) for lo, hi in pads))] = None
-    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                        dimension_numbers, feature_group_count, batch_group_count,
-                                        precision, preferred_element_type)
+      seen[
+        (
+          tuple(lhs.shape),
+          tuple(rhs.shape),
+          tuple(int(s) for s in window_strides),
+          tuple((int(lo), int(hi)) for lo, hi in pads),
+        )
+      ] = None
+    return jax.lax.conv_general_dilated(
+      lhs,
+      rhs,
+      window_strides,
+      padding,
+      lhs_dilation,
+      rhs_dilation,
+      dimension_numbers,
+      feature_group_count,
+      batch_group_count,
+      precision,
+      preferred_element_type,
+    )
 
   jax.eval_shape(lambda *a, **k: fn(record_conv, *a, **k), *args, **kwargs)
   return list(seen)

@@ -19,6 +19,7 @@ Draws this cannot batch (inside a scan or other sub-jaxpr, non-32-bit, another P
 non-partitionable threefry) are left as they are. tests/test_batched_init.py checks bit-equality
 with `model.init` for every model family.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,11 +32,17 @@ from jax.extend.core.primitives import random_bits_p
 
 
 def _batchable(key: Any, bit_width: int) -> bool:
-  return (bit_width == 32 and jax.config.jax_threefry_partitionable and jnp.ndim(key) == 0
-          and str(jax.random.key_impl(key)) == "threefry2x32")
+  return (
+    bit_width == 32
+    and jax.config.jax_threefry_partitionable
+    and jnp.ndim(key) == 0
+    and str(jax.random.key_impl(key)) == "threefry2x32"
+  )
 
 
-def _evaluate(eqns, env: dict[Any, Any], outvars, replaced: dict[int, Any], inline: bool = False) -> list[Any]:
+def _evaluate(
+  eqns, env: dict[Any, Any], outvars, replaced: dict[int, Any], inline: bool = False
+) -> list[Any]:
   """`jax.core.eval_jaxpr` over `eqns` from the bindings in `env` (updated in place); the outputs of
   the equations whose id() is in `replaced` are given instead of computed; `inline` evaluates the
   bodies of nested `jit`s (jax.random's samplers are jitted) equation by equation."""
@@ -45,7 +52,9 @@ def _evaluate(eqns, env: dict[Any, Any], outvars, replaced: dict[int, Any], inli
       out = replaced[id(eqn)]
     elif inline and eqn.primitive.name in ("jit", "pjit"):
       inner = eqn.params["jaxpr"]
-      env_in = dict(zip(inner.jaxpr.constvars, inner.consts)) | dict(zip(inner.jaxpr.invars, map(read, eqn.invars)))
+      env_in = dict(zip(inner.jaxpr.constvars, inner.consts)) | dict(
+        zip(inner.jaxpr.invars, map(read, eqn.invars))
+      )
       out = _evaluate(inner.jaxpr.eqns, env_in, inner.jaxpr.outvars, {}, inline=True)
     else:
       invals = [read(v) for v in eqn.invars]
@@ -80,13 +89,17 @@ def batch_random_bits(fn: Callable[..., Any]) -> Callable[..., Any]:
 
   def batched(*args):
     flat_args, args_tree = jax.tree.flatten(args)
-    closed, out_shape = jax.make_jaxpr(lambda *a: fn(*jax.tree.unflatten(args_tree, a)),
-                                       return_shape=True)(*flat_args)
+    closed, out_shape = jax.make_jaxpr(
+      lambda *a: fn(*jax.tree.unflatten(args_tree, a)), return_shape=True
+    )(*flat_args)
     # The same computation with nested jits inlined, so that the draws sit at the top level.
     # (Not `jax.disable_jit()`: under it flax's nn.scan runs as a Python loop, with other keys.)
     inputs = lambda c, a: dict(zip(c.jaxpr.constvars, c.consts)) | dict(zip(c.jaxpr.invars, a))
-    closed = jax.make_jaxpr(lambda *a: _evaluate(closed.jaxpr.eqns, inputs(closed, a), closed.jaxpr.outvars,
-                                                 {}, inline=True))(*flat_args)
+    closed = jax.make_jaxpr(
+      lambda *a: _evaluate(
+        closed.jaxpr.eqns, inputs(closed, a), closed.jaxpr.outvars, {}, inline=True
+      )
+    )(*flat_args)
     jaxpr = closed.jaxpr
     draws = [eqn for eqn in jaxpr.eqns if eqn.primitive is random_bits_p]
     # The keys: flax derives them from the seed by fold_in chains (each one more rolled threefry
@@ -96,8 +109,12 @@ def batch_random_bits(fn: Callable[..., Any]) -> Callable[..., Any]:
     env = inputs(closed, flat_args)
     with jax.ensure_compile_time_eval():
       keys = _evaluate(key_eqns, env, [eqn.invars[0] for eqn in draws], {})
-    known = {id(eqn): ([env[v] for v in eqn.outvars] if eqn.primitive.multiple_results else env[eqn.outvars[0]])
-             for eqn in key_eqns}
+    known = {
+      id(eqn): (
+        [env[v] for v in eqn.outvars] if eqn.primitive.multiple_results else env[eqn.outvars[0]]
+      )
+      for eqn in key_eqns
+    }
     by_bucket: dict[int, list[tuple[Any, Any]]] = {}
     for eqn, key in zip(draws, keys):
       if _batchable(key, eqn.params["bit_width"]):
@@ -106,7 +123,7 @@ def batch_random_bits(fn: Callable[..., Any]) -> Callable[..., Any]:
       bits = random_bits_p.bind(jnp.stack([key for _, key in group]), bit_width=32, shape=(bucket,))
       for row, (eqn, _) in enumerate(group):
         shape = tuple(eqn.params["shape"])
-        known[id(eqn)] = bits[row, :math.prod(shape)].reshape(shape)
+        known[id(eqn)] = bits[row, : math.prod(shape)].reshape(shape)
     outs = _evaluate(jaxpr.eqns, inputs(closed, flat_args), jaxpr.outvars, known)
     return jax.tree.unflatten(jax.tree.structure(out_shape), outs)
 

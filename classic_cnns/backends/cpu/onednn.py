@@ -14,6 +14,7 @@ float32 rounding (tests/backends/test_onednn.py).
 are not in the compiler's default paths, `CLASSIC_CNNS_ONEDNN_ROOT` names the prefix holding
 `include/oneapi/dnnl/dnnl.hpp` and `lib/libdnnl.so`.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -33,8 +34,11 @@ import numpy as np
 from classic_cnns import machine
 
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "onednn_conv.cc")
-_TARGETS = {"forward": "ClassicCnnsConvForward", "backward_data": "ClassicCnnsConvBackwardData",
-            "backward_weights": "ClassicCnnsConvBackwardWeights"}
+_TARGETS = {
+  "forward": "ClassicCnnsConvForward",
+  "backward_data": "ClassicCnnsConvBackwardData",
+  "backward_weights": "ClassicCnnsConvBackwardWeights",
+}
 _lock = threading.Lock()
 _state: dict[str, object] = {}  # "ok": bool, "reason": str, "library": path
 
@@ -47,13 +51,19 @@ def _compile_command(output: str) -> list[str]:
   wanted = os.environ.get("CXX")
   compiler = shutil.which(wanted) if wanted else (shutil.which("g++") or shutil.which("c++"))
   if not compiler:
-    raise OneDnnUnavailable(f"C++ compiler {wanted!r} not found (CXX)" if wanted else
-                            "no C++ compiler found (install g++ or set CXX)")
+    raise OneDnnUnavailable(
+      f"C++ compiler {wanted!r} not found (CXX)"
+      if wanted
+      else "no C++ compiler found (install g++ or set CXX)"
+    )
   command = [compiler, "-O3", "-std=c++17", "-shared", "-fPIC", "-w", f"-I{jax.ffi.include_dir()}"]
   root = os.environ.get("CLASSIC_CNNS_ONEDNN_ROOT")
   if root:
-    command += [f"-I{os.path.join(root, 'include')}", f"-L{os.path.join(root, 'lib')}",
-                f"-Wl,-rpath,{os.path.join(root, 'lib')}"]
+    command += [
+      f"-I{os.path.join(root, 'include')}",
+      f"-L{os.path.join(root, 'lib')}",
+      f"-Wl,-rpath,{os.path.join(root, 'lib')}",
+    ]
   return command + [SOURCE, "-o", output, "-ldnnl"]
 
 
@@ -61,22 +71,35 @@ def _build() -> str:
   """Compiles the kernel library once per (source, jaxlib, compile command); returns its path."""
   probe = _compile_command("OUT")
   with open(SOURCE, "rb") as f:
-    digest = hashlib.sha256(f.read() + " ".join(probe).encode() + jax.__version__.encode()).hexdigest()[:16]
+    digest = hashlib.sha256(
+      f.read() + " ".join(probe).encode() + jax.__version__.encode()
+    ).hexdigest()[:16]
   path = os.path.join(machine.cache_dir(), f"onednn_conv-{digest}.so")
   if os.path.exists(path):
     return path
-  fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))  # concurrent builds: last rename wins
+  fd, tmp = tempfile.mkstemp(
+    suffix=".so", dir=os.path.dirname(path)
+  )  # concurrent builds: last rename wins
   os.close(fd)
   try:
     result = subprocess.run(_compile_command(tmp), capture_output=True, text=True)
     if result.returncode != 0:
-      errors = [l for l in result.stderr.splitlines() if "error" in l] or result.stderr.splitlines() or ["?"]
+      errors = (
+        [l for l in result.stderr.splitlines() if "error" in l]
+        or result.stderr.splitlines()
+        or ["?"]
+      )
       if any("dnnl.hpp" in l for l in errors):
-        raise OneDnnUnavailable("oneDNN headers not found (apt-get install libdnnl-dev, or set "
-                                "CLASSIC_CNNS_ONEDNN_ROOT)")
+        raise OneDnnUnavailable(
+          "oneDNN headers not found (apt-get install libdnnl-dev, or set CLASSIC_CNNS_ONEDNN_ROOT)"
+        )
       if any("-ldnnl" in l for l in errors):
-        raise OneDnnUnavailable("libdnnl.so not found (apt-get install libdnnl-dev, or set CLASSIC_CNNS_ONEDNN_ROOT)")
-      raise OneDnnUnavailable(f"building {os.path.basename(SOURCE)} failed: {errors[0].strip()[:200]}")
+        raise OneDnnUnavailable(
+          "libdnnl.so not found (apt-get install libdnnl-dev, or set CLASSIC_CNNS_ONEDNN_ROOT)"
+        )
+      raise OneDnnUnavailable(
+        f"building {os.path.basename(SOURCE)} failed: {errors[0].strip()[:200]}"
+      )
     os.replace(tmp, path)
   finally:
     if os.path.exists(tmp):
@@ -105,12 +128,31 @@ def implementation(pass_: str, x_shape, w_shape, strides, padding) -> str:
   require()
   (pt, pb), (pl, pr) = padding
   oh, ow = _output_hw(x_shape, w_shape, strides, padding)
-  fields = (x_shape[0], x_shape[1], x_shape[2], x_shape[3], w_shape[0], w_shape[1], w_shape[3], oh, ow,
-            strides[0], strides[1], pt, pb, pl, pr)
+  fields = (
+    x_shape[0],
+    x_shape[1],
+    x_shape[2],
+    x_shape[3],
+    w_shape[0],
+    w_shape[1],
+    w_shape[3],
+    oh,
+    ow,
+    strides[0],
+    strides[1],
+    pt,
+    pb,
+    pl,
+    pr,
+  )
   out = ctypes.create_string_buffer(256)
-  status = _state["query"](PASSES.index(pass_), (ctypes.c_int64 * 15)(*map(int, fields)), out, len(out))
+  status = _state["query"](
+    PASSES.index(pass_), (ctypes.c_int64 * 15)(*map(int, fields)), out, len(out)
+  )
   if status != 0:
-    raise ValueError(f"oneDNN has no {pass_} convolution for {x_shape} x {w_shape}: {out.value.decode()}")
+    raise ValueError(
+      f"oneDNN has no {pass_} convolution for {x_shape} x {w_shape}: {out.value.decode()}"
+    )
   return out.value.decode()
 
 
@@ -124,7 +166,9 @@ def available() -> tuple[bool, str]:
       except OneDnnUnavailable as e:
         _state.update(ok=False, reason=str(e))
       except OSError as e:  # e.g. an unwritable cache directory
-        _state.update(ok=False, reason=f"cannot build the kernel library: {' '.join(str(e).split())[:200]}")
+        _state.update(
+          ok=False, reason=f"cannot build the kernel library: {' '.join(str(e).split())[:200]}"
+        )
     return bool(_state["ok"]), str(_state["reason"])
 
 
@@ -146,8 +190,16 @@ def require() -> None:
     raise OneDnnUnavailable(reason)
 
 
-def supports(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=None, rhs_dilation=None,
-             feature_group_count: int = 1, batch_group_count: int = 1) -> bool:
+def supports(
+  lhs,
+  rhs,
+  window_strides: Sequence[int],
+  padding,
+  lhs_dilation=None,
+  rhs_dilation=None,
+  feature_group_count: int = 1,
+  batch_group_count: int = 1,
+) -> bool:
   """Whether `conv2d` computes this `lax.conv_general_dilated` call (NHWC/HWIO as nn.Conv gives it):
   float32, 2-D, ungrouped, undilated, non-negative padding, a non-empty result."""
   if lhs.ndim != 4 or rhs.ndim != 4 or lhs.dtype != jnp.float32 or rhs.dtype != jnp.float32:
@@ -160,7 +212,11 @@ def supports(lhs, rhs, window_strides: Sequence[int], padding, lhs_dilation=None
     padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
   if any(int(p) < 0 for pair in padding for p in pair):
     return False
-  return min(_output_hw(lhs.shape, rhs.shape, window_strides, padding)) > 0 and lhs.size > 0 and rhs.size > 0  # an empty result is XLA's (nothing to compute)
+  return (
+    min(_output_hw(lhs.shape, rhs.shape, window_strides, padding)) > 0
+    and lhs.size > 0
+    and rhs.size > 0
+  )  # an empty result is XLA's (nothing to compute)
 
 
 # The largest kernel side oneDNN's AVX2 kernels are trusted with here (see unsafe_passes).
@@ -199,26 +255,37 @@ def unsafe_passes(x_shape, w_shape, strides, padding) -> frozenset[str]:
 
 def _output_hw(x_shape, w_shape, strides, padding) -> tuple[int, int]:
   """(OH, OW) of an NHWC x HWIO convolution with explicit ((top, bottom), (left, right)) padding."""
-  return tuple((x_shape[1 + i] + padding[i][0] + padding[i][1] - w_shape[i]) // strides[i] + 1 for i in (0, 1))
+  return tuple(
+    (x_shape[1 + i] + padding[i][0] + padding[i][1] - w_shape[i]) // strides[i] + 1 for i in (0, 1)
+  )
 
 
 def _attrs(strides: tuple[int, int], padding: tuple[tuple[int, int], tuple[int, int]]) -> dict:
   (pt, pb), (pl, pr) = padding
-  return dict(sh=np.int64(strides[0]), sw=np.int64(strides[1]), pt=np.int64(pt), pb=np.int64(pb),
-              pl=np.int64(pl), pr=np.int64(pr))
+  return dict(
+    sh=np.int64(strides[0]),
+    sw=np.int64(strides[1]),
+    pt=np.int64(pt),
+    pb=np.int64(pb),
+    pl=np.int64(pl),
+    pr=np.int64(pr),
+  )
 
 
 def _call(pass_: str, shape, a, b, strides, padding):
   # vmap (e.g. per-example gradients): one call per mapped element.
-  return jax.ffi.ffi_call(_TARGETS[pass_], jax.ShapeDtypeStruct(shape, jnp.float32),
-                          vmap_method="sequential")(a, b, **_attrs(strides, padding))
+  return jax.ffi.ffi_call(
+    _TARGETS[pass_], jax.ShapeDtypeStruct(shape, jnp.float32), vmap_method="sequential"
+  )(a, b, **_attrs(strides, padding))
 
 
 PASSES = ("forward", "backward_data", "backward_weights")
 
 
 def _xla_conv(x, w, strides, padding):
-  return jax.lax.conv_general_dilated(x, w, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return jax.lax.conv_general_dilated(
+    x, w, strides, padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
 
 
 def _pass(name: str, on_xla: frozenset, a, b, strides, padding, shape):
@@ -230,7 +297,9 @@ def _pass(name: str, on_xla: frozenset, a, b, strides, padding, shape):
     return _xla_conv(a, b, strides, padding)
   if name == "backward_data":  # the input gradient of the forward conv, transposed by JAX
     dy, w = a, b
-    return jax.vjp(lambda x: _xla_conv(x, w, strides, padding), jnp.zeros(shape, dy.dtype))[1](dy)[0]
+    return jax.vjp(lambda x: _xla_conv(x, w, strides, padding), jnp.zeros(shape, dy.dtype))[1](dy)[
+      0
+    ]
   x, dy = a, b
   return jax.vjp(lambda w: _xla_conv(x, w, strides, padding), jnp.zeros(shape, x.dtype))[1](dy)[0]
 
@@ -255,7 +324,9 @@ def _conv_bwd(strides, padding, on_xla, residuals, dy):
 _conv.defvjp(_conv_fwd, _conv_bwd)
 
 
-def conv2d(x: jax.Array, w: jax.Array, strides: Sequence[int], padding, on_xla: Iterable[str] = ()) -> jax.Array:
+def conv2d(
+  x: jax.Array, w: jax.Array, strides: Sequence[int], padding, on_xla: Iterable[str] = ()
+) -> jax.Array:
   """NHWC x HWIO float32 convolution on oneDNN; `padding` is "SAME", "VALID" or ((top, bottom),
   (left, right)). Differentiable (backward-data and backward-weights on oneDNN). The passes named in
   `on_xla` (of PASSES) run on XLA instead (what `autotune` measured faster)."""

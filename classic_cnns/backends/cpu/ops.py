@@ -12,6 +12,7 @@ kernels, with hand-written gradients where JAX's own lower to slow XLA:CPU code.
 - `make_conv(policy)`: the convolution `nn.Conv` calls, on oneDNN (`onednn.py`) or XLA per conv.
 Values equal the portable kernels' to float32 rounding (tests/backends/test_cpu_backend.py).
 """
+
 from __future__ import annotations
 
 import functools
@@ -22,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from classic_cnns.backends.cpu import onednn
+
 
 # --------------------------------------------------------------------------- normalisation
 def _sum_rows(a: jax.Array) -> jax.Array:
@@ -74,7 +76,9 @@ batch_norm_train.defvjp(_bn_fwd, _bn_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
-def group_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, groups: int, epsilon: float = 1e-5) -> jax.Array:
+def group_norm(
+  x: jax.Array, scale: jax.Array, bias: jax.Array, groups: int, epsilon: float = 1e-5
+) -> jax.Array:
   """GroupNorm of x [B, M, C] (M positions; statistics per example over M and C // groups channels),
   channel sums by `_sum_rows` and a closed-form backward as `batch_norm_train` (Wu & He 2018, Eq. 1-3)."""
   return _gn_fwd(x, scale, bias, groups, epsilon)[0]
@@ -106,7 +110,9 @@ def _gn_bwd(groups, epsilon, res, dy):
   xhat = ((_gn_split(x, groups) - mean[:, None]) * inv[:, None]).reshape(x.shape)
   dxhat = dy * scale
   s1, s2 = _group_sums(dxhat, groups), _group_sums(dxhat * xhat, groups)
-  dx = (inv[:, None] / n) * (n * _gn_split(dxhat, groups) - s1[:, None] - _gn_split(xhat, groups) * s2[:, None])
+  dx = (inv[:, None] / n) * (
+    n * _gn_split(dxhat, groups) - s1[:, None] - _gn_split(xhat, groups) * s2[:, None]
+  )
   dscale = jnp.sum(_sum_rows(dy * xhat), 0)
   dbias = jnp.sum(_sum_rows(dy), 0)
   return dx.reshape(x.shape), dscale, dbias
@@ -142,32 +148,43 @@ def _max_pool_bwd(window, strides, padding, residuals, dy):
   phases: dict[tuple[int, int], jax.Array] = {}
   for a in range(kh):
     for b in range(kw):
-      candidate = jax.lax.slice(xp, (0, a, b, 0), (n, a + sh * (oh - 1) + 1, b + sw * (ow - 1) + 1, c),
-                                (1, sh, sw, 1))
+      candidate = jax.lax.slice(
+        xp, (0, a, b, 0), (n, a + sh * (oh - 1) + 1, b + sw * (ow - 1) + 1, c), (1, sh, sw, 1)
+      )
       chosen = (candidate == y) & ~taken
       taken = taken | chosen
-      g = jnp.pad(jnp.where(chosen, dy, 0).astype(dy.dtype),
-                  ((0, 0), (a // sh, hq - a // sh - oh), (b // sw, wq - b // sw - ow), (0, 0)))
+      g = jnp.pad(
+        jnp.where(chosen, dy, 0).astype(dy.dtype),
+        ((0, 0), (a // sh, hq - a // sh - oh), (b // sw, wq - b // sw - ow), (0, 0)),
+      )
       key = (a % sh, b % sw)
       phases[key] = phases[key] + g if key in phases else g
   zero = jnp.zeros((n, hq, wq, c), dy.dtype)
-  grid = jnp.stack([jnp.stack([phases.get((r, q), zero) for q in range(sw)], axis=3) for r in range(sh)], axis=2)
+  grid = jnp.stack(
+    [jnp.stack([phases.get((r, q), zero) for q in range(sw)], axis=3) for r in range(sh)], axis=2
+  )
   dxp = grid.reshape(n, hq * sh, wq * sw, c)[:, :hp, :wp]
-  return (dxp[:, pt:pt + h, pl:pl + w, :],)
+  return (dxp[:, pt : pt + h, pl : pl + w, :],)
 
 
 _max_pool.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
-def max_pool(x: jax.Array, window: tuple[int, int], strides: tuple[int, int],
-             padding: tuple[tuple[int, int], tuple[int, int]]) -> jax.Array:
+def max_pool(
+  x: jax.Array,
+  window: tuple[int, int],
+  strides: tuple[int, int],
+  padding: tuple[tuple[int, int], tuple[int, int]],
+) -> jax.Array:
   """`nn.max_pool` values with the gradient of `_max_pool_bwd` (`Kernels.max_pool`'s signature)."""
   return _max_pool(x, tuple(window), tuple(strides), tuple(tuple(p) for p in padding))
 
 
 # --------------------------------------------------------------------------- convolution in loops
 def _conv(x, k, padding):
-  return jax.lax.conv_general_dilated(x, k, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  return jax.lax.conv_general_dilated(
+    x, k, (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+  )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -183,7 +200,10 @@ def _conv_loop_bwd(padding, res, dy):
   x, k = res
   (kh, kw) = k.shape[:2]
   # dx: the full correlation of dy with the flipped kernel, in/out channels swapped.
-  back = [(kh - 1 - padding[0][0], kh - 1 - padding[0][1]), (kw - 1 - padding[1][0], kw - 1 - padding[1][1])]
+  back = [
+    (kh - 1 - padding[0][0], kh - 1 - padding[0][1]),
+    (kw - 1 - padding[1][0], kw - 1 - padding[1][1]),
+  ]
   dx = _conv(dy, jnp.flip(k, (0, 1)).transpose(0, 1, 3, 2), back)
   # dk[a, b, i, o] = sum_{n,h,w} x_pad[n, h + a, w + b, i] dy[n, h, w, o]: a convolution whose
   # "batch" is the input channel and whose contracted "feature" is the example axis.
@@ -199,12 +219,31 @@ def make_loop_conv(use_onednn: bool) -> Callable:
   bodies: on oneDNN (every pass: XLA's are slow inside loops) when `use_onednn`, else with a backward
   pass written as forward-layout convolutions (`_conv_loop`). Same values."""
 
-  def conv_for_loops(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                     dimension_numbers=None, feature_group_count=1, batch_group_count=1, precision=None,
-                     preferred_element_type=None):
-    del dimension_numbers, precision, preferred_element_type  # NHWC / HWIO as nn.Conv, default precision
+  def conv_for_loops(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    batch_group_count=1,
+    precision=None,
+    preferred_element_type=None,
+  ):
+    del (
+      dimension_numbers,
+      precision,
+      preferred_element_type,
+    )  # NHWC / HWIO as nn.Conv, default precision
     dilated = any(d != 1 for d in (lhs_dilation or ())) or any(d != 1 for d in (rhs_dilation or ()))
-    if tuple(window_strides) != (1, 1) or dilated or feature_group_count != 1 or batch_group_count != 1:
+    if (
+      tuple(window_strides) != (1, 1)
+      or dilated
+      or feature_group_count != 1
+      or batch_group_count != 1
+    ):
       raise ValueError("conv_for_loops takes stride-1, undilated, ungrouped 2-D convolutions only")
     if use_onednn and onednn.supports(lhs, rhs, window_strides, padding):
       return onednn.conv2d(lhs, rhs, window_strides, padding)
@@ -213,6 +252,7 @@ def make_loop_conv(use_onednn: bool) -> Callable:
     return _conv_loop(lhs, rhs, tuple((int(lo), int(hi)) for lo, hi in padding))
 
   return conv_for_loops
+
 
 # --------------------------------------------------------------------------- convolution policy
 CONV_POLICIES = ("onednn", "mixed", "measured", "xla")
@@ -225,8 +265,12 @@ _NHWC = ("NHWC", "HWIO", "NHWC")
 def _mixed_on_xla(kernel_shape: Sequence[int]) -> bool:
   """Policy "mixed": a conv with this HWIO kernel runs on XLA: a spatial kernel (not 1x1) with many
   input and output channels on a CPU without AVX-512."""
-  return (len(kernel_shape) == 4 and tuple(kernel_shape[:2]) != (1, 1)
-          and min(kernel_shape[2], kernel_shape[3]) >= MIXED_XLA_MIN_CHANNELS and not onednn.cpu_has_avx512())
+  return (
+    len(kernel_shape) == 4
+    and tuple(kernel_shape[:2]) != (1, 1)
+    and min(kernel_shape[2], kernel_shape[3]) >= MIXED_XLA_MIN_CHANNELS
+    and not onednn.cpu_has_avx512()
+  )
 
 
 def geometry_key(x_shape, w_shape, strides, padding) -> str:
@@ -240,25 +284,58 @@ def make_conv(policy: str, table: Mapping[str, frozenset[str]] | None = None) ->
   library `table` says was faster here ("measured": {geometry_key: passes on XLA}; a geometry not in
   the table runs on oneDNN), or none ("xla")."""
   if policy not in CONV_POLICIES:
-    raise ValueError(f"unknown CPU conv policy {policy!r}; choose one of {', '.join(CONV_POLICIES)}")
+    raise ValueError(
+      f"unknown CPU conv policy {policy!r}; choose one of {', '.join(CONV_POLICIES)}"
+    )
   table = dict(table or {})
 
-  def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
-                           dimension_numbers=None, feature_group_count=1, batch_group_count=1,
-                           precision=None, preferred_element_type=None):
-    if (policy != "xla" and preferred_element_type is None
-        and not (policy == "mixed" and _mixed_on_xla(rhs.shape))
-        and onednn.supports(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                            feature_group_count, batch_group_count)
-        and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
+  def conv_general_dilated(
+    lhs,
+    rhs,
+    window_strides,
+    padding,
+    lhs_dilation=None,
+    rhs_dilation=None,
+    dimension_numbers=None,
+    feature_group_count=1,
+    batch_group_count=1,
+    precision=None,
+    preferred_element_type=None,
+  ):
+    if (
+      policy != "xla"
+      and preferred_element_type is None
+      and not (policy == "mixed" and _mixed_on_xla(rhs.shape))
+      and onednn.supports(
+        lhs,
+        rhs,
+        window_strides,
+        padding,
+        lhs_dilation,
+        rhs_dilation,
+        feature_group_count,
+        batch_group_count,
+      )
+      and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+    ):
       on_xla = frozenset()
       if policy == "measured":
         if isinstance(padding, str):
           padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
         on_xla = table.get(geometry_key(lhs.shape, rhs.shape, window_strides, padding), frozenset())
       return onednn.conv2d(lhs, rhs, window_strides, padding, on_xla=on_xla)
-    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
-                                        dimension_numbers, feature_group_count, batch_group_count,
-                                        precision, preferred_element_type)
+    return jax.lax.conv_general_dilated(
+      lhs,
+      rhs,
+      window_strides,
+      padding,
+      lhs_dilation,
+      rhs_dilation,
+      dimension_numbers,
+      feature_group_count,
+      batch_group_count,
+      precision,
+      preferred_element_type,
+    )
 
   return conv_general_dilated
