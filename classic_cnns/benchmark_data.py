@@ -1,4 +1,4 @@
-"""Input-pipeline benchmarks (issue 4 figures), on whatever machine runs them:
+"""Input-pipeline benchmarks, on whatever machine runs them:
 
     python -m classic_cnns.benchmark_data --cifar_folder=/tmp/cifar10_jpeg [--json=out.json]
 

@@ -107,6 +107,20 @@ def test_gradient_is_autodiff_of_plain_ops(name):
     assert not found, f"{name}: {found}"
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_gradient_exports_for_cuda_and_tpu(name):
+  """jax.export lowers the same gradient for CUDA and TPU from this CPU-only machine, with no
+  custom-call target of ours."""
+  loss, params, rest = _loss_fn(name, MODELS[name])
+  exported = jax.export.export(jax.jit(jax.grad(loss)), platforms=("cuda", "tpu"))(params, rest)
+  assert exported.platforms == ("cuda", "tpu")
+  text = exported.mlir_module()
+  targets = set(re.findall(r'call_target_name = "([^"]+)"', text)) | set(
+    re.findall(r"custom_call @(\w+)", text)
+  )
+  assert not {t for t in targets if "ClassicCnns" in t or "onednn" in t.lower()}, targets
+
+
 def _train_step_args(name: str, side: int, batch: int = 2):
   info = model_info(name)
   config = base_config()

@@ -87,7 +87,8 @@ def run_main(workdir_path, data_path, *args, **kw):
 
 
 def snapshot(path) -> dict:
-  """{relative path: (size, mtime_ns, sha256)} of every file under `path` but the lock file."""
+  """{relative path: (size, sha256)} of every file under `path` but the lock file: what "the
+  workdir's files are unchanged" means (a file rewritten with the same bytes is unchanged)."""
   out = {}
   for root, _, files in os.walk(path):
     for f in files:
@@ -96,11 +97,7 @@ def snapshot(path) -> dict:
       if rel == workdir.LOCK_FILE:
         continue
       with open(full, "rb") as fh:
-        out[rel] = (
-          os.path.getsize(full),
-          os.stat(full).st_mtime_ns,
-          hashlib.sha256(fh.read()).hexdigest(),
-        )
+        out[rel] = (os.path.getsize(full), hashlib.sha256(fh.read()).hexdigest())
   return out
 
 

@@ -3,7 +3,7 @@
 Which library is faster depends on the CPU and the shape. On the AVX-512 Xeon this project first ran
 on, oneDNN won almost every pass; on a 2-core AMD EPYC (AVX2, Debian's oneDNN 2.6) oneDNN won
 ResNet-20's and the ResNet-18 stem's passes but lost most of ResNet-18's deeper 3x3 ones by up to 2x
-(`PYTHONPATH=. python benchmarks/onednn_conv_profile.py --model=resnet18`, BENCHMARKS.md). So the
+(per-conv profiles; the figures are in the git history of BENCHMARKS.md). So the
 `measured` conv policy (config.cpu_convs=measured; opt-in) times, for every conv geometry of a
 train step, its forward, input-gradient and weight-gradient passes with each library -- like cuDNN's
 benchmark mode or XLA's GPU autotuner -- and runs each pass on the faster one.

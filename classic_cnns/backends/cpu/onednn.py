@@ -2,7 +2,7 @@
 
 Why: XLA:CPU's own convolutions (Eigen) are 2-7x slower than oneDNN's JIT/brgemm kernels on the
 small-channel convolutions of the classic CNNs, and its weight gradient first transposes every
-activation to channel-major; PyTorch's CPU build calls oneDNN (BENCHMARKS.md, "oneDNN convolutions").
+activation to channel-major; PyTorch's CPU build calls oneDNN (BENCHMARKS.md, CPU section).
 This module builds the kernel library on first use with the system's C++ compiler against the
 system's oneDNN (Debian/Ubuntu: `apt-get install g++ libdnnl-dev`), caches the shared object under
 `~/.cache/classic_cnns` (`CLASSIC_CNNS_CACHE`), registers three FFI targets, and exposes

@@ -30,7 +30,7 @@ def _sum_rows(a: jax.Array) -> jax.Array:
   """[G, M, C] -> [G, C], the sum over M as a matrix-vector product. On XLA:CPU a plain reduce over
   M is rewritten into a tree of reduce-windows that runs at a few GB/s, while a dot runs on Eigen's
   vectorised kernels: 4-6x faster for BatchNorm-sized tensors, the largest single cost of a CIFAR
-  ResNet step (benchmarks/torch_comparison.md, "What limits the Flax step")."""
+  ResNet step (BENCHMARKS.md, CPU section)."""
   g, m, c = a.shape
   # Two levels for float32 accuracy: a dot over m / k rows of k * c values, then a small sum over k
   # (one long dot accumulates ~m * eps of rounding error: 7e-6 relative at m = 131072, vs 3e-7).
