@@ -107,9 +107,10 @@ def assert_one_error_line(code, lines, match, status=None):
   assert not any("Traceback" in l for l in lines)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def finished_run(tmp_path_factory):
-  """(workdir, data path, snapshot) of one finished tiny run; tests must leave it unchanged."""
+  """(workdir, data path, snapshot) of a finished tiny run, one per test: a test that reruns it
+  (successfully or not) can never change what another test compares against."""
   root = tmp_path_factory.mktemp("finished")
   data = root / "data.npz"
   write_npz(data)
