@@ -121,7 +121,9 @@ def resnet_degradation(scale: str) -> Plan:
     )  # one depth: residual vs plain
   if scale == "cpu":
     depths = (20, 56)
-    steps = 700  # ~50 min for the four variants on the idle 2-core machine (ResNet-56: ~85 img/s)
+    # 2000 steps = 5.7 epochs: ~50 min for a 56-layer net on an idle 2-core machine (~85 img/s),
+    # ~17 min for a 20-layer one. At 700 steps ResNet-56 still trailed ResNet-20.
+    steps = 2000
     base = {**CIFAR_AUG, **sgd_recipe(steps, 0.1, 128, evals=4)}
     # At lr 0.1 from step 0 our ResNet-56 diverged in its first 10 steps (loss 8.3, then chance for
     # 190 steps); the paper met the same with ResNet-110 (Sec. 4.2: "0.1 is slightly too large to start
