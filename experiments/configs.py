@@ -31,6 +31,9 @@ streamed ImageNet folder alike. `--set data.streaming.augment=canvas` keeps ever
 The config hash (`config_hash`) names a variant's recipe: the whole config except the seed and the
 fields that do not change the numbers or only say where things are on this machine (NOT_HASHED),
 plus the dataset's identity (kind and name, not its path). Results made under another hash are stale.
+A field added to the config after results were published enters the hash only when set away from
+the value that leaves training unchanged (NEUTRAL_WHEN), so a new option does not make every stored
+summary stale; tests/test_experiments.py checks that every published summary's hash still matches.
 """
 
 from __future__ import annotations
@@ -73,6 +76,10 @@ NOT_HASHED = (
   "keep_checkpoints",
   "eval_batch_size",
 )
+
+# Fields that leave a run's numbers unchanged at this value: omitted from the hash while they hold
+# it. Every config field added after the first published results belongs here with its no-op value.
+NEUTRAL_WHEN: dict[str, Any] = {}
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -432,6 +439,10 @@ def config_dict(config: ml_collections.ConfigDict) -> dict[str, Any]:
 def config_hash(config: ml_collections.ConfigDict, dataset: str | DatasetSpec) -> str:
   """12 hex digits naming the recipe (module docstring); the same on every machine."""
   spec = parse_dataset(dataset) if isinstance(dataset, str) else dataset
-  flat = {k: v for k, v in flatten(config_dict(config)).items() if k not in NOT_HASHED}
+  flat = {
+    k: v
+    for k, v in flatten(config_dict(config)).items()
+    if k not in NOT_HASHED and not (k in NEUTRAL_WHEN and v == NEUTRAL_WHEN[k])
+  }
   payload = json.dumps({"config": flat, "dataset": spec.identity}, sort_keys=True, default=str)
   return hashlib.sha256(payload.encode()).hexdigest()[:12]

@@ -833,3 +833,40 @@ def test_every_plan_runs_on_its_default_dataset(name, scale, data, tmp_path, mon
   assert run_cli(base + ["--dry-run"]) == 0
   assert run_cli(base + [f"--only={variant}"]) == 0
   check_report(results, name, scale, {variant: 1})
+
+
+# ----------------------------------------------------------------------------- published results
+def published_summaries():
+  root = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments", "results")
+  found = []
+  for name in sorted(os.listdir(root)) if os.path.isdir(root) else []:
+    runs = os.path.join(root, name, "runs")
+    for scale in sorted(os.listdir(runs)) if os.path.isdir(runs) else []:
+      summaries, _ = store.load_all(root, name, scale)
+      found += summaries
+  return found
+
+
+def test_published_summaries_match_the_current_recipes():
+  """A change to a plan, to the config's defaults or to a new option's no-op value would make the
+  published per-seed results stale (the report drops them and the runner trains them again): every
+  stored summary's hash must be the hash its variant has under the code as it is."""
+  stale = []
+  for s in published_summaries():
+    plan = EXPERIMENTS[s["experiment"]].plan(s["scale"])
+    variant = next((v for v in plan.variants if v.name == s["variant"]), None)
+    if variant is None:
+      stale.append(f"{s['experiment']}/{s['scale']}/{s['variant']}: no such variant any more")
+      continue
+    sets = [tuple(kv.split("=", 1)) for kv in s.get("sets", [])]
+    config = configs.variant_config(plan, variant, s["dataset"], s["seed"], sets)
+    digest = configs.config_hash(config, s["dataset"])
+    if digest != s["config_hash"]:
+      now = configs.flatten(configs.config_dict(config))
+      diff = sorted(
+        k
+        for k in set(now) | set(configs.flatten(s["config"]))
+        if now.get(k) != configs.flatten(s["config"]).get(k) and k not in configs.NOT_HASHED
+      )
+      stale.append(f"{s['experiment']}/{s['scale']}/{s['variant']} seed {s['seed']}: {diff[:6]}")
+  assert not stale, "published summaries made stale by the code:\n" + "\n".join(stale)
