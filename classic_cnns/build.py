@@ -33,8 +33,8 @@ def build_model(
   """config.model -> module, computing with `kernels` (the backend's, `backends.select`). The norm is
   the model's own (`registry.model_norm`: its paper defaults, e.g. Inception-v3's BatchNorm epsilon
   1e-3) with the config's explicit values on top: `norm` (kind), `norm_groups`, `norm_epsilon`,
-  `norm_momentum`, and the BatchNorm statistics scope of config.bn.stats. `attn` + `attn_reduction`
-  become an AttnSpec. bn.stats other than global on a model without BatchNorm is a ConfigError."""
+  `norm_momentum`, and the BatchNorm statistics scope of config.bn.stats. `attn` + `attn_reduction`,
+  `attn_use_bias`, `attn_spatial_kernel`, `attn_min_channels` become an AttnSpec. bn.stats other than global on a model without BatchNorm is a ConfigError."""
   kw = {k: v for k, v in config.model.to_dict().items() if v is not None}
   name = kw.pop("name")
   norm_fields = {
@@ -61,9 +61,16 @@ def build_model(
     spec = dataclasses.replace(spec, virtual_batch_size=bn_virtual_batch_size(config, num_devices))
   if spec is not None:
     kw["norm"] = spec
-  reduction = kw.pop("attn_reduction", 16)
+  attn_fields = {  # config.model.attn_<field> -> AttnSpec.<field> (layers.AttnSpec documents them)
+    f: kw.pop(f"attn_{f}")
+    for f in ("reduction", "use_bias", "spatial_kernel", "min_channels")
+    if f"attn_{f}" in kw
+  }
   if kw.get("attn"):
-    kw["attn"] = AttnSpec(kw["attn"], reduction=reduction)
+    try:
+      kw["attn"] = AttnSpec(kw["attn"], **attn_fields)
+    except ValueError as e:
+      raise ConfigError(f"config.model.attn: {e}") from None
   elif "attn" in kw:
     kw["attn"] = None
   if (

@@ -702,44 +702,47 @@ SE_TABLE10 = {2: 22.29, 4: 22.25, 8: 22.26, 16: 22.28, 32: 22.72}
 
 
 def se_reduction(scale: str) -> Plan:
+  """SE's bottleneck is C // r wide (Sec. 3.2). At the CIFAR ResNet's widths 16/32/64 that is
+  16/8/4 ... 1/2/4 channels for r = 2 ... 16, and 0 for r = 32 on the first stage. The SE paper's
+  CIFAR nets (ResNet-110/164, Sec. 6.1) use r = 16 on the same 16/32/64 widths, so r <= 16 here is
+  what the paper ran on CIFAR; r = 32 cannot be built at these widths without a floor, and runs only
+  where stated, with `attn_min_channels=1` (a named deviation: first-stage width 1, not 0.5)."""
   model = {
     "model.name": "resnet20",
     "model.norm": "batch",
     **(TINY_RESNET if scale == "smoke" else {}),
   }
-  variants = [
-    Variant(
-      "none",
-      {**model, "model.attn": ""},
-      "ResNet-20",
-      "SE",
-      None,
-      None,
-      "ResNet-50: 23.30 (ImageNet top-1)",
-    )
-  ]
-  variants += [
-    Variant(
+  if scale == "smoke":  # widths 4/8/16: C // 16 = 0 on the first stage without a floor
+    model["model.attn_min_channels"] = 1
+
+  def se(r: int, extra: dict[str, Any] | None = None) -> Variant:
+    return Variant(
       f"se_r{r}",
-      {**model, "model.attn": "se", "model.attn_reduction": r},
-      f"SE r={r}",
+      {**model, "model.attn": "se", "model.attn_reduction": r, **(extra or {})},
+      f"SE r={r}" + (" (floor 1)" if extra else ""),
       "SE",
       r,
       None,
       f"SE-ResNet-50 r={r}: {SE_TABLE10[r]} (ImageNet)",
     )
-    for r in (4, 8, 16, 32)
-  ]
-  variants.append(
-    Variant(
-      "cbam",
-      {**model, "model.attn": "cbam", "model.attn_reduction": 16},
-      "CBAM r=16",
-      "CBAM",
-      16,
-      None,
-      "CBAM-ResNet-50: 22.66 vs SE 23.14 (ImageNet, unconfirmed)",
-    )
+
+  none = Variant(
+    "none",
+    {**model, "model.attn": ""},
+    "ResNet-20",
+    "SE",
+    None,
+    None,
+    "ResNet-50: 23.30 (ImageNet)",
+  )
+  cbam = Variant(
+    "cbam",
+    {**model, "model.attn": "cbam", "model.attn_reduction": 16},
+    "CBAM r=16",
+    "CBAM",
+    16,
+    None,
+    "CBAM-ResNet-50: 22.66 vs SE 23.14 (ImageNet, unconfirmed)",
   )
   checks = (
     Check(
@@ -749,39 +752,45 @@ def se_reduction(scale: str) -> Plan:
       ("none", "final_eval_error"),
     ),
     Check(
-      "r=32 is not better than r=16 (paper: 22.72 vs 22.28)",
-      ("se_r32", "final_eval_error"),
-      ">=",
-      ("se_r16", "final_eval_error"),
-      -0.5,
-    ),
-    Check(
       "CBAM is at or below no attention",
       ("cbam", "final_eval_error"),
       "<=",
       ("none", "final_eval_error"),
     ),
   )
+  r32_check = Check(
+    "r=32 is not better than r=16 (paper: 22.72 vs 22.28)",
+    ("se_r32", "final_eval_error"),
+    ">=",
+    ("se_r16", "final_eval_error"),
+    -0.5,
+  )
   if scale == "smoke":
     return Plan(
       smoke_base(),
-      [variants[0], variants[3]],
-      "tiny ResNet-8 (widths 4/8/16),, embedded MNIST",
+      [none, se(16)],
+      "tiny ResNet-8 (widths 4/8/16, SE hidden width floored at 1), embedded MNIST",
       checks=checks[:1],
     )
   if scale == "cpu":
+    steps = 1200  # ~10 min a run on an idle 2-core machine (ResNet-20 ~270 img/s)
     return Plan(
-      {**CIFAR_AUG, **sgd_recipe(400, 0.1, 128, evals=2)},
-      variants,
-      "CIFAR ResNet-20 (the paper: ResNet-50 on ImageNet), 400 steps of 128 (1.1 epochs)",
+      {**CIFAR_AUG, **sgd_recipe(steps, 0.1, 128, evals=4)},
+      [none, se(2), se(8), se(16), cbam],
+      f"CIFAR ResNet-20 (the paper's sweep: ResNet-50 on ImageNet), {steps} steps of 128 "
+      f"({steps * 128 / 45000:.1f} epochs), lr / 10 at 50% and 75%; r = 2, 8, 16 (r = 16 with "
+      f"bottlenecks of 1/2/4 channels is the SE paper's own CIFAR setting, Sec. 6.1; r = 32 would "
+      f"leave 0 channels on the first stage and is not run at this scale); JPEG CIFAR-10 training "
+      f"folder, errors on the 5k held-out images",
       checks=checks,
     )
   return Plan(
     {**CIFAR_AUG, **sgd_recipe(64_000, 0.1, 128, log_every=100, evals=32, checkpoint_every=2000)},
-    variants,
+    [none, se(2), se(4), se(8), se(16), se(32, {"model.attn_min_channels": 1}), cbam],
     "CIFAR ResNet-20 with the ResNet CIFAR recipe (64k steps of 128); the paper's numbers are "
-    "ImageNet ResNet-50, for the trend only",
-    checks=checks,
+    "ImageNet ResNet-50, for the trend only; r = 32 runs with its first-stage bottleneck floored "
+    "at 1 channel (model.attn_min_channels=1: 16 // 32 = 0)",
+    checks=checks + (r32_check,),
   )
 
 

@@ -439,12 +439,32 @@ class AttnSpec:
   reduction: int = 16
   use_bias: bool = True  # biases in the excitation FCs (SE Table 10 counts are without)
   spatial_kernel: int = 7  # CBAM spatial attention kernel
+  # Hidden width of the excitation MLP: C // reduction (SE Sec. 3.2), raised to `min_channels`.
+  # 0 = exactly C // reduction, and a block where that is 0 cannot be built (an error, never a
+  # silent 1-channel bottleneck); e.g. r=32 on a 16-channel CIFAR stage needs min_channels=1.
+  min_channels: int = 0
 
   def __post_init__(self):
     if self.kind not in ATTN_KINDS:
       raise ValueError(
         f"unknown attention {self.kind!r}; choose one of {', '.join(ATTN_KINDS)} or None"
       )
+    if self.reduction < 1 or self.min_channels < 0:
+      raise ValueError(
+        f"attention reduction must be >= 1 and min_channels >= 0, got {self.reduction}, "
+        f"{self.min_channels}"
+      )
+
+
+def excitation_width(channels: int, reduction: int, min_channels: int = 0) -> int:
+  """C // r, or `min_channels` where larger; a ValueError where the result is 0 (SE Sec. 3.2)."""
+  width = max(channels // reduction, min_channels)
+  if width < 1:
+    raise ValueError(
+      f"attention reduction r={reduction} leaves no hidden unit on {channels} channels "
+      f"(C // r = 0); use a smaller r or set min_channels (config.model.attn_min_channels)"
+    )
+  return width
 
 
 def as_attn_spec(attn: str | AttnSpec | None) -> AttnSpec | None:
@@ -460,14 +480,14 @@ class SqueezeExcite(nn.Module):
   reduction: int = 16
   use_bias: bool = True
   dtype: Any = None
+  min_channels: int = 0
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     c = x.shape[-1]
     s = jnp.mean(x, axis=(1, 2))
-    s = nn.relu(
-      nn.Dense(max(c // self.reduction, 1), use_bias=self.use_bias, dtype=self.dtype, name="fc1")(s)
-    )
+    hidden = excitation_width(c, self.reduction, self.min_channels)
+    s = nn.relu(nn.Dense(hidden, use_bias=self.use_bias, dtype=self.dtype, name="fc1")(s))
     s = nn.sigmoid(nn.Dense(c, use_bias=self.use_bias, dtype=self.dtype, name="fc2")(s))
     return x * s[:, None, None, :]
 
@@ -483,13 +503,13 @@ class CBAM(nn.Module):
   norm: str | NormSpec = "batch"
   dtype: Any = None
   kernels: Kernels = PORTABLE
+  min_channels: int = 0
 
   @nn.compact
   def __call__(self, x, train: bool):
     c = x.shape[-1]
-    fc1 = nn.Dense(
-      max(c // self.reduction, 1), use_bias=self.use_bias, dtype=self.dtype, name="fc1"
-    )
+    hidden = excitation_width(c, self.reduction, self.min_channels)
+    fc1 = nn.Dense(hidden, use_bias=self.use_bias, dtype=self.dtype, name="fc1")
     fc2 = nn.Dense(c, use_bias=self.use_bias, dtype=self.dtype, name="fc2")
     mlp = lambda v: fc2(nn.relu(fc1(v)))
     ch = nn.sigmoid(mlp(jnp.mean(x, axis=(1, 2))) + mlp(jnp.max(x, axis=(1, 2))))
@@ -520,5 +540,14 @@ def make_attention(
   if spec is None:
     return None
   if spec.kind == "se":
-    return SqueezeExcite(spec.reduction, spec.use_bias, dtype, name=name)
-  return CBAM(spec.reduction, spec.use_bias, spec.spatial_kernel, norm, dtype, kernels, name=name)
+    return SqueezeExcite(spec.reduction, spec.use_bias, dtype, spec.min_channels, name=name)
+  return CBAM(
+    spec.reduction,
+    spec.use_bias,
+    spec.spatial_kernel,
+    norm,
+    dtype,
+    kernels,
+    spec.min_channels,
+    name=name,
+  )
