@@ -224,6 +224,7 @@ def run(main) -> None:
     "debug",
     False,
     "Show the traceback of an error instead of one line (also CLASSIC_CNNS_DEBUG=1).",
+    module_name=_module_name(sys._getframe(1)),  # listed by the command's --help
   )
 
   def parse(argv):
@@ -272,9 +273,19 @@ def load_config(holder, argv: list[str] | None = None):
     fail(f"cannot load --config={path}: {where or ' '.join(str(e).split())[:300]}")
 
 
-def define_once(define, name: str, *args, **kwargs):
+def _module_name(frame) -> str:
+  """absl's name of the module running `frame`: its __name__, or sys.argv[0] for __main__ (the
+  module whose flags `--help` lists)."""
+  name = frame.f_globals.get("__name__", "")
+  return sys.argv[0] if name == "__main__" else name
+
+
+def define_once(define, name: str, *args, module_name: str | None = None, **kwargs):
   """`define(name, ...)` unless another entry-point module (imported in the same process, e.g. by
-  the test runner) already defined the flag `name`; then that flag is shared."""
+  the test runner) already defined the flag `name`; then that flag is shared. Either way the flag
+  belongs to the calling module (or `module_name`), so that the command's `--help` lists it."""
+  module_name = module_name or _module_name(sys._getframe(1))
   if name in flags.FLAGS:
+    flags.FLAGS.register_key_flag_for_module(module_name, flags.FLAGS[name])
     return flags.FlagHolder(flags.FLAGS, flags.FLAGS[name])
-  return define(name, *args, **kwargs)
+  return define(name, *args, module_name=module_name, **kwargs)
