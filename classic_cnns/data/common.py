@@ -1,26 +1,18 @@
-"""What every data module shares: the split and dataset types, the user-facing DatasetError, and
-the offline messages of the TFDS sources."""
+"""What every data module shares: the dataset type, the user-facing DatasetError, and the offline
+messages of the TFDS sources. The splits implement `split.Split` (in memory: pipeline.ArraySplit;
+streamed: streaming.FileSplit, tfds_stream.TfdsSplit)."""
 
 from __future__ import annotations
 
 import dataclasses
 
-import numpy as np
+from classic_cnns.data.split import Split
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 
 class DatasetError(RuntimeError):
   """The data cannot be loaded; the message is one line meant for the user."""
-
-
-@dataclasses.dataclass
-class Split:
-  images: np.ndarray  # [N, H, W, C] uint8
-  labels: np.ndarray  # [N] int32
-
-  def __len__(self) -> int:
-    return len(self.labels)
 
 
 @dataclasses.dataclass
@@ -32,11 +24,14 @@ class Dataset:
   class_names: list[str]
   val: Split | None = None
 
+  def __post_init__(self):
+    for split in (self.train, self.test, self.val):  # each split knows the dataset's classes
+      if split is not None:
+        split.num_classes = self.num_classes
+
   @property
   def image_shape(self) -> tuple[int, int, int]:
-    if hasattr(self.train, "image_shape"):  # streamed: streaming.FileSplit, tfds_stream.TfdsSplit
-      return tuple(self.train.image_shape)
-    return tuple(self.train.images.shape[1:])
+    return tuple(self.train.image_shape)
 
 
 def offline_message(name: str, where: str, why: str) -> str:

@@ -8,22 +8,52 @@ exactly once: the last batch is padded and a mask marks the real rows.
 
 With `on_device=True` the uint8 split is placed on the accelerators once (replicated) and each
 batch is gathered inside jit from a sharded index vector: the host sends only indices.
+
+`ArraySplit` is the in-memory implementation of the `split.Split` protocol.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+import dataclasses
+from typing import Any, Iterator
 
 import jax
 import numpy as np
 from jax.sharding import Mesh
 
 from classic_cnns import parallel
-from classic_cnns.data.sources import Split
+
+
+@dataclasses.dataclass
+class ArraySplit:
+  """A split held in host memory as uint8 arrays (the `split.Split` protocol)."""
+
+  images: np.ndarray  # [N, H, W, C] uint8
+  labels: np.ndarray  # [N] int32
+  num_classes: int = 0  # set by the Dataset that holds it
+  streamed = False
+
+  def __len__(self) -> int:
+    return len(self.labels)
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.images.shape[1:])
+
+  def train_batches(self, config: Any, mesh: Mesh) -> "TrainBatches":
+    """Sharded gathers of config.batch_size examples, on device unless config.data.on_device."""
+    return TrainBatches(self, config.batch_size, config.seed, mesh, config.data.on_device)
+
+  def eval_batches(
+    self, batch_size: int, config: Any, mesh: Mesh, canvas: int = 0
+  ) -> Iterator[dict[str, jax.Array]]:
+    """Every example once, the whole images (`canvas` does not apply to arrays)."""
+    del config, canvas
+    return eval_batches(self, batch_size, mesh)
 
 
 class TrainBatches:
-  def __init__(self, split: Split, batch_size: int, seed: int, mesh: Mesh, on_device: bool):
+  def __init__(self, split: ArraySplit, batch_size: int, seed: int, mesh: Mesh, on_device: bool):
     if len(split) < batch_size:
       raise ValueError(
         f"the training split has {len(split)} examples, fewer than batch_size={batch_size}"
@@ -65,7 +95,7 @@ class TrainBatches:
       yield step, self.batch(step)
 
 
-def eval_batches(split: Split, batch_size: int, mesh: Mesh) -> Iterator[dict[str, jax.Array]]:
+def eval_batches(split: ArraySplit, batch_size: int, mesh: Mesh) -> Iterator[dict[str, jax.Array]]:
   """Every example once; the final partial batch is zero-padded with mask 0 on the padding."""
   n = len(split)
   sl = parallel.process_slice(batch_size)

@@ -1,4 +1,5 @@
-"""Dataset sources. Each returns a `Dataset` of in-memory uint8 NHWC arrays:
+"""Dataset sources. Each returns a `Dataset` whose splits implement `split.Split`; in memory
+(`pipeline.ArraySplit`, uint8 NHWC arrays) unless config.data.streaming reads them on the fly:
 
   embedded  a real MNIST sample shipped in the package (10k train + 2k test, no download)
   npz       a local .npz with x_train y_train x_test y_test (e.g. ../shared/datasets/mnist.npz)
@@ -25,7 +26,10 @@ import zlib
 import numpy as np
 
 from classic_cnns.data import common
-from classic_cnns.data.common import IMAGE_EXTENSIONS, Dataset, DatasetError, Split  # noqa: F401
+from classic_cnns.data.common import IMAGE_EXTENSIONS, Dataset, DatasetError  # noqa: F401
+from classic_cnns.data.pipeline import ArraySplit
+
+Split = ArraySplit  # in-memory splits are built as sources.Split(images, labels)
 
 EMBEDDED_PATH = os.path.join(os.path.dirname(__file__), "mnist_sample.npz")
 # What np.load raises on a truncated or corrupt file (zip directory, CRC, deflate stream, header).
@@ -52,7 +56,7 @@ def check_labels(labels: np.ndarray, what: str) -> np.ndarray:
   return y.astype(np.int32)
 
 
-def _as_split(x: np.ndarray, y: np.ndarray, what: str) -> Split:
+def _as_split(x: np.ndarray, y: np.ndarray, what: str) -> ArraySplit:
   x, y = np.asarray(x), np.asarray(y)
   if x.ndim == 3:
     x = x[..., None]
@@ -66,10 +70,10 @@ def _as_split(x: np.ndarray, y: np.ndarray, what: str) -> Split:
     raise DatasetError(f"{what}: the split is empty (no examples)")
   if min(x.shape[1:]) == 0:
     raise DatasetError(f"{what}: images of shape {x.shape[1:]} are empty")
-  return Split(x, check_labels(y, what))
+  return ArraySplit(x, check_labels(y, what))
 
 
-def _same_shape(train: Split, other: Split | None, what: str) -> None:
+def _same_shape(train: ArraySplit, other: ArraySplit | None, what: str) -> None:
   if other is not None and other.images.shape[1:] != train.images.shape[1:]:
     raise DatasetError(
       f"{what}: images are {'x'.join(map(str, other.images.shape[1:]))} but the training "
@@ -190,7 +194,7 @@ def load_folder(root: str) -> Dataset:
   )
   index = {c: i for i, c in enumerate(classes)}
 
-  def read(split: str) -> Split | None:
+  def read(split: str) -> ArraySplit | None:
     files = []
     for c in classes:
       d = os.path.join(root, split, c)
@@ -205,7 +209,7 @@ def load_folder(root: str) -> Dataset:
     images = [decode_image(f) for f, _ in files]
     if len({im.shape for im in images}) != 1:
       raise DatasetError(f"{root}/{split}: images have different sizes; resize them first")
-    return Split(np.stack(images), np.array([y for _, y in files], np.int32))
+    return ArraySplit(np.stack(images), np.array([y for _, y in files], np.int32))
 
   train = read("train")
   if train is None:
@@ -224,8 +228,8 @@ def hold_out_validation(ds: Dataset, val_size: int, seed: int) -> Dataset:
     raise DatasetError(f"data.val_size={val_size} leaves no training data ({n} examples)")
   perm = np.random.default_rng([seed, 0xDA7A]).permutation(n)
   tr, va = np.sort(perm[val_size:]), np.sort(perm[:val_size])
-  train = Split(ds.train.images[tr], ds.train.labels[tr])
-  val = Split(ds.train.images[va], ds.train.labels[va])
+  train = ArraySplit(ds.train.images[tr], ds.train.labels[tr])
+  val = ArraySplit(ds.train.images[va], ds.train.labels[va])
   return dataclasses.replace(ds, train=train, val=val)
 
 

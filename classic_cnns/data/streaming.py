@@ -44,7 +44,10 @@ from classic_cnns.data.tf_ops import (  # noqa: F401  (re-exported: the streamed
   _decode,
   _resize_shorter,  # noqa: F401
   _tf,
+  eval_options,
   eval_transform,
+  streamed_shape,
+  train_options,
   train_transform,
 )
 
@@ -89,25 +92,36 @@ def _read_error(e: BaseException, files, channels: int, where: str) -> DataReadE
 
 @dataclasses.dataclass
 class FileSplit:
-  """A split kept as file paths, decoded on the fly (`config.data.streaming`)."""
+  """A split kept as file paths, decoded on the fly (`config.data.streaming`); the `split.Split`
+  protocol."""
 
   files: np.ndarray
   labels: np.ndarray
   image_shape: tuple[int, int, int]  # after the crop
+  num_classes: int = 0  # set by the Dataset that holds it
+  streamed = True
 
   def __len__(self) -> int:
     return len(self.labels)
+
+  def train_batches(self, config, mesh: Mesh) -> "StreamingTrainBatches":
+    """tf.data on the host: the crop family of config.data.streaming.augment, keyed by (seed, step)."""
+    return StreamingTrainBatches(
+      self.files,
+      self.labels,
+      config.batch_size,
+      config.seed,
+      mesh,
+      **train_options(config.data.streaming, self.image_shape[-1]),
+    )
+
+  def eval_batches(self, batch_size: int, config, mesh: Mesh | None, canvas: int = 0):
+    return eval_batches(self, batch_size, mesh, **eval_options(config.data.streaming, canvas))
 
 
 def is_streamed(split) -> bool:
   """True for a split read on the fly (FileSplit here, tfds_stream.TfdsSplit), not held in memory."""
   return split is not None and not hasattr(split, "images")
-
-
-def streamed_shape(streaming_config, channels: int = 3) -> tuple[int, int, int]:
-  """The uint8 image shape the host hands to jit: the crop, or the canvas square in canvas mode."""
-  side = streaming_config.resize if streaming_config.augment == "canvas" else streaming_config.crop
-  return (int(side), int(side), channels)
 
 
 def load_streaming_folder(root: str, val_size: int, seed: int, shape: tuple[int, int, int]):

@@ -67,3 +67,32 @@ def eval_transform(tf, img, resize: int, crop: int):
   h, w = tf.shape(img)[0], tf.shape(img)[1]
   img = tf.image.crop_to_bounding_box(img, (h - crop) // 2, (w - crop) // 2, crop, crop)
   return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+
+
+def streamed_shape(streaming_config, channels: int = 3) -> tuple[int, int, int]:
+  """The uint8 image shape the host hands to jit: the crop, or the canvas square in canvas mode."""
+  side = streaming_config.resize if streaming_config.augment == "canvas" else streaming_config.crop
+  return (int(side), int(side), channels)
+
+
+def train_options(streaming_config, channels: int) -> dict:
+  """The keyword arguments of the streamed training batches (image folder or TFDS) of
+  `config.data.streaming`."""
+  s = streaming_config
+  return dict(
+    mode=s.augment,
+    resize=s.resize,
+    crop=s.crop,
+    channels=channels,
+    threads=s.threads,
+    scale_range=(s.scale_min, s.scale_max),
+  )
+
+
+def eval_options(streaming_config, canvas: int = 0) -> dict:
+  """(resize, crop, threads) of a streamed evaluation pass: the host's evaluation view (shorter side
+  -> resize, centre crop; the canvas square in canvas mode) or, with `canvas`, the central canvas x
+  canvas square of the image rescaled to that shorter side."""
+  s = streaming_config
+  side = canvas or streamed_shape(s)[0]
+  return dict(resize=canvas or s.resize, crop=side, threads=s.threads)

@@ -40,21 +40,45 @@ from jax.sharding import Mesh
 from classic_cnns import parallel
 from classic_cnns.data import common, metadata
 from classic_cnns.data.common import DatasetError
-from classic_cnns.data.tf_ops import MODES, _tf, eval_transform, train_transform
+from classic_cnns.data.tf_ops import (
+  MODES,
+  _tf,
+  eval_options,
+  eval_transform,
+  train_options,
+  train_transform,
+)
 
 
 @dataclasses.dataclass
 class TfdsSplit:
-  """A TFDS split read on the fly (encoded images, decoded on the host)."""
+  """A TFDS split read on the fly (encoded images, decoded on the host); the `split.Split`
+  protocol."""
 
   builder_name: str  # e.g. "imagenet2012"
   data_dir: str | None
   split: str  # a TFDS split spec, e.g. "train", "train[:1000]+train[2000:]", "validation"
   num_examples: int
   image_shape: tuple[int, int, int]  # after the crop / canvas (set by the caller)
+  num_classes: int = 0  # set by the Dataset that holds it
+  streamed = True
 
   def __len__(self) -> int:
     return self.num_examples
+
+  def train_batches(self, config, mesh: Mesh) -> "TfdsTrainBatches":
+    """tf.data on the host: the crop family of config.data.streaming.augment, keyed by (seed, step)."""
+    return TfdsTrainBatches(
+      self,
+      config.batch_size,
+      config.seed,
+      mesh,
+      **train_options(config.data.streaming, self.image_shape[-1]),
+    )
+
+  def eval_batches(self, batch_size: int, config, mesh: Mesh | None, canvas: int = 0):
+    o = eval_options(config.data.streaming, canvas)
+    return tfds_eval_batches(self, batch_size, mesh, channels=self.image_shape[-1], **o)
 
 
 def _tfds():
