@@ -1,9 +1,12 @@
 """Runs a named experiment: trains its variants and writes the paper's table beside ours.
 
     python -m experiments.run --list
-    python -m experiments.run NAME [--scale=smoke|cpu|paper] [--seeds=N | A-B | A,B,...] [--dataset=SPEC]
-        [--set KEY=VALUE ...] [--only=VARIANT,...] [--dry-run] [--report-only] [--no-keep-going]
-        [--out=experiments/runs] [--results=experiments/results] [--note=TEXT]
+    python -m experiments.run NAME [--scale=smoke|cpu|paper] [--seeds=N | A-B | A,B,...]
+        [--dataset=SPEC] [--config.KEY=VALUE ...] [--only=VARIANT,...] [--dry_run] [--report_only]
+        [--nokeep_going] [--out=experiments/runs] [--results=experiments/results] [--note=TEXT]
+
+    python -m experiments.run resnet_degradation --scale=cpu --seeds=0-0
+    python -m experiments.run resnet_degradation --scale=cpu --config.optimizer.lr=0.05 --dry_run
 
 Each variant and seed trains in its own workdir OUT/NAME/SCALE/VARIANT/seedS through
 `classic_cnns.train.train_and_evaluate` (an unfinished one resumes from its newest checkpoint; one
@@ -13,33 +16,37 @@ wall time, date: experiments/store.py), and the report is built from those summa
 RESULTS/NAME/SCALE/results.md, results.json, curves.png, summary.png (experiments/report.py). So an
 experiment can be completed over several days on several machines (each adds its summaries; workdirs
 and checkpoints may be deleted), and rerunning a finished experiment trains nothing and rebuilds the
-same report. A summary made under another config (the plan, --dataset or --set changed) is stale:
-listed in the report, not mixed in, and its run is trained again.
+same report. A summary made under another config (the plan, --dataset or a --config override
+changed) is stale: listed in the report, not mixed in, and its run is trained again.
 
-Options:
+Flags (absl; NAME is the one positional argument, anywhere on the line; --flagfile=FILE reads more):
   --seeds        N (seeds 0..N-1, default 1), A-B (inclusive) or A,B,C; the table shows mean ± std (ddof=1)
   --dataset      the data (default per experiment and scale, definitions.py); specs in experiments/configs.py:
                  embedded | cifar10_folder[:PATH] | folder:PATH | tfds:NAME[@DATA_DIR] | npz:PATH |
                  imagenet_folder:PATH. A folder without a test split holds out min(5000, max(classes,
                  10% of train)) images for validation; e.g. --dataset=tfds:cifar10@/data/tfds runs offline
-  --set          KEY=VALUE on every variant's config, any field of classic_cnns/config.py by its dotted name
-                 (repeatable), parsed as classic_cnns.main's --config.KEY=VALUE; model options as model.NAME.
-                 Unknown keys and values of the wrong type: one line on stderr, exit status 2
+  --config.KEY=VALUE  overrides the field KEY of every variant's config: any field of
+                 classic_cnns/config.py by its dotted name (repeatable), parsed and checked as
+                 classic_cnns.main's --config.KEY=VALUE (ml_collections' parser of the field's type);
+                 model options as --config.model.NAME=VALUE (the model's constructor checks them).
+                 Unknown keys and values of the wrong type: one line on stderr, exit status 2.
+                 --set KEY=VALUE is the same override (the earlier spelling, still accepted)
   --only         train only these variants (the report covers all)
-  --dry-run      for every variant: validate the config, load its data and build its batches, build the
+  --dry_run      for every variant: validate the config, load its data and build its batches, build the
                  model abstractly (jax.eval_shape) and its optimizer; print one line each; train nothing
-  --report-only  train nothing; rebuild the report from the stored summaries (no data needed)
-  --keep-going   (default) a failing variant is recorded (RESULTS/.../seedS.failed.json, listed in the
-                 report with its one-line error) and the others run; --no-keep-going stops at the first
+  --report_only  train nothing; rebuild the report from the stored summaries (no data needed)
+  --keep_going   (default) a failing variant is recorded (RESULTS/.../seedS.failed.json, listed in the
+                 report with its one-line error) and the others run; --nokeep_going stops at the first
   --note         a paragraph kept in RESULTS/NAME/SCALE/notes.md and printed at the end of results.md
+  --debug        the traceback of an error instead of its one line (also CLASSIC_CNNS_DEBUG=1)
+The spellings --dry-run, --report-only, --keep-going and --no-keep-going are accepted too.
 
-Exit status: 0 when every requested run finished (or validated, with --dry-run); 1 when a run failed;
+Exit status: 0 when every requested run finished (or validated, with --dry_run); 1 when a run failed;
 2 for a bad command line or config (nothing runs); 128 + signal when interrupted (rerun to resume).
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import json
@@ -53,6 +60,7 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 import ml_collections
+from absl import flags
 
 from classic_cnns import cli, train
 from classic_cnns.config import ConfigError, base_config, validate_config
@@ -212,7 +220,7 @@ def canonical_command(
   if dataset:
     args.append(f"--dataset={dataset}")
   for k, v in sets:
-    args += ["--set", f"{k}={v}"]
+    args.append(f"--config.{k}={v}")
   return shlex.join(args)
 
 
@@ -612,93 +620,205 @@ def list_experiments() -> str:
   return "\n".join(lines)
 
 
+# The spellings of the earlier command line, still accepted: --dry-run, --report-only,
+# --keep-going, --no-keep-going (absl's own: --dry_run, --report_only, --keep_going, --nokeep_going).
+ALIASES = {
+  "--dry-run": "--dry_run",
+  "--report-only": "--report_only",
+  "--keep-going": "--keep_going",
+  "--no-keep-going": "--nokeep_going",
+}
+HELP = ("--help", "-h", "--helpshort", "--helpfull", "-?")
+# absl's name of this module (sys.argv[0] when run as __main__): its flags are listed under it.
+MODULE = sys.argv[0] if __name__ == "__main__" else __name__
+
+
+def define_flags(fv: flags.FlagValues) -> None:
+  """The runner's flags, in `fv` (a FlagValues of its own: main() can run many times in a process,
+  each time from the defaults)."""
+
+  def define(kind, name, default, text, **kwargs):
+    kind(name, default, help=text, flag_values=fv, module_name=MODULE, **kwargs)
+
+  define(flags.DEFINE_bool, "list", False, "List the experiments and exit.")
+  define(flags.DEFINE_enum, "scale", "smoke", "Scale of the plan.", enum_values=list(SCALES))
+  define(
+    flags.DEFINE_string,
+    "seeds",
+    "1",
+    "N (seeds 0..N-1), A-B (inclusive) or A,B,C; the table shows mean ± std (ddof=1).",
+  )
+  define(
+    flags.DEFINE_string,
+    "dataset",
+    None,
+    "The data (default: the experiment's for the scale): embedded | cifar10_folder[:PATH] | "
+    "folder:PATH | tfds:NAME[@DATA_DIR] | npz:PATH | imagenet_folder:PATH.",
+  )
+  define(
+    flags.DEFINE_string,
+    "config",
+    None,
+    "Not a file here: --config.KEY=VALUE overrides the field KEY (dotted, as classic_cnns.main's "
+    "--config.KEY=VALUE, same parsing and checks) of every variant's config; repeatable; model "
+    "options as --config.model.NAME=VALUE.",
+  )
+  define(
+    flags.DEFINE_multi_string,
+    "set",
+    [],
+    "KEY=VALUE: the same as --config.KEY=VALUE (repeatable; kept for existing commands).",
+  )
+  define(
+    flags.DEFINE_list, "only", [], "Comma-separated variants to train (the report covers all)."
+  )
+  define(
+    flags.DEFINE_bool,
+    "dry_run",
+    False,
+    "Validate every variant's config, data, batches, model and optimizer; train nothing "
+    "(also --dry-run).",
+  )
+  define(
+    flags.DEFINE_bool,
+    "report_only",
+    False,
+    "Train nothing; rebuild the report from the stored summaries (also --report-only).",
+  )
+  define(
+    flags.DEFINE_bool,
+    "keep_going",
+    True,
+    "Record a failed variant and run the others; --nokeep_going (also --no-keep-going) stops "
+    "at the first failure.",
+  )
+  define(flags.DEFINE_string, "out", DEFAULT_OUT, "Root of the workdirs.")
+  define(flags.DEFINE_string, "results", RESULTS, "Root of the summaries and reports.")
+  define(
+    flags.DEFINE_string,
+    "note",
+    None,
+    "A paragraph for results.md (kept in RESULTS/NAME/SCALE/notes.md).",
+  )
+  define(
+    flags.DEFINE_bool,
+    "debug",
+    False,
+    "Show the traceback of an error instead of one line (also CLASSIC_CNNS_DEBUG=1).",
+  )
+
+
+def _bool_field(key: str) -> bool:
+  node = base_config()
+  for part in key.split("."):
+    if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+      return False
+    node = node[part]
+  return isinstance(node, bool)
+
+
+def _config_overrides(args: list[str]) -> tuple[list[str], list[str]]:
+  """argv with each --config.KEY=VALUE turned into --set=KEY=VALUE (order kept; --config.KEY VALUE,
+  and --config.KEY alone for a boolean field, as absl reads them) and the old spellings into absl's;
+  the keys given as --config.KEY."""
+  out, keys = [], []
+  i = 0
+  while i < len(args):
+    arg = args[i]
+    if arg == "--":
+      out += args[i:]
+      break
+    if arg.startswith("--config."):
+      key, eq, value = arg[len("--config.") :].partition("=")
+      if not eq:
+        if _bool_field(key):
+          value = "true"
+        elif i + 1 < len(args):
+          i, value = i + 1, args[i + 1]
+        else:
+          cli.fail(f"bad command line: --config.{key} needs a value: --config.{key}=VALUE")
+      keys.append(key)
+      out.append(f"--set={key}={value}")
+    else:
+      name, eq, value = arg.partition("=")
+      out.append(ALIASES[name] + eq + value if name in ALIASES else arg)
+    i += 1
+  return out, keys
+
+
+def _as_given(message: str, config_keys: Sequence[str]) -> str:
+  """A --set error message in the spelling the key was given in (--config.KEY)."""
+  for key in config_keys:
+    message = message.replace(f"--set {key}", f"--config.{key}")
+  if config_keys and message.startswith("--set:"):
+    message = "--config" + message[len("--set") :]
+  return message
+
+
+def usage(fv: flags.FlagValues) -> str:
+  return f"{__doc__.rstrip()}\n\nflags:\n{fv.module_help(MODULE)}\n"
+
+
 def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(
-    prog="python -m experiments.run",
-    description=__doc__,
-    formatter_class=argparse.RawDescriptionHelpFormatter,
-  )
-  p.add_argument("name", nargs="?", help="experiment name (--list shows them)")
-  p.add_argument("--list", action="store_true", help="list the experiments and exit")
-  p.add_argument("--scale", default="smoke", choices=SCALES)
-  p.add_argument(
-    "--dataset",
-    default=None,
-    help="embedded | cifar10_folder[:PATH] | folder:PATH | tfds:NAME[@DIR] | "
-    "npz:PATH | imagenet_folder:PATH (default: the experiment's for the scale)",
-  )
-  p.add_argument("--seeds", default="1", help="N (seeds 0..N-1), A-B or A,B,C (default 1: seed 0)")
-  p.add_argument(
-    "--set",
-    action="append",
-    default=[],
-    metavar="KEY=VALUE",
-    dest="sets",
-    help="override a config field on every variant (repeatable), e.g. --set num_steps=2",
-  )
-  p.add_argument(
-    "--only", default="", help="comma-separated variants to train (the report covers all)"
-  )
-  p.add_argument(
-    "--dry-run", action="store_true", help="validate configs, data and models; train nothing"
-  )
-  p.add_argument(
-    "--report-only",
-    action="store_true",
-    help="train nothing; rebuild the report from the summaries",
-  )
-  p.add_argument(
-    "--keep-going",
-    action=argparse.BooleanOptionalAction,
-    default=True,
-    help="record a failed variant and run the others (default); --no-keep-going stops at the first",
-  )
-  p.add_argument(
-    "--out", default=DEFAULT_OUT, help="root of the workdirs (default experiments/runs)"
-  )
-  p.add_argument(
-    "--results",
-    default=RESULTS,
-    help="root of the summaries and reports (default experiments/results)",
-  )
-  p.add_argument(
-    "--note", default=None, help="a paragraph for results.md (kept in RESULTS/NAME/SCALE/notes.md)"
-  )
-  args = p.parse_args(argv)
-  if args.list:
+  """The command line (module docstring); `argv` without the program name (default sys.argv[1:])."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  fv = flags.FlagValues()
+  define_flags(fv)
+  if any(a in HELP for a in argv):
+    print(usage(fv), end="", flush=True)
+    sys.exit(0)
+  try:
+    args, config_keys = _config_overrides(fv.read_flags_from_files(["experiments.run"] + argv))
+    rest = fv(args)[1:]
+  except flags.Error as e:
+    if "--debug" in argv:
+      raise
+    cli.fail(f"bad command line: {cli._one_line_flag_error(e)}")  # pylint: disable=protected-access
+  debug = True if fv["debug"].value else None  # else CLASSIC_CNNS_DEBUG decides
+  if fv["config"].present:
+    cli.fail(
+      f"--config={fv['config'].value}: experiments.run reads no config file; override a field "
+      f"of every variant with --config.KEY=VALUE"
+    )
+  if fv["list"].value:
     print(list_experiments())
     return
-  if not args.name:
+  if not rest:
     cli.fail("give an experiment name, or --list")
-  command = shlex.join(
-    ["python", "-m", "experiments.run"] + (argv if argv is not None else sys.argv[1:])
-  )
+  if len(rest) > 1:
+    cli.fail(f"unexpected arguments {rest[1:]}: give one experiment name")
+  command = shlex.join(["python", "-m", "experiments.run"] + argv)
   from absl import logging
 
   logging.set_verbosity(logging.WARNING)
   cli.set_xla_flags(base_config().kernels)  # before JAX starts its backends
-  with cli.user_errors():
+  with cli.user_errors(debug):
     try:
       summary = run_experiment(
-        args.name,
-        args.scale,
-        args.dataset,
-        args.seeds,
-        args.out,
-        args.results,
-        args.report_only,
-        [s for s in args.only.split(",") if s] or None,
-        args.sets,
-        args.dry_run,
-        args.keep_going,
+        rest[0],
+        fv["scale"].value,
+        fv["dataset"].value,
+        fv["seeds"].value,
+        fv["out"].value,
+        fv["results"].value,
+        fv["report_only"].value,
+        fv["only"].value or None,
+        fv["set"].value,
+        fv["dry_run"].value,
+        fv["keep_going"].value,
         command,
-        args.note,
+        fv["note"].value,
       )
+    except ConfigError as e:  # a --set message, for a key given as --config.KEY
+      given = _as_given(str(e), config_keys)
+      if given == str(e):
+        raise
+      raise ConfigError(given) from e
     except Interrupted as e:
       print(f"{e}; rerun the same command to resume", flush=True)
       sys.exit(128 + e.signum)
   if summary["failures"]:
-    what = "failed the dry run" if args.dry_run else "failed (recorded in the report)"
+    what = "failed the dry run" if fv["dry_run"].value else "failed (recorded in the report)"
     cli.fail(
       f"{len(summary['failures'])} run(s) {what}: "
       + "; ".join(f"{f['variant']} seed {f['seed']}: {f['error']}" for f in summary["failures"])[

@@ -153,7 +153,7 @@ def shrink_args(name: str, scale: str) -> tuple[str, list[str]]:
   variant, extra = (PAPER_CHEAP if scale == "paper" and name in PAPER_CHEAP else CHEAP)[name]
   if scale == "paper" and name in IMAGENET_PLANS:
     extra = extra + IMAGENET_64
-  return variant, [a for s in SHRINK + extra for a in ("--set", s)]
+  return variant, [f"--config.{s}" for s in SHRINK + extra]
 
 
 def run_cli(argv: list[str]) -> int:
@@ -293,11 +293,19 @@ def test_set_overrides_follow_ml_collections_rules():
 @pytest.mark.parametrize(
   "argv, match",
   [
+    (["--config.nope=1"], "--config.nope=...: unknown config key 'nope'"),
+    (["--config.num_steps=two"], "--config.num_steps=two"),
+    (["--config.optimizer.lr"], "--config.optimizer.lr needs a value"),
+    (["--config=configs/resnet_cifar.py"], "reads no config file"),
     (["--set", "nope=1"], "unknown config key"),
     (["--set", "num_steps=two"], "num_steps"),
+    (["--set", "seed=3"], "--seeds"),
     (["--dataset=mnist:x"], "--dataset"),
     (["--seeds=x"], "--seeds"),
     (["--only=resnet999"], "no variant"),
+    (["--scale=huge"], "--scale"),
+    (["--no_such_flag=1"], "no_such_flag"),
+    (["another_name"], "unexpected arguments"),
   ],
 )
 def test_command_line_errors_are_one_line_exit_2(argv, match, capsys, tmp_path):
@@ -306,22 +314,130 @@ def test_command_line_errors_are_one_line_exit_2(argv, match, capsys, tmp_path):
   assert code == 2 and len(err) == 1 and err[0].startswith("error:") and match in err[0], err
   assert not os.listdir(tmp_path)
   assert run_cli(["nope"]) == 2
+  assert run_cli([]) == 2
+
+
+def parsed(monkeypatch, argv: list[str]) -> dict:
+  """The arguments the command line hands to run_experiment (which is not run)."""
+  got = {}
+
+  def fake(
+    name,
+    scale,
+    dataset,
+    seeds,
+    out,
+    results,
+    report_only,
+    only,
+    sets,
+    dry_run,
+    keep_going,
+    command,
+    note,
+  ):
+    got.update({k: v for k, v in locals().items() if k != "got"})
+    return {"failures": []}
+
+  monkeypatch.setattr(run, "run_experiment", fake)
+  assert run_cli(argv) == 0
+  return got
+
+
+def test_command_line_keeps_its_earlier_spellings(monkeypatch):
+  """The queued commands keep working: NAME anywhere, --seeds=A-B, --set KEY=VALUE, the hyphenated
+  switches; each call parses from the defaults."""
+  got = parsed(monkeypatch, ["resnet_degradation", "--scale=cpu", "--seeds=0-0"])
+  assert (got["name"], got["scale"], got["seeds"], got["sets"], got["only"]) == (
+    "resnet_degradation",
+    "cpu",
+    "0-0",
+    [],
+    None,
+  )
+  assert (got["dry_run"], got["report_only"], got["keep_going"], got["dataset"]) == (
+    False,
+    False,
+    True,
+    None,
+  )
+  assert got["command"] == "python -m experiments.run resnet_degradation --scale=cpu --seeds=0-0"
+  got = parsed(
+    monkeypatch,
+    ["--dry-run", "--report-only", "--no-keep-going", "--only=a,b", "--scale", "paper", "x"],
+  )
+  assert (got["name"], got["scale"], got["only"]) == ("x", "paper", ["a", "b"])
+  assert got["dry_run"] and got["report_only"] and not got["keep_going"]
+  got = parsed(monkeypatch, ["x", "--dry_run", "--report_only", "--nokeep_going", "--note=n"])
+  assert got["dry_run"] and got["report_only"] and not got["keep_going"] and got["note"] == "n"
+  assert not parsed(monkeypatch, ["x"])["dry_run"]  # nothing left over from the call before
+
+
+def test_config_overrides_and_set_are_one_list_in_command_line_order(monkeypatch, tmp_path):
+  argv = [
+    "--set",
+    "optimizer.lr=0.5",
+    "x",
+    "--config.num_steps=3",
+    "--config.model.widths",
+    "(4, 8)",
+    "--set=optimizer.lr=0.25",
+    "--config.data.augment.flip",  # a boolean field alone: true, as absl reads --config.FLAG
+  ]
+  got = parsed(monkeypatch, argv)
+  assert got["sets"] == [
+    "optimizer.lr=0.5",
+    "num_steps=3",
+    "model.widths=(4, 8)",
+    "optimizer.lr=0.25",
+    "data.augment.flip=true",
+  ]
+  flagfile = tmp_path / "queue.flags"
+  flagfile.write_text("--scale=cpu\n--config.num_steps=5\n")
+  got = parsed(monkeypatch, ["x", f"--flagfile={flagfile}"])
+  assert (got["scale"], got["sets"]) == ("cpu", ["num_steps=5"])
+
+
+def test_config_override_and_set_give_the_same_recipe(monkeypatch):
+  """--config.KEY=VALUE and --set KEY=VALUE are one override: the same configs and hashes; the
+  report's command spells it --config.KEY=VALUE."""
+  a = parsed(monkeypatch, ["resnet_degradation", "--config.num_steps=3"])["sets"]
+  b = parsed(monkeypatch, ["resnet_degradation", "--set", "num_steps=3"])["sets"]
+  assert a == b == ["num_steps=3"]
+  ctx = run.prepare("resnet_degradation", "smoke", None, configs.parse_sets(a), None, "", "", None)
+  base = run.prepare("resnet_degradation", "smoke", None, [], None, "", "", None)
+  assert [j.config.num_steps for j in ctx.jobs] == [3] * len(ctx.jobs)
+  assert {j.hash for j in ctx.jobs}.isdisjoint(j.hash for j in base.jobs)
+  assert (
+    ctx.command == "python -m experiments.run resnet_degradation --scale=smoke --config.num_steps=3"
+  )
 
 
 def test_help_documents_the_options(capsys):
   assert run_cli(["--help"]) == 0
   out = capsys.readouterr().out
   for option in (
-    "--set",
+    "--config.KEY=VALUE",
+    "--set KEY=VALUE",
+    "--dry_run",
     "--dry-run",
-    "--keep-going",
+    "--keep_going",
+    "--nokeep_going",
     "--no-keep-going",
+    "--report_only",
     "--results",
     "tfds:NAME[@DATA_DIR]",
     "seedS.json",
     "ddof=1",
   ):
     assert option in out, option
+  from absl import flags
+
+  fv = flags.FlagValues()
+  run.define_flags(fv)
+  for flag in fv.get_flags_for_module(run.MODULE):
+    assert flag.help.strip(), flag.name
+    assert f"--{flag.name}:" in out or f"--[no]{flag.name}:" in out, flag.name
 
 
 def test_dataset_specs_and_validation_rule():
