@@ -1,30 +1,14 @@
-"""Test-time evaluation protocols of the papers, on a trained workdir:
+"""Test-time evaluation of a trained workdir with one of the papers' protocols:
 
     python -m classic_cnns.evaluate --config=configs/X.py --workdir=DIR --protocol=ten_crop
-    python -m classic_cnns.evaluate --config=configs/vgg_imagenet.py --workdir=DIR --protocol=dense --scales=256,384,512
+    python -m classic_cnns.evaluate --config=configs/vgg_imagenet.py --workdir=DIR \
+        --protocol=dense_multiscale --scales=256,384,512
 
-Restores the newest checkpoint in DIR, runs the protocol over the test split (every example once;
-the last batch padded and masked, as the trainer's evaluation), prints top-1/top-5 error and writes
-them to DIR/eval_<protocol>.json. Protocols:
-
-  single       the trainer's evaluation view (config.data.eval_resize / eval_crop: shorter side ->
-               resize, centre crop; the full image when unset)
-  center_crop  one centre crop: shorter side -> --resize, centre --crop (defaults: the config's
-               eval view, else the training input size and 8/7 of it)
-  ten_crop     the 4 corner crops + the centre crop and their horizontal flips, logits averaged
-               (AlexNet Sec. 4.1, ResNet Sec. 3.4); sizes as center_crop
-  dense        VGG dense evaluation (Sec. 3.2): the fully-convolutional net (`dense=True`) on the
-               whole image rescaled to each Q in --scales, class-score map averaged, plus its flip;
-               the soft-max posteriors are averaged over flips and scales (Sec. 3.2 / 4.2). Nets
-               with a global-average-pooling head (ResNet, DenseNet) are fully convolutional as
-               they are: ResNet's multi-scale testing, --scales=224,256,384,480,640 (Sec. 3.4, Table 4)
-  full         the whole image (CIFAR), no resize or crop
-
-Streamed data (config.data.streaming) supports every protocol: in `canvas` mode the host's squares are
-the images; in the host-crop modes the multi-view protocols read the central square of each image
-rescaled to the protocol's size (--resize for center/ten crop, the largest --scales for dense, whose
-smaller scales are resized from it in jit), so dense evaluation sees the central square, not the
-whole non-square image (a documented deviation from VGG Sec. 3.2); `full` needs canvas mode.
+Restores the newest checkpoint in DIR, runs the protocol over the test split (the validation split
+of a dataset without one; every example once, the last batch padded and masked, as the trainer's
+evaluation), prints top-1/top-5 error and writes them to DIR/eval_<protocol>.json. The protocols
+(centre, center_crop, full, ten_crop, dense_multiscale, multi_crop_144; aliases single, dense) are
+the evaluators of classic_cnns/evaluators.py, which the trainer's evaluations use too.
 
 Bad input (no or unreadable checkpoint, a model without a dense mode, crops that do not fit) ends
 with one line `error: ...` and exit status 2 (classic_cnns/cli.py; --debug shows the traceback).
@@ -34,8 +18,6 @@ other, but not beside a training run in the same workdir (one line, exit status 
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import json
 import os
 
@@ -43,8 +25,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from classic_cnns import cli
-
-PROTOCOLS = ("single", "center_crop", "ten_crop", "dense", "full")
+from classic_cnns.evaluators import NAMES as PROTOCOLS
 
 
 def _define_flags() -> dict:
@@ -55,17 +36,35 @@ def _define_flags() -> dict:
       "config", None, "The run's config file (as given to classic_cnns.main).", lock_config=True
     ),
     "workdir": flags.DEFINE_string("workdir", None, "The run's workdir (holds checkpoints/)."),
-    "protocol": flags.DEFINE_enum("protocol", "single", PROTOCOLS, "Test-time protocol."),
+    "protocol": flags.DEFINE_enum(
+      "protocol",
+      "centre",
+      PROTOCOLS,
+      "Test-time protocol: centre (the trainer's evaluation view), center_crop (one centre crop), "
+      "full (the whole image), ten_crop (4 corners + centre and their flips, AlexNet / ResNet "
+      "Table 3), dense_multiscale (the fully-convolutional net at --scales and flips, VGG Sec. 3.2 "
+      "/ ResNet Table 4), multi_crop_144 (GoogLeNet Sec. 10); single = centre, dense = "
+      "dense_multiscale.",
+    ),
     "scales": flags.DEFINE_list(
       "scales",
       [],
-      "dense: test scales Q (shorter side), e.g. 256,384,512; "
-      "default: the evaluation resize, else the image's shorter side.",
+      "dense_multiscale: test scales Q (shorter side), e.g. 256,384,512 (default: the evaluation "
+      "resize, else the image's shorter side); multi_crop_144: its 4 scales (default: "
+      "256,288,320,352 times crop/224).",
     ),
     "resize": flags.DEFINE_integer(
-      "resize", 0, "center_crop/ten_crop: shorter side before cropping (0 = default)."
+      "resize",
+      0,
+      "center_crop/ten_crop: shorter side before cropping (0 = the config's evaluation resize, "
+      "else 8/7 of the crop).",
     ),
-    "crop": flags.DEFINE_integer("crop", 0, "center_crop/ten_crop: crop size (0 = default)."),
+    "crop": flags.DEFINE_integer(
+      "crop",
+      0,
+      "center_crop/ten_crop/multi_crop_144: crop size (0 = the config's evaluation crop, else the "
+      "model's input side).",
+    ),
   }
 
 
@@ -132,93 +131,6 @@ def restore(config, workdir: str, input_shape: tuple[int, int, int], mesh=None):
   return model, state, meta
 
 
-def has_dense_mode(model) -> bool:
-  """VGG's dense form: FC layers applied as convolutions (`model(x, dense=True)`, Sec. 3.2)."""
-  return "dense" in inspect.signature(type(model).__call__).parameters
-
-
-def supports_dense(model) -> bool:
-  """Whether the dense protocol applies: a dense form, or a global-average-pooling head that takes
-  any input size (ResNet Sec. 3.4 / Table 4, DenseNet)."""
-  return has_dense_mode(model) or getattr(type(model), "FULLY_CONVOLUTIONAL", False)
-
-
-def dense_kwargs(model) -> dict:
-  return {"dense": True} if has_dense_mode(model) else {}
-
-
-# ----------------------------------------------------------------------------- eval steps
-def _sums(scores, labels, mask, log_probs):
-  import jax.numpy as jnp
-  from classic_cnns import steps
-
-  nll = -jnp.take_along_axis(log_probs, labels[:, None], axis=-1)[:, 0]
-  return {
-    "loss": jnp.sum(nll * mask),
-    "top1": jnp.sum(steps.topk_correct(scores, labels, 1) * mask),
-    "top5": jnp.sum(steps.topk_correct(scores, labels, 5) * mask),
-    "count": jnp.sum(mask),
-  }
-
-
-def make_ten_crop_step(model, prep, resize: int, crop: int, dtype):
-  """Eval step averaging the logits of 10 views (5 crops x flip), one view at a time (lax.map)."""
-  import jax
-  import jax.numpy as jnp
-  from classic_cnns import steps
-  from classic_cnns.data import augment
-
-  def step(state, batch):
-    x = augment.normalize(batch["image"], prep)
-    windows = jnp.asarray(augment.ten_crop_windows(x.shape[1], x.shape[2], resize, crop))
-    variables = steps.eval_variables(state)
-
-    def view_logits(i):
-      view = augment.crop_resize(x, (crop, crop), tuple(windows[i % 5]))
-      view = jnp.where(i >= 5, view[:, :, ::-1, :], view)
-      return model.apply(variables, view.astype(dtype), train=False).astype(jnp.float32)
-
-    logits = jnp.mean(jax.lax.map(view_logits, jnp.arange(10)), axis=0)
-    return _sums(logits, batch["label"], batch["mask"], jax.nn.log_softmax(logits))
-
-  return step
-
-
-def make_dense_step(model, prep, scales: list[int], dtype):
-  """Eval step: dense (fully-convolutional) net at each scale Q and on the flipped image; soft-max
-  posteriors averaged (VGG Sec. 3.2)."""
-  import jax
-  import jax.numpy as jnp
-  from classic_cnns import steps
-  from classic_cnns.data import augment
-
-  def step(state, batch):
-    x = augment.normalize(batch["image"], prep)
-    variables = steps.eval_variables(state)
-    probs = 0.0
-    for q in scales:
-      view = augment.resize_shorter(x, q)
-      for v in (view, view[:, :, ::-1, :]):
-        logits = model.apply(variables, v.astype(dtype), train=False, **dense_kwargs(model)).astype(
-          jnp.float32
-        )
-        probs = probs + jax.nn.softmax(logits)
-    log_probs = jnp.log(probs / (2 * len(scales)) + 1e-30)
-    return _sums(log_probs, batch["label"], batch["mask"], log_probs)
-
-  return step
-
-
-# ----------------------------------------------------------------------------- the protocol run
-def crop_sizes(prep, image_shape, resize: int = 0, crop: int = 0) -> tuple[int, int]:
-  """(resize, crop) of center_crop / ten_crop: explicit values, else the config's evaluation view,
-  else the model's input side and 8/7 of it (256 for 224)."""
-  side = prep.eval_shape(image_shape)[0]
-  crop = crop or prep.eval_crop or side
-  resize = resize or prep.eval_resize or round(crop * 8 / 7)
-  return resize, crop
-
-
 def run_protocol(
   config,
   workdir: str,
@@ -239,96 +151,21 @@ def _run_protocol(
   config, workdir: str, protocol: str, scales: list[int] | None, resize: int, crop: int
 ) -> dict:
   import jax
-  import jax.numpy as jnp
-  from classic_cnns import parallel, steps
-  from classic_cnns.data import batches
-  from classic_cnns.config import ConfigError
-  from classic_cnns.data import augment, sources, streaming
+  from classic_cnns import evaluators, parallel
+  from classic_cnns.data import augment, sources
 
-  if protocol not in PROTOCOLS:
-    raise ConfigError(f"unknown protocol {protocol!r}; one of {', '.join(PROTOCOLS)}")
+  evaluator_cls = evaluators.get(protocol)  # an unknown name: ConfigError before any work
   mesh = parallel.make_mesh()
   ds = sources.load_dataset(config.data, config.seed)
   split, split_name = (ds.test, "test") if ds.test is not None else (ds.val, "val")
   prep = augment.preprocess_config(config.data, ds)
-  image_shape = tuple(ds.image_shape)
-  input_shape = prep.eval_shape(image_shape)
-  model, state, meta = restore(config, workdir, input_shape, mesh)
-  canvas = (
-    0  # streamed data cropped on the host: the multi-view protocols read canvas x canvas squares
+  model, state, meta = restore(config, workdir, prep.eval_shape(ds.image_shape), mesh)
+  evaluator = evaluator_cls(
+    model, prep, config, mesh, resize=resize, crop=crop, scales=scales or None
   )
-  if (
-    streaming.is_streamed(split)
-    and config.data.streaming.augment != "canvas"
-    and protocol != "single"
-  ):
-    if protocol == "full":
-      raise ConfigError(
-        "--protocol=full needs whole images of one size; streamed data in host-crop mode has "
-        "none (use center_crop, ten_crop or dense, or data.streaming.augment=canvas)"
-      )
-    if protocol == "dense":
-      scales = scales or [config.data.streaming.resize]
-      canvas = max(int(q) for q in scales)
-    else:
-      resize, crop = crop_sizes(prep, image_shape, resize or config.data.streaming.resize, crop)
-      canvas = resize
-    image_shape = (canvas, canvas, image_shape[-1])
-  if protocol == "dense" and not supports_dense(model):
-    raise ConfigError(
-      f"model {config.model.name!r} has no dense evaluation mode (VGG's fully-convolutional "
-      f"`dense=True`, Sec. 3.2); use --protocol=center_crop or ten_crop"
-    )
-  dtype = jnp.dtype(config.dtype)
-  info: dict = {}
-  h, w, _ = augment.padded_shape(image_shape, prep.pad_to)
-  try:
-    if protocol in ("single", "full", "center_crop"):
-      if protocol == "full":
-        prep = dataclasses.replace(prep, eval_resize=0, eval_crop=0)
-      elif protocol == "center_crop":
-        r, c = crop_sizes(prep, image_shape, resize, crop)
-        prep = dataclasses.replace(prep, eval_resize=r, eval_crop=c)
-      info = {"resize": prep.eval_resize, "crop": prep.eval_crop}
-      if protocol == "center_crop":
-        augment.center_window(
-          h, w, prep.eval_resize, prep.eval_crop
-        )  # a crop that does not fit: ValueError
-      view_shape = prep.eval_shape(image_shape)
-      step = steps.make_eval_step(model, prep, dtype)
-    elif protocol == "ten_crop":
-      r, c = crop_sizes(prep, image_shape, resize, crop)
-      augment.ten_crop_windows(h, w, r, c)  # a crop that does not fit: ValueError
-      info, view_shape = {"resize": r, "crop": c}, (c, c, image_shape[-1])
-      step = make_ten_crop_step(model, prep, r, c, dtype)
-    else:  # dense
-      scales = [int(q) for q in (scales or [prep.eval_resize or min(h, w)])]
-      if any(q <= 0 for q in scales):
-        raise ConfigError(f"--scales must be positive, got {scales}")
-      info, view_shape = (
-        {"scales": scales},
-        augment.resized_hw(h, w, min(scales)) + (image_shape[-1],),
-      )
-      step = make_dense_step(model, prep, scales, dtype)
-    variables = steps.eval_variables(state)
-    jax.eval_shape(
-      lambda: model.apply(
-        variables,
-        jnp.zeros((1,) + tuple(view_shape)),
-        train=False,
-        **(dense_kwargs(model) if protocol == "dense" else {}),
-      )
-    )
-  except ValueError as e:
-    raise ConfigError(
-      f"--protocol={protocol} on {config.model.name!r} ({image_shape[0]}x{image_shape[1]} images): "
-      f"{' '.join(str(e).split())[:300]}"
-    ) from None
-  n_dev = jax.device_count()
-  bs = -(-config.eval_batch_size // n_dev) * n_dev
-  rep, data = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-  step = jax.jit(step, in_shardings=(rep, data), out_shardings=rep)
-  res = steps.evaluate(step, state, batches.eval_batches(split, bs, config, mesh, canvas))
+  info = evaluator.prepare(split)
+  evaluator.check(state, split)
+  res = evaluator.evaluate(state, split)
   result = {
     "protocol": protocol,
     **info,

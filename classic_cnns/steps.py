@@ -4,12 +4,13 @@ and the host-side checks of the state's finiteness.
 
 `make_train_step(model, config, prep, schedule, dtype)` returns `step(state, batch) -> (state,
 metrics)`; `make_eval_step(model, prep, dtype)` returns `step(state, batch) -> sums` over a padded,
-masked batch; `evaluate` adds them up over a split.
+masked batch (the `centre` protocol of evaluators.py, which holds the others); `evaluate` adds them
+up over a split.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
@@ -38,9 +39,12 @@ class TrainState(train_state.TrainState):
   ema_params: Any = None
 
 
-def eval_variables(state: TrainState) -> dict[str, Any]:
+def eval_variables(state: TrainState | Mapping[str, Any]) -> dict[str, Any]:
   """The variables a model is evaluated with: the moving average of the parameters where the run
-  keeps one (config.ema_decay), else the parameters; the running BatchNorm statistics."""
+  keeps one (config.ema_decay), else the parameters; the running BatchNorm statistics. A mapping
+  is taken as the variables themselves ({"params": ..., "batch_stats": ...})."""
+  if isinstance(state, Mapping):
+    return {"params": state["params"], "batch_stats": state.get("batch_stats", {})}
   ema = getattr(state, "ema_params", None)
   params = state.params if ema is None else ema
   return {"params": params, "batch_stats": state.batch_stats}

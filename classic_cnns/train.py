@@ -1,5 +1,5 @@
-"""The trainer, read top to bottom: checks -> data -> model -> state -> steps -> loop -> eval ->
-checkpoint.
+"""The trainer, read top to bottom: checks -> data -> model -> state -> steps -> loop ->
+evaluators -> checkpoint.
 
 One `jax.jit`-compiled train step (state donated) over a 1-D device mesh: parameters replicated,
 batches sharded on their first axis (data parallel; one device works the same). BatchNorm
@@ -8,8 +8,10 @@ The whole run is a pure function of (config, seed): batch order, augmentation an
 keyed by the step, so a run resumed from a checkpoint continues exactly.
 
 The pieces live beside it: `build.py` (config -> backend, model, initial state), `steps.py` (the
-jitted steps, the non-finite guard), `data/batches.py` (what the loop iterates), `workdir.py`
-(lock, compatibility), `checkpoint.py`, `metrics.py`.
+jitted steps, the non-finite guard), `data/split.py` (the splits the loop and the evaluators
+iterate, whatever their source), `evaluators.py` (the test-time protocols: periodic evaluations use
+`centre`, the final one config.eval_protocol), `workdir.py` (lock, compatibility),
+`checkpoint.py`, `metrics.py`.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from classic_cnns import backends, build, checkpoint, metrics, optim, parallel, steps
+from classic_cnns import backends, build, checkpoint, evaluators, metrics, optim, parallel, steps
 from classic_cnns import workdir as workdir_lib
 from classic_cnns.config import ConfigError, validate_config
-from classic_cnns.data import augment, batches, sources
+from classic_cnns.data import augment, sources
 from classic_cnns.metrics import MetricsWriter, Progress, format_duration
 from classic_cnns.steps import TrainingDivergedError  # noqa: F401  (the run's error, raised by steps)
 
@@ -67,10 +69,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   validate_config(config, n_dev)
   workdir_lib.prepare_workdir(workdir, config)
 
-  # Data: in-memory uint8 splits; preprocessing + augmentation run inside the jitted step.
+  # Data: uint8 splits (in memory, on device or streamed: data/split.py); preprocessing and the
+  # in-jit augmentation run inside the jitted step.
   ds = load_training_data(config, workdir)
   prep = augment.preprocess_config(config.data, ds)
-  train_batches = batches.make_train_batches(ds.train, config, mesh)
+  train_batches = ds.train.train_batches(config, mesh)
   spe = train_batches.steps_per_epoch
   total_steps = config.num_steps if config.num_steps > 0 else int(round(config.num_epochs * spe))
   if total_steps < 1:
@@ -86,7 +89,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   eval_split, eval_name = (ds.val, "val") if ds.val is not None else (ds.test, "test")
   # The final numbers are on the test split; a train-only image folder has none, then on val.
   final_split, final_name = (ds.test, "test") if ds.test is not None else (ds.val, "val")
-  eval_bs = -(-config.eval_batch_size // n_dev) * n_dev
+  final_protocol = evaluators.get(config.get("eval_protocol", "centre"))  # ConfigError if unknown
 
   # Model, optimizer, state.
   dtype = jnp.dtype(config.dtype)
@@ -95,13 +98,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   backend = build.select_backend(config)
   try:  # model options are checked abstractly (no compilation) before anything runs
     model = build.build_model(config, n_dev)
-    abstract_params = jax.eval_shape(
+    abstract_vars = jax.eval_shape(
       lambda: model.init(
         {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(0)},
         jnp.zeros((1,) + input_shape),
         train=False,
       )
-    )["params"]
+    )
+    abstract_params = abstract_vars["params"]
   except ConfigError:
     raise
   except (ValueError, TypeError, ZeroDivisionError) as e:
@@ -109,6 +113,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
       f"config.model {config.model.name!r} cannot be built for input {input_shape}: "
       f"{' '.join(str(e).split())[:300]}"
     ) from None
+  # The final evaluation's protocol, traced abstractly on this model and data (ConfigError: a model
+  # without a dense form, crops that do not fit), before anything is written.
+  final_protocol(model, prep, config, mesh).check(abstract_vars, final_split)
   if jax.process_index() == 0:  # checked: from here on the run writes its files
     augment.save_preprocess(prep, os.path.join(workdir, "preprocess.npz"), ds.image_shape)
   # The backend's kernels, prepared for this step's batch (the CPU `measured` policy times its convs).
@@ -156,8 +163,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
     in_shardings=(rep, data),
     out_shardings=(rep, rep),
   )
-  eval_step = jax.jit(
-    steps.make_eval_step(model, prep, dtype), in_shardings=(rep, data), out_shardings=rep
+  # Periodic evaluations: the trainer's view (centre); the final one: config.eval_protocol.
+  periodic_eval = evaluators.make("centre", model, prep, config, mesh)
+  final_eval = (
+    periodic_eval
+    if final_protocol is evaluators.Centre
+    else final_protocol(model, prep, config, mesh)
   )
 
   # SIGTERM / SIGINT: finish the current step, save a checkpoint, exit cleanly.
@@ -209,9 +220,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
         progress.line(done, values, rates)
         pending, window_start = [], done
       if eval_now:
-        ev = steps.evaluate(
-          eval_step, state, batches.eval_batches(eval_split, eval_bs, config, mesh)
-        )
+        ev = periodic_eval.evaluate(state, eval_split)
         writer.write(done, eval_name, ev)
         say(
           f"  eval {eval_name} @ step {done}: loss {ev['loss']:.4f} top1 {100 * ev['top1']:.2f}% "
@@ -234,9 +243,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
           flush=True,
         )
         return RunResult(done, {}, interrupted=stop_signal[0])
-    test = steps.evaluate(
-      eval_step, state, batches.eval_batches(final_split, eval_bs, config, mesh)
-    )
+    test = final_eval.evaluate(state, final_split)
     writer.write(total_steps, f"{final_name}_final", test)
   finally:
     for s, h in handlers.items():
@@ -248,7 +255,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   say(
     f"final {final_name} accuracy: {100 * test['top1']:.2f}% top-1, {100 * test['top5']:.2f}% top-5, "
     f"loss {test['loss']:.4f} on {int(test['count'])} {final_name} images (step {total_steps}, "
-    f"{format_duration(time.perf_counter() - t0)} wall time in this run)",
+    f"{format_duration(time.perf_counter() - t0)} wall time in this run)"
+    + ("" if final_protocol is evaluators.Centre else f" [{final_eval.name} protocol]"),
     flush=True,
   )
   return RunResult(total_steps, test)

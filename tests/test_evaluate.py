@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from classic_cnns import evaluate, train
+from classic_cnns import evaluate, evaluators, train
 from classic_cnns import steps
 from classic_cnns.checkpoint import CheckpointError
 from classic_cnns.config import ConfigError
@@ -81,7 +81,7 @@ def test_ten_crop(trained_run):
   labels = np.arange(16, dtype=np.int32) % 10
   prep, _ = augment.load_preprocess(os.path.join(workdir, "preprocess.npz"))
   model, state, _ = evaluate.restore(config, workdir, (32, 32, 1))
-  step = jax.jit(evaluate.make_ten_crop_step(model, prep, 32, 32, jnp.float32))
+  step = jax.jit(evaluators.make_ten_crop_step(model, prep, 32, 32, jnp.float32))
   got = step(state, {"image": ds_images, "label": labels, "mask": np.ones(16, np.float32)})
   x = augment.preprocess(jnp.asarray(ds_images), prep, train=False, rng=None)
   apply = lambda v: model.apply(
@@ -105,7 +105,7 @@ def test_vgg_dense_evaluation_matches_the_fc_net_at_224():
   from classic_cnns.models import create_model
 
   model = create_model("vgg11", num_classes=5, widths=(4, 4, 4, 4, 4), fc_features=8, dropout=0.0)
-  assert evaluate.has_dense_mode(model) and not evaluate.has_dense_mode(create_model("lenet5"))
+  assert evaluators.has_dense_mode(model) and not evaluators.has_dense_mode(create_model("lenet5"))
   shapes = jax.eval_shape(model.init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))["params"]
   rng = np.random.default_rng(0)
   params = jax.tree.map(lambda s: jnp.asarray(rng.normal(0, 0.3, s.shape), s.dtype), shapes)
@@ -121,7 +121,7 @@ def test_vgg_dense_evaluation_matches_the_fc_net_at_224():
 
   @jax.jit
   def both(state, images):
-    dense = evaluate.make_dense_step(model, prep, [224], jnp.float32)(
+    dense = evaluators.make_dense_step(model, prep, [224], jnp.float32)(
       state, {"image": images, "label": labels, "mask": jnp.ones(2)}
     )
     x = augment.normalize(images, prep)
@@ -211,8 +211,10 @@ def test_resnet_multiscale_dense_evaluation_runs_at_any_scale():
   from classic_cnns.models import create_model
 
   model = create_model("resnet20", widths=(4, 8, 8))
-  assert evaluate.supports_dense(model) and evaluate.supports_dense(create_model("densenet121"))
-  assert not evaluate.supports_dense(create_model("lenet5")) and evaluate.dense_kwargs(model) == {}
+  assert evaluators.supports_dense(model) and evaluators.supports_dense(create_model("densenet121"))
+  assert (
+    not evaluators.supports_dense(create_model("lenet5")) and evaluators.dense_kwargs(model) == {}
+  )
   variables = jax.jit(model.init)(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))
 
   class State(NamedTuple):
@@ -225,10 +227,10 @@ def test_resnet_multiscale_dense_evaluation_runs_at_any_scale():
   labels = np.array([1, 3], np.int32)
   prep = augment.Preprocess(mean=(120.0,) * 3, std=(60.0,) * 3)
   batch = {"image": images, "label": labels, "mask": jnp.ones(2)}
-  one = jax.jit(evaluate.make_dense_step(model, prep, [32], jnp.float32))(state, batch)
+  one = jax.jit(evaluators.make_dense_step(model, prep, [32], jnp.float32))(state, batch)
   x = augment.normalize(images, prep)
   probs = sum(jax.nn.softmax(model.apply(variables, v, train=False)) for v in (x, x[:, :, ::-1]))
   want = -jnp.take_along_axis(jnp.log(probs / 2), labels[:, None], 1).sum()
   np.testing.assert_allclose(one["loss"], want, rtol=1e-4)
-  multi = jax.jit(evaluate.make_dense_step(model, prep, [32, 48, 64], jnp.float32))(state, batch)
+  multi = jax.jit(evaluators.make_dense_step(model, prep, [32, 48, 64], jnp.float32))(state, batch)
   assert np.isfinite(float(multi["loss"])) and float(multi["count"]) == 2.0
