@@ -26,6 +26,17 @@ SOURCES = ("embedded", "npz", "tfds", "folder")
 BN_STATS = ("global", "per_device", "ghost")
 KERNELS = ("auto", "portable", "cpu")
 CPU_CONVS = ("auto", "onednn", "mixed", "measured", "xla")
+# evaluators.EVALUATORS and its aliases (tests/test_evaluators.py keeps the two lists equal).
+EVAL_PROTOCOLS = (
+  "centre",
+  "center_crop",
+  "full",
+  "ten_crop",
+  "dense_multiscale",
+  "multi_crop_144",
+  "single",
+  "dense",
+)
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -127,6 +138,10 @@ def base_config() -> ml_collections.ConfigDict:
   # a path; "" = off. Capped at 4 GiB, least recently used evicted, unless JAX_COMPILATION_CACHE_MAX_SIZE is set.
   c.compilation_cache_dir = "auto"
   c.eval_batch_size = 1000
+  # The final evaluation's test-time protocol (classic_cnns/evaluators.py): centre (the evaluation
+  # view above), ten_crop (AlexNet Sec. 4.1, ResNet Table 3), dense_multiscale (VGG Sec. 3.2,
+  # ResNet Table 4), multi_crop_144 (GoogLeNet Sec. 10), ...; periodic evaluations use centre.
+  c.eval_protocol = "centre"
   c.num_epochs = 10.0
   c.num_steps = -1  # > 0 overrides num_epochs
 
@@ -352,6 +367,7 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
   _choice(config.optimizer.decay_mask, ("kernels", "all"), "optimizer.decay_mask")
   _choice(config.schedule.name, SCHEDULES, "schedule.name")
   _choice(config.schedule.unit, ("epoch", "step"), "schedule.unit")
+  _choice(config.eval_protocol, EVAL_PROTOCOLS, "eval_protocol")
   _check_data(config.data)
   _choice(config.bn.stats, BN_STATS, "bn.stats")
   _choice(config.kernels, KERNELS, "kernels")

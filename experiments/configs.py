@@ -79,7 +79,9 @@ NOT_HASHED = (
 
 # Fields that leave a run's numbers unchanged at this value: omitted from the hash while they hold
 # it. Every config field added after the first published results belongs here with its no-op value.
-NEUTRAL_WHEN: dict[str, Any] = {}
+NEUTRAL_WHEN: dict[str, Any] = {
+  "eval_protocol": "centre",  # the final evaluation's protocol (classic_cnns/evaluators.py)
+}
 
 
 # ----------------------------------------------------------------------------- datasets
