@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from classic_cnns.models import create_model, layers, list_models, model_info
+from classic_cnns.models import create_model, layers, list_models
 from tests.models.helpers import (
+  abstract_intermediates,
   abstract_output,
+  abstract_variables,
   assert_exact_param_count,
   count_params,
-  abstract_variables,
   forward_backward_is_finite,
   init,
+  kernel_calls,
+  train_loss_jaxprs,
 )
 
 TINY = dict(widths=(8, 16, 16, 16, 8), fc_features=32, num_classes=10)
@@ -33,11 +34,7 @@ def test_variants_registered():
 
 
 def _intermediate_shapes(name, size, **kw):
-  model = create_model(name, **kw)
-  x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-  v = abstract_variables(name, size, **kw)
-  _, state = jax.eval_shape(lambda v, x: model.apply(v, x, mutable=["intermediates"]), v, x)
-  return {k: t[0].shape[1:3] for k, t in state["intermediates"].items()}
+  return {k: t[0].shape[1:3] for k, t in abstract_intermediates(name, size, **kw).items()}
 
 
 @pytest.mark.parametrize("overlap", [True, False])
@@ -117,68 +114,12 @@ def test_adaptive_avg_pool_matches_torch_bins(shape, out):
 
 
 # --------------------------------------------------------------------------- kernels
-def _loss_and_grad_jaxprs(name, size, **kw):
-  """The jaxprs (as text) of a train-mode cross-entropy loss through `create_model(name)` and of its
-  gradient, traced on abstract values (no compile). A custom VJP shows only in the loss's jaxpr
-  (`jax.grad` inlines the rule), a foreign call in both."""
-  info = model_info(name)
-  model = create_model(name, **kw)
-  v = abstract_variables(name, size, **kw)
-  params, rest = v["params"], {k: t for k, t in v.items() if k != "params"}
-  x = jax.ShapeDtypeStruct((2, size, size, info.in_channels), jnp.float32)
-  labels = np.arange(2) % 10
-
-  def loss(params, rest, x):
-    logits, _ = model.apply(
-      {"params": params, **rest},
-      x,
-      train=True,
-      rngs={"dropout": jax.random.PRNGKey(0)},
-      mutable=["batch_stats"],
-    )
-    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], -1))
-
-  return [str(jax.make_jaxpr(f)(params, rest, x)) for f in (loss, jax.grad(loss))]
-
-
-def _kernel_calls(name, size, **kw):
-  """How often each `Kernels` op is called by one train-mode forward of `create_model(name,
-  kernels=recording)`; also checks that the variables do not depend on the kernels."""
-  calls = collections.Counter()
-
-  def record(op):
-    fn = getattr(layers.PORTABLE, op)
-
-    def wrapped(*args, **kwargs):
-      calls[op] += 1
-      return fn(*args, **kwargs)
-
-    return wrapped
-
-  ops = ("conv", "loop_conv", "max_pool", "batch_norm_train", "group_norm")
-  kernels = dataclasses.replace(layers.PORTABLE, name="recording", **{op: record(op) for op in ops})
-  shapes = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype), tree)
-  v = abstract_variables(name, size, **kw)
-  assert shapes(abstract_variables(name, size, kernels=kernels, **kw)) == shapes(v)
-  model = create_model(name, kernels=kernels, **kw)
-  x = jax.ShapeDtypeStruct((2, size, size, model_info(name).in_channels), jnp.float32)
-  calls.clear()
-  jax.eval_shape(
-    lambda v, x: model.apply(
-      v, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"]
-    ),
-    v,
-    x,
-  )
-  return dict(calls)
-
-
 @pytest.mark.parametrize("name,size", [("alexnet", 224), ("alexnet_paper", 227)])
 def test_train_step_is_plain_autodiff(name, size):
-  for jaxpr in _loss_and_grad_jaxprs(name, size):
+  for jaxpr in train_loss_jaxprs(name, size):
     assert "custom_vjp_call" not in jaxpr and "ffi_call" not in jaxpr
 
 
 @pytest.mark.parametrize("name,size", [("alexnet", 224), ("alexnet_paper", 227)])
 def test_convs_and_pools_use_the_given_kernels(name, size):
-  assert _kernel_calls(name, size) == {"conv": 5, "max_pool": 3}
+  assert kernel_calls(name, size) == {"conv": 5, "max_pool": 3}

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import functools
 
 import jax
@@ -12,16 +10,18 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from classic_cnns.models import create_model, layers, list_models, model_info
+from classic_cnns.models import create_model, list_models, model_info
 from classic_cnns.models.densenet import DenseNet, pack_layers, unpack_layers
 from tests.models.helpers import (
+  abstract_init,
   abstract_output,
   abstract_variables,
+  all_finite,
   assert_exact_param_count,
   count_params,
-  all_finite,
   init,
   leaves_equal,
+  recording_kernels,
 )
 
 NAMES = list_models("densenet")
@@ -350,10 +350,6 @@ def _grad_jaxpr(model, variables, size):
   return jax.make_jaxpr(jax.grad(loss))(params, rest, x)
 
 
-def _abstract_init(model, size):
-  return jax.eval_shape(lambda: _init_eager(model, jnp.zeros((2, size, size, 3))))
-
-
 @pytest.mark.parametrize(
   "kw",
   [
@@ -366,27 +362,8 @@ def _abstract_init(model, size):
 def test_portable_gradient_is_plain_autodiff(kw):
   """The default kernels: no custom VJPs, no foreign calls anywhere in the training gradient."""
   model = create_model("densenet_bc_100_12", **kw)
-  jaxpr = str(_grad_jaxpr(model, _abstract_init(model, 32), 32))
+  jaxpr = str(_grad_jaxpr(model, abstract_init(model, 32), 32))
   assert "custom_vjp_call" not in jaxpr and "ffi_call" not in jaxpr
-
-
-def _recording_kernels():
-  """`layers.PORTABLE` with every op counting its calls (Python calls happen while tracing)."""
-  calls = collections.Counter()
-
-  def record(op, fn):
-    def wrapped(*args, **kwargs):
-      calls[op] += 1
-      return fn(*args, **kwargs)
-
-    return wrapped
-
-  ops = ("conv", "loop_conv", "max_pool", "batch_norm_train", "group_norm")
-  return dataclasses.replace(
-    layers.PORTABLE,
-    name="recording",
-    **{op: record(op, getattr(layers.PORTABLE, op)) for op in ops},
-  ), calls
 
 
 SMALL_121 = dict(growth_rate=4, block_config=(2, 3), num_classes=10)  # densenet121's layout, narrow
@@ -395,9 +372,9 @@ SMALL_121 = dict(growth_rate=4, block_config=(2, 3), num_classes=10)  # densenet
 @pytest.mark.parametrize("kw", [{}, {"norm": "group"}, {"memory_efficient": True}])
 def test_every_op_goes_through_the_kernels_field(kw):
   """Stem conv + max pool, dense layers, transitions, final norm: each op calls `kernels`."""
-  kernels, calls = _recording_kernels()
+  kernels, calls = recording_kernels()
   model = create_model("densenet121", **SMALL_121, **kw, kernels=kernels)
-  v = _abstract_init(model, 32)
+  v = abstract_init(model, 32)
   flat = traverse_util.flatten_dict(v["params"])
   convs = sum(k[-1] == "kernel" and a.ndim == 4 for k, a in flat.items())
   norms = sum(k[-1] == "scale" for k in flat)
@@ -408,9 +385,9 @@ def test_every_op_goes_through_the_kernels_field(kw):
 
 
 def test_scanned_blocks_use_the_loop_conv():
-  kernels, calls = _recording_kernels()
+  kernels, calls = recording_kernels()
   model = create_model("densenet121", **SMALL_121, scan_layers=True, kernels=kernels)
-  v = _abstract_init(model, 32)
+  v = abstract_init(model, 32)
   calls.clear()
   _grad_jaxpr(model, v, 32)
   # outside the scans: stem conv + 1 transition conv; stem, transition and final norm

@@ -15,12 +15,15 @@ from classic_cnns.models import create_model, layers, list_models, model_info
 from classic_cnns.models.googlenet import GoogLeNet
 from classic_cnns.models.layers import NormSpec
 from tests.models.helpers import (
+  abstract_init,
   abstract_output,
   abstract_variables,
   all_finite,
   assert_exact_param_count,
+  count_leaves,
   count_params,
   leaves_equal,
+  trace_train_apply,
 )
 
 FAMILY = ["googlenet", "googlenet_aux", "googlenet_bn", "googlenet_bn_aux"]
@@ -186,7 +189,7 @@ def test_adaptive_avg_pool_matches_window_means(hw):
 
 
 # --------------------------------------------------------------------------- norm defaults and kernels
-def recording_kernels():
+def recording_kernels_and_eps():
   """(`Kernels` that compute as `layers.PORTABLE` and log each call, the log): a Counter of calls
   per op and the epsilons `batch_norm_train` was given."""
   log = {"calls": collections.Counter(), "eps": set()}
@@ -208,36 +211,6 @@ def recording_kernels():
   return dataclasses.replace(
     p, name="recording", conv=conv, max_pool=max_pool, batch_norm_train=batch_norm_train
   ), log
-
-
-def abstract_init(model, size, batch=2):
-  """init's variables as shapes (jax.eval_shape: traced, not compiled), eval-mode init."""
-  x = jnp.zeros((batch, size, size, 3))
-  return jax.eval_shape(
-    lambda: model.init(
-      {"params": jax.random.PRNGKey(0), "dropout": jax.random.PRNGKey(1)}, x, train=False
-    )
-  )
-
-
-def trace_train_apply(model, variables, size, batch=2):
-  """Traces (no compile) one train-mode apply with mutable batch_stats."""
-  x = jax.ShapeDtypeStruct((batch, size, size, 3), jnp.float32)
-  return jax.eval_shape(
-    lambda v, x: model.apply(
-      v, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"]
-    ),
-    variables,
-    x,
-  )
-
-
-def count_leaves(tree, leaf: str, module: str) -> int:
-  """How many leaves named `leaf` sit directly in a module named `module` (e.g. conv kernels)."""
-  names = lambda path: [str(getattr(k, "key", k)) for k in path]
-  return sum(
-    names(p)[-2:] == [module, leaf] for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]
-  )
 
 
 def loss_and_grad_jaxprs(model, size, batch=2) -> str:
@@ -283,7 +256,7 @@ def test_norm_defaults_declared_once():
   ],
 )
 def test_every_conv_pool_and_norm_goes_through_kernels(name, overrides, eps):
-  kernels, log = recording_kernels()
+  kernels, log = recording_kernels_and_eps()
   model = create_model(name, kernels=kernels, **overrides)
   variables = abstract_init(
     model, 224

@@ -13,20 +13,20 @@ from classic_cnns.models import create_model, list_models
 from classic_cnns.models.inception import InceptionV2, InceptionV3
 from classic_cnns.models.layers import NormSpec
 from tests.models.helpers import (
+  abstract_init,
   abstract_output,
   abstract_variables,
   all_finite,
   assert_exact_param_count,
+  count_leaves,
   count_params,
   leaves_equal,
+  trace_train_apply,
 )
 from tests.models.test_googlenet import (
-  abstract_init,
-  count_leaves,
   loss_and_grad_jaxprs,
-  recording_kernels,
+  recording_kernels_and_eps,
   synthetic_variables,
-  trace_train_apply,
   train_step_fn,
 )
 
@@ -166,7 +166,7 @@ def test_forward_backward_finite_inception_v3_75px():
   ],
 )
 def test_every_conv_pool_and_norm_goes_through_kernels(name, size, overrides, eps):
-  kernels, log = recording_kernels()
+  kernels, log = recording_kernels_and_eps()
   model = create_model(name, kernels=kernels, **overrides)
   variables = abstract_init(model, size)
   log["calls"].clear()

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from classic_cnns.models import create_model, layers, list_models, model_info
+from classic_cnns.models import create_model, list_models
 from tests.models.helpers import (
+  abstract_intermediates,
   abstract_output,
   abstract_variables,
   assert_exact_param_count,
   count_params,
   forward_backward_is_finite,
   init,
+  kernel_calls,
+  train_loss_jaxprs,
 )
 
 
@@ -31,11 +31,7 @@ def test_variants_registered():
 
 
 def _block_shapes(name, size, **kw):
-  model = create_model(name, **kw)
-  x = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
-  v = abstract_variables(name, size, **kw)
-  _, state = jax.eval_shape(lambda v, x: model.apply(v, x, mutable=["intermediates"]), v, x)
-  return [t[0].shape[1:] for _, t in sorted(state["intermediates"].items())]
+  return [t[0].shape[1:] for _, t in sorted(abstract_intermediates(name, size, **kw).items())]
 
 
 def test_caffe_geometry():
@@ -100,65 +96,9 @@ def test_train_vs_eval():
 
 
 # --------------------------------------------------------------------------- kernels
-def _loss_and_grad_jaxprs(name, size, **kw):
-  """The jaxprs (as text) of a train-mode cross-entropy loss through `create_model(name)` and of its
-  gradient, traced on abstract values (no compile). A custom VJP shows only in the loss's jaxpr
-  (`jax.grad` inlines the rule), a foreign call in both."""
-  info = model_info(name)
-  model = create_model(name, **kw)
-  v = abstract_variables(name, size, **kw)
-  params, rest = v["params"], {k: t for k, t in v.items() if k != "params"}
-  x = jax.ShapeDtypeStruct((2, size, size, info.in_channels), jnp.float32)
-  labels = np.arange(2) % 10
-
-  def loss(params, rest, x):
-    logits, _ = model.apply(
-      {"params": params, **rest},
-      x,
-      train=True,
-      rngs={"dropout": jax.random.PRNGKey(0)},
-      mutable=["batch_stats"],
-    )
-    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], -1))
-
-  return [str(jax.make_jaxpr(f)(params, rest, x)) for f in (loss, jax.grad(loss))]
-
-
-def _kernel_calls(name, size, **kw):
-  """How often each `Kernels` op is called by one train-mode forward of `create_model(name,
-  kernels=recording)`; also checks that the variables do not depend on the kernels."""
-  calls = collections.Counter()
-
-  def record(op):
-    fn = getattr(layers.PORTABLE, op)
-
-    def wrapped(*args, **kwargs):
-      calls[op] += 1
-      return fn(*args, **kwargs)
-
-    return wrapped
-
-  ops = ("conv", "loop_conv", "max_pool", "batch_norm_train", "group_norm")
-  kernels = dataclasses.replace(layers.PORTABLE, name="recording", **{op: record(op) for op in ops})
-  shapes = lambda tree: jax.tree.map(lambda a: (a.shape, a.dtype), tree)
-  v = abstract_variables(name, size, **kw)
-  assert shapes(abstract_variables(name, size, kernels=kernels, **kw)) == shapes(v)
-  model = create_model(name, kernels=kernels, **kw)
-  x = jax.ShapeDtypeStruct((2, size, size, model_info(name).in_channels), jnp.float32)
-  calls.clear()
-  jax.eval_shape(
-    lambda v, x: model.apply(
-      v, x, train=True, rngs={"dropout": jax.random.PRNGKey(0)}, mutable=["batch_stats"]
-    ),
-    v,
-    x,
-  )
-  return dict(calls)
-
-
 @pytest.mark.parametrize("name", ["nin_cifar", "nin_cifar_bn"])
 def test_train_step_is_plain_autodiff(name):
-  for jaxpr in _loss_and_grad_jaxprs(name, 32):
+  for jaxpr in train_loss_jaxprs(name, 32):
     assert "custom_vjp_call" not in jaxpr and "ffi_call" not in jaxpr
 
 
@@ -176,4 +116,4 @@ def test_train_step_is_plain_autodiff(name):
   ],
 )
 def test_ops_use_the_given_kernels(name, size, kw, expected):
-  assert _kernel_calls(name, size, **kw) == expected
+  assert kernel_calls(name, size, **kw) == expected
