@@ -13,7 +13,7 @@
 #      224 px, batch 256, bf16 -> bench_*.json (each must report kernels "portable")
 #   4. optional (SCHEDULE_LIMIT_S > 0 and .gpu_data/cifar10_jpeg_train.tar.gz present): the ResNet-20
 #      paper schedule on the CIFAR-10 JPEG images, capped at SCHEDULE_LIMIT_S seconds -> schedule.log
-# The machine lent for such checks has JAX (CUDA) but no network: wheels the project needs and the
+# For a GPU machine with JAX (CUDA) but no network: wheels the project needs and the
 # machine lacks are installed from .whl/base (and .whl/pinned if the machine's flax/optax/orbax fail
 # the smoke run) when those folders exist; `bash benchmarks/gpu_prepare.sh` fills them.
 # GPU_CHECK_SMOKE=1 runs every stage at toy sizes (a CPU dry run of this script); PYTHON picks the

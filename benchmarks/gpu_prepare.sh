@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Gathers what benchmarks/gpu_check.sh needs on the lent GPU machine, which has JAX (CUDA), flax,
-# optax and orbax but no ml-collections or tensorboardX and no network:
+# Gathers what benchmarks/gpu_check.sh needs on a GPU machine that has JAX (CUDA), flax, optax and
+# orbax but no ml-collections or tensorboardX and no network:
 #   .whl/base/    ml-collections, tensorboardX          (always installed there)
 #   .whl/pinned/  flax, optax, orbax-checkpoint as pinned here (installed there only if the machine's
 #                 own versions fail the smoke run; its jax/jaxlib are used either way)
 #   .gpu_data/    the CIFAR-10 JPEG training tarball (16 MB), for the ResNet-20 schedule
-# Both folders are git-ignored; the device tool carries them when named in `carry`.
+# Both folders are git-ignored; copy them to the GPU machine with the checkout.
+# The tarball is read from ../shared/datasets, where the configs' documented commands expect it.
 # Run from the repository root:   bash benchmarks/gpu_prepare.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
