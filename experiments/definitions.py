@@ -9,7 +9,10 @@ Scales (every plan states its own reductions in `Plan.note`, printed in results.
          cut to fit about an hour on 2 CPU cores; shows the qualitative effect or says that it does not.
   paper  the paper's recipe (paper_numbers.md section 4) for an accelerator, on the paper's data:
          TFDS CIFAR-10 (45k/5k, final numbers on the 10k test images) or an ImageNet folder
-         (streamed; the crop family of the recipe runs on the host, configs.host_crops).
+         (streamed; the crop family of the recipe runs on the host, configs.host_crops). The
+         final test uses the paper's protocol (config.eval_protocol, classic_cnns/evaluators.py):
+         the single original view on CIFAR (centre), VGG's dense evaluation, GoogLeNet's 144
+         crops, the GN paper's centre crop; each plan's note says which.
 
 Default datasets per scale: `Experiment.datasets` (CIFAR_DATASETS, IMAGENET_DATASETS); any other
 with `--dataset` (configs.py lists the specs).
@@ -406,7 +409,8 @@ def groupnorm_vs_batchnorm(scale: str) -> Plan:
       base,
       variants,
       "the GN paper's ImageNet recipe with per-GPU statistics emulated by ghost "
-      "batches on one device (global batch 8 x b as 8 GPUs)",
+      "batches on one device (global batch 8 x b as 8 GPUs); final test on the 224x224 centre crop "
+      "(centre protocol, as the GN paper's Sec. 6.1)",
       comparable=False,
       checks=_gn_checks("gn_b2", "gn_b32"),
     )
@@ -674,12 +678,16 @@ def googlenet_aux(scale: str) -> Plan:
     "eval_every_epochs": 2.0,
     "checkpoint_every_steps": 5000,
     "eval_batch_size": 250,
+    "eval_protocol": "multi_crop_144",  # GoogLeNet Sec. 10
   }
   return Plan(
     base,
     variants,
     "ImageNet, GoogLeNet Sec. 6 schedule shape (momentum 0.9, lr x 0.96 every 8 epochs) "
-    "with synchronous SGD batch 256 and 90 epochs (the paper: asynchronous DistBelief); " + note,
+    "with synchronous SGD batch 256 and 90 epochs (the paper: asynchronous DistBelief); final test "
+    "with the 144 crops of Sec. 10 (multi_crop_144 protocol; periodic evaluations on the centre "
+    "crop; on a streamed folder the central square of each image, so the three squares of a scale "
+    "coincide); " + note,
     checks=checks,
   )
 
@@ -948,12 +956,16 @@ def vgg_receptive_field(scale: str) -> Plan:
     "eval_every_epochs": 2.0,
     "checkpoint_every_steps": 5000,
     "eval_batch_size": 250,
+    "eval_protocol": "dense_multiscale",  # Table 3: dense evaluation at the single scale Q
   }
   return Plan(
     base,
     variants,
     "ImageNet, Sec. 3.1 recipe (batch 256, lr 0.01 / 10 three times - here at fixed "
-    "epochs 30/50/65 instead of on plateau - 74 epochs, wd 5e-4, dropout 0.5), single-scale test",
+    "epochs 30/50/65 instead of on plateau - 74 epochs, wd 5e-4, dropout 0.5), single-scale test: "
+    "final test by dense evaluation (Sec. 3.2, dense_multiscale protocol) at Q = S (256) or Q = 384 "
+    "for jittered S, as Table 3, with its flip; periodic evaluations on the 224 centre crop; on a "
+    "streamed folder the dense net sees the central Q x Q square of each image",
     checks=checks,
   )
 
