@@ -30,6 +30,7 @@ from absl import app, flags
 
 EXIT_RUNTIME = 1
 EXIT_USAGE = 2
+HELP_FLAGS = ("--help", "-help", "-h", "-?", "--helpshort", "--helpfull", "--helpxml")
 
 
 def set_xla_flags(kernels: str, echo: bool = True) -> str:
@@ -230,6 +231,10 @@ def run(main) -> None:
   def parse(argv):
     try:
       return flags.FLAGS(argv)
+    except SystemExit as e:  # absl ends --help with status 1; it is not an error
+      if e.code == 1 and any(a in HELP_FLAGS for a in argv[1:]):
+        sys.exit(0)
+      raise
     except Exception as e:  # pylint: disable=broad-except
       if "--debug" in argv or debugging():
         raise
@@ -271,6 +276,23 @@ def load_config(holder, argv: list[str] | None = None):
     ):
       raise
     fail(f"cannot load --config={path}: {where or ' '.join(str(e).split())[:300]}")
+
+
+def load_beside(path: str, filename: str):
+  """The module in the file `filename` beside the file `path` (a config file's `__file__`): how a
+  config file in configs/ loads configs/common.py, whatever the working directory and however the
+  config file was loaded (config_flags reads `--config=configs/x.py` by its path, outside any
+  package). Loaded afresh each time; not added to sys.modules."""
+  import importlib.util
+
+  target = os.path.join(os.path.dirname(os.path.abspath(path)), filename)
+  name = "_beside_" + os.path.splitext(os.path.basename(target))[0]
+  spec = importlib.util.spec_from_file_location(name, target)
+  if spec is None or spec.loader is None:
+    raise ImportError(f"cannot load {target}")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def _module_name(frame) -> str:

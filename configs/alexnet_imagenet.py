@@ -31,60 +31,38 @@ frame for a mean image, so this config subtracts the per-channel mean and divide
   --config.data.augment.resize=256 --config.data.augment.crop_size=227 (224 for :torchvision)
   --config.data.normalize=pixel --config.data.divide_std=False
 
-Data: ImageNet (ILSVRC-2012), streamed (data.streaming.enabled=True): decoded and cropped on the
-host with tf.data (classic_cnns/data/streaming.py), normalised in jit. From JPEG folders
+Data: ImageNet (ILSVRC-2012), streamed: decoded and cropped on the host, normalised in jit; as
+configured from TFDS "imagenet2012" (a manual download, see configs/common.py). From JPEG folders
 root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
   python -m classic_cnns.main --config=configs/alexnet_imagenet.py:paper --workdir=/tmp/alexnet_imagenet \\
       --config.data.source=folder --config.data.path=/data/imagenet
 data.streaming below: resize_crop: shorter side 256, random 227x227 crops (224 for :torchvision)
   + flips, Sec. 2 / 4.1.
-As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSVRC2012_img_train.tar
-and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
 The model builds and summarises on any machine: python -m classic_cnns.summary --model=alexnet_paper
 """
 
+from classic_cnns.cli import load_beside
 from classic_cnns.config import base_config
+
+common = load_beside(__file__, "common.py")
 
 NETS = {"paper": "alexnet_paper", "nogroups": "alexnet_paper_nogroups", "torchvision": "alexnet"}
 ARGS = tuple(NETS)
 
 
 def get_config(arg: str | None = None):
-  arg = (arg or "paper").strip()
-  if arg not in NETS:
-    raise ValueError(f"configs/alexnet_imagenet.py:{arg}: choose one of {', '.join(NETS)}")
+  arg = common.choose(arg, "paper", NETS, "alexnet_imagenet.py")
   c = base_config()
   c.model.name = NETS[arg]
-  c.model.num_classes = 1000
-
-  c.data.source = "tfds"
-  c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
-  c.data.normalize = (
-    "channel"  # deviation: the paper subtracts the per-pixel mean (see the docstring)
-  )
-  c.data.augment.flip = True  # Sec. 4.1: horizontal reflections
+  # Sec. 4.1: random patches of the 256 image + flips; deviation: per-channel mean/std instead of
+  # the per-pixel mean (see the docstring)
+  common.imagenet(c, "resize_crop", crop=227 if arg != "torchvision" else 224)
   c.data.augment.pca_lighting = 0.1  # Sec. 4.1: PCA colour augmentation, sigma 0.1
-  c.data.streaming.enabled = True  # decoded and cropped on the host (see the docstring)
-  c.data.streaming.augment = "resize_crop"  # Sec. 4.1: random patches of the 256 image + flips
-  c.data.streaming.resize = 256
-  c.data.streaming.crop = 227 if arg != "torchvision" else 224
 
   c.batch_size = 128  # Sec. 5
   c.eval_batch_size = 500
   c.num_epochs = 90.0  # Sec. 5: "roughly 90 cycles"
-
-  c.optimizer.name = "sgd"
-  c.optimizer.lr = 0.01  # Sec. 5
-  c.optimizer.momentum = 0.9
-  c.optimizer.weight_decay = 5e-4
-  c.optimizer.weight_decay_mode = "l2"
-
-  c.schedule.name = "multistep"  # Sec. 5: lr / 10 three times (on plateau there; fixed here)
-  c.schedule.unit = "epoch"
-  c.schedule.boundaries = (30.0, 60.0, 80.0)
-  c.schedule.decay_factor = 0.1
-
-  c.log_every_steps = 100
-  c.eval_every_epochs = 1.0
-  c.checkpoint_every_steps = 5000
+  common.sgd(c, lr=0.01, weight_decay=5e-4)  # Sec. 5
+  common.multistep(c, (30.0, 60.0, 80.0))  # Sec. 5: lr / 10 three times (on plateau there)
+  common.cadence(c, log_every_steps=100, checkpoint_every_steps=5000, eval_every_epochs=1.0)
   return c

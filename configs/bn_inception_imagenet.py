@@ -48,17 +48,18 @@ Deviations (named options):
   Sigmoid     BN-x5-Sigmoid (Sec. 4.2.2, Fig. 3: 69.8%) is not available: `inception_v2` has no
               activation option.
 
-Data: ImageNet (ILSVRC-2012), streamed (data.streaming.enabled=True): decoded and cropped on the
-host with tf.data (classic_cnns/data/streaming.py), normalised in jit. From JPEG folders
+Data: ImageNet (ILSVRC-2012), streamed: decoded and cropped on the host, normalised in jit; as
+configured from TFDS "imagenet2012" (a manual download, see configs/common.py). From JPEG folders
 root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
   python -m classic_cnns.main --config=configs/bn_inception_imagenet.py:x30 --workdir=/tmp/bn_inception_imagenet \\
       --config.data.source=folder --config.data.path=/data/imagenet
-As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSVRC2012_img_train.tar
-and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
 The model builds and summarises on any machine: python -m classic_cnns.summary --model=inception_v2
 """
 
+from classic_cnns.cli import load_beside
 from classic_cnns.config import base_config
+
+common = load_beside(__file__, "common.py")
 
 # variant -> (initial lr, Sec. 4.2.1 changes applied)
 VARIANTS = {"baseline": (0.0015, False), "x5": (0.0075, True), "x30": (0.045, True)}
@@ -69,52 +70,32 @@ INCEPTION_LR_DECAY_EPOCHS = 8.0  # GoogLeNet Sec. 6: x0.96 every 8 epochs
 
 
 def get_config(arg: str | None = None):
-  arg = (arg or "x30").strip()
-  if arg not in VARIANTS:
-    raise ValueError(f"configs/bn_inception_imagenet.py:{arg}: choose one of {', '.join(VARIANTS)}")
+  arg = common.choose(arg, "x30", VARIANTS, "bn_inception_imagenet.py")
   lr, accelerated = VARIANTS[arg]
 
   c = base_config()
   c.model.name = "inception_v2"
-  c.model.num_classes = 1000
   c.model.norm = "batch"  # Sec. 4.2: BN before each nonlinearity
-  c.model.dropout = (
-    0.0 if accelerated else 0.4
-  )  # Sec. 4.2.1 "Remove Dropout"; GoogLeNet Sec. 5: 40%
-
-  c.data.source = "tfds"
-  c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
-  c.data.normalize = "channel"
-  c.data.augment.flip = True
-  jitter = (
-    0.2 if accelerated else 0.4
-  )  # Sec. 4.2.1 "Reduce the photometric distortions" (amounts ours)
+  c.model.dropout = 0.0 if accelerated else 0.4  # Sec. 4.2.1 "Remove Dropout"; GoogLeNet Sec. 5
+  common.imagenet(c, "inception")  # GoogLeNet Sec. 6 crops + flips; centre 224 of 256 for eval
+  jitter = 0.2 if accelerated else 0.4  # Sec. 4.2.1 "Reduce the photometric distortions" (ours)
   c.data.augment.brightness = c.data.augment.contrast = c.data.augment.saturation = jitter
-  c.data.streaming.enabled = True
-  c.data.streaming.augment = "inception"  # GoogLeNet Sec. 6 crops + flips
-  c.data.streaming.resize = 256  # evaluation: centre 224 crop of the 256-resized image
-  c.data.streaming.crop = 224
 
   c.batch_size = 32  # Sec. 4.2
   c.eval_batch_size = 250
   c.num_epochs = 100.0 if accelerated else 400.0  # ours (the paper gives no length)
-
-  c.optimizer.name = "sgd"  # Sec. 4.2: SGD with momentum
-  c.optimizer.lr = lr  # Sec. 4.2.2
-  c.optimizer.momentum = 0.9  # ours (GoogLeNet Sec. 6)
-  c.optimizer.weight_decay = (
-    INCEPTION_WEIGHT_DECAY / 5 if accelerated else INCEPTION_WEIGHT_DECAY
-  )  # Sec. 4.2.1
-  c.optimizer.weight_decay_mode = "l2"
-
-  c.schedule.name = "step"  # exponential decay, 4% per step (GoogLeNet Sec. 6)
-  c.schedule.unit = "epoch"
-  c.schedule.step_size = (
-    INCEPTION_LR_DECAY_EPOCHS / 6 if accelerated else INCEPTION_LR_DECAY_EPOCHS
-  )  # Sec. 4.2.1
-  c.schedule.decay_factor = 0.96
-
-  c.log_every_steps = 200
-  c.eval_every_epochs = 2.0 if accelerated else 8.0
-  c.checkpoint_every_steps = 10000
+  # Sec. 4.2: SGD with momentum (0.9 ours, GoogLeNet Sec. 6); Sec. 4.2.1: L2 weight / 5
+  common.sgd(
+    c, lr=lr, weight_decay=INCEPTION_WEIGHT_DECAY / 5 if accelerated else INCEPTION_WEIGHT_DECAY
+  )
+  # exponential decay, 4% per step (GoogLeNet Sec. 6); Sec. 4.2.1: 6 times faster
+  common.step_decay(
+    c, INCEPTION_LR_DECAY_EPOCHS / 6 if accelerated else INCEPTION_LR_DECAY_EPOCHS, 0.96
+  )
+  common.cadence(
+    c,
+    log_every_steps=200,
+    checkpoint_every_steps=10000,
+    eval_every_epochs=2.0 if accelerated else 8.0,
+  )
   return c

@@ -31,27 +31,26 @@ side in [256, 480], random 224 crop, AlexNet colour augmentation) is
   --config.data.streaming.scale_max=480 --config.data.augment.pca_lighting=0.1
 (configs/resnet_imagenet.py uses it); which of the two Sec. 4.1 means is not settled here.
 
-Data: ImageNet (ILSVRC-2012), streamed (data.streaming.enabled=True): decoded and cropped on the
-host with tf.data (classic_cnns/data/streaming.py), normalised in jit. From JPEG folders
+Data: ImageNet (ILSVRC-2012), streamed: decoded and cropped on the host, normalised in jit; as
+configured from TFDS "imagenet2012" (a manual download, see configs/common.py). From JPEG folders
 root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
   python -m classic_cnns.main --config=configs/cbam_imagenet.py --workdir=/tmp/cbam_resnet50_imagenet \\
       --config.data.source=folder --config.data.path=/data/imagenet
-As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSVRC2012_img_train.tar
-and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
 The model builds and summarises on any machine: python -m classic_cnns.summary --model=cbam_resnet50
 """
 
+from classic_cnns.cli import load_beside
 from classic_cnns.config import base_config
+
+common = load_beside(__file__, "common.py")
 
 ARGS = ()  # no argument
 
 
 def get_config(arg: str | None = None):
-  if arg:
-    raise ValueError(f"configs/cbam_imagenet.py takes no argument, got {arg!r}")
+  common.no_argument(arg, "cbam_imagenet.py")
   c = base_config()
   c.model.name = "cbam_resnet50"
-  c.model.num_classes = 1000
   c.model.norm = "batch"
   c.model.attn = "cbam"  # Fig. 3; the registered model already uses CBAM, this exposes r
   c.model.attn_reduction = 16  # Sec. 3: r = 16
@@ -59,32 +58,12 @@ def get_config(arg: str | None = None):
   # Not from the paper: True runs each stage's repeated blocks as one nn.scan (same network and
   # function, stacked parameters), a shorter first-step wait.
   c.model.scan_blocks = False
-
-  c.data.source = "tfds"
-  c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
-  c.data.normalize = "channel"
-  c.data.augment.flip = True
-  c.data.streaming.enabled = True
-  c.data.streaming.augment = "inception"  # random-size crops + flips
-  c.data.streaming.resize = 256  # evaluation: centre 224 crop of the 256-resized image
-  c.data.streaming.crop = 224
+  common.imagenet(c, "inception")  # random-size crops + flips; centre 224 of 256 for evaluation
 
   c.batch_size = 256  # ours (ResNet Sec. 3.4)
   c.eval_batch_size = 250
   c.num_epochs = 90.0  # Sec. 4.1 (unconfirmed)
-
-  c.optimizer.name = "sgd"
-  c.optimizer.lr = 0.1  # Sec. 4.1 (unconfirmed)
-  c.optimizer.momentum = 0.9  # ours (ResNet Sec. 3.4)
-  c.optimizer.weight_decay = 1e-4  # ours (ResNet Sec. 3.4)
-  c.optimizer.weight_decay_mode = "l2"
-
-  c.schedule.name = "step"  # Sec. 4.1 (unconfirmed): drops every 30 epochs
-  c.schedule.unit = "epoch"
-  c.schedule.step_size = 30.0
-  c.schedule.decay_factor = 0.1
-
-  c.log_every_steps = 100
-  c.eval_every_epochs = 1.0
-  c.checkpoint_every_steps = 5000
+  common.sgd(c, lr=0.1, weight_decay=1e-4)  # lr Sec. 4.1 (unconfirmed); the rest ResNet Sec. 3.4
+  common.step_decay(c, 30.0, 0.1)  # Sec. 4.1 (unconfirmed): drops every 30 epochs
+  common.cadence(c, log_every_steps=100, checkpoint_every_steps=5000, eval_every_epochs=1.0)
   return c

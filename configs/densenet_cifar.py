@@ -27,7 +27,10 @@ Memory: the O(L^2) concatenations of the deep nets are large; --config.model.mem
 recomputes them in the backward pass (same results).
 """
 
+from classic_cnns.cli import load_beside
 from classic_cnns.config import base_config
+
+common = load_beside(__file__, "common.py")
 
 NETS = {
   "40_12": "densenet40_k12",
@@ -51,7 +54,6 @@ def get_config(arg: str | None = None):
 
   c = base_config()
   c.model.name = NETS[net]
-  c.model.num_classes = 10
   c.model.norm = "batch"
   c.model.dropout = 0.0 if augment else 0.2  # Sec. 4.2: dropout 0.2 only without augmentation
   c.model.memory_efficient = (
@@ -61,30 +63,14 @@ def get_config(arg: str | None = None):
   # the 1x1 convs run over the block's full width): DenseNet-BC-250 waits 118 s instead of 298 s for
   # its first step on 2 CPU cores but trains slower (BENCHMARKS.md "First-step wait").
   c.model.scan_layers = False
-
-  c.data.source = "tfds"
-  c.data.name = "cifar10"
+  common.cifar10(c, augment)  # Sec. 4.1 "mirroring/shifting" (pad 4 + random crop + flip)
   c.data.val_size = 0  # Sec. 4.1: the final run trains on all 50k images
   c.data.normalize = "channel"  # Sec. 4.1: channel means and standard deviations
-  c.data.augment.flip = augment  # Sec. 4.1 "mirroring"
-  c.data.augment.crop_padding = 4 if augment else 0  # Sec. 4.1 "shifting" (pad 4 + random crop)
 
   c.batch_size = 64  # Sec. 4.2
   c.eval_batch_size = 500
   c.num_epochs = 300.0  # Sec. 4.2
-
-  c.optimizer.name = "nesterov"  # Sec. 4.2: Nesterov momentum 0.9 without dampening
-  c.optimizer.lr = 0.1
-  c.optimizer.momentum = 0.9
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.weight_decay_mode = "l2"
-
-  c.schedule.name = "multistep"
-  c.schedule.unit = "epoch"
-  c.schedule.boundaries = (150.0, 225.0)  # Sec. 4.2: /10 at 50% and 75% of the epochs
-  c.schedule.decay_factor = 0.1
-
-  c.log_every_steps = 100
-  c.eval_every_epochs = 5.0
-  c.checkpoint_every_steps = 2000
+  common.sgd(c, lr=0.1, weight_decay=1e-4, nesterov=True)  # Sec. 4.2: Nesterov 0.9, no dampening
+  common.multistep(c, (150.0, 225.0))  # Sec. 4.2: /10 at 50% and 75% of the epochs
+  common.cadence(c, log_every_steps=100, checkpoint_every_steps=2000, eval_every_epochs=5.0)
   return c

@@ -29,17 +29,18 @@ order (classic_cnns/data/augment.py `color_jitter`); fb.resnet.torch draws a ran
 Memory: --config.model.memory_efficient=True recomputes the concatenations in the backward pass
 (Pleiss et al. 2017; same results).
 
-Data: ImageNet (ILSVRC-2012), streamed (data.streaming.enabled=True): decoded and cropped on the
-host with tf.data (classic_cnns/data/streaming.py), normalised and colour-augmented in jit. From JPEG
-folders root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
+Data: ImageNet (ILSVRC-2012), streamed: decoded and cropped on the host, normalised and
+colour-augmented in jit; as configured from TFDS "imagenet2012" (a manual download, see
+configs/common.py). From JPEG folders root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
   python -m classic_cnns.main --config=configs/densenet_imagenet.py:121 --workdir=/tmp/densenet121_imagenet \\
       --config.data.source=folder --config.data.path=/data/imagenet
-As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSVRC2012_img_train.tar
-and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
 The model builds and summarises on any machine: python -m classic_cnns.summary --model=densenet121
 """
 
+from classic_cnns.cli import load_beside
 from classic_cnns.config import base_config
+
+common = load_beside(__file__, "common.py")
 
 NETS = {
   "121": "densenet121",
@@ -52,12 +53,9 @@ ARGS = tuple(NETS)
 
 
 def get_config(arg: str | None = None):
-  arg = (arg or "121").strip()
-  if arg not in NETS:
-    raise ValueError(f"configs/densenet_imagenet.py:{arg}: choose one of {', '.join(NETS)}")
+  arg = common.choose(arg, "121", NETS, "densenet_imagenet.py")
   c = base_config()
   c.model.name = NETS[arg]
-  c.model.num_classes = 1000
   c.model.norm = "batch"
   c.model.dropout = 0.0  # Sec. 4.2: dropout only without data augmentation (CIFAR/SVHN)
   c.model.memory_efficient = (
@@ -65,36 +63,16 @@ def get_config(arg: str | None = None):
   )
   # Not from the paper: True runs each dense block as one lax.scan (same variables and function).
   c.model.scan_layers = False
-
-  c.data.source = "tfds"
-  c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
-  c.data.normalize = "channel"  # fb.resnet.torch: per-channel mean/std
-  c.data.augment.flip = True
+  common.imagenet(c, "inception")  # fb.resnet.torch: random-size crops + flips, centre 224 of 256
   c.data.augment.brightness = 0.4  # fb.resnet.torch ColorJitter
   c.data.augment.contrast = 0.4
   c.data.augment.saturation = 0.4
   c.data.augment.pca_lighting = 0.1  # fb.resnet.torch Lighting (AlexNet Sec. 4.1)
-  c.data.streaming.enabled = True
-  c.data.streaming.augment = "inception"  # random-size crops + flips
-  c.data.streaming.resize = 256  # evaluation: centre 224 crop of the 256-resized image
-  c.data.streaming.crop = 224
 
   c.batch_size = 256  # Sec. 4.2
   c.eval_batch_size = 250
   c.num_epochs = 90.0  # Sec. 4.2
-
-  c.optimizer.name = "nesterov"  # Sec. 4.2: Nesterov momentum 0.9 without dampening
-  c.optimizer.lr = 0.1
-  c.optimizer.momentum = 0.9
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.weight_decay_mode = "l2"
-
-  c.schedule.name = "multistep"  # Sec. 4.2: / 10 at epochs 30 and 60
-  c.schedule.unit = "epoch"
-  c.schedule.boundaries = (30.0, 60.0)
-  c.schedule.decay_factor = 0.1
-
-  c.log_every_steps = 100
-  c.eval_every_epochs = 1.0
-  c.checkpoint_every_steps = 5000
+  common.sgd(c, lr=0.1, weight_decay=1e-4, nesterov=True)  # Sec. 4.2: Nesterov 0.9, no dampening
+  common.multistep(c, (30.0, 60.0))  # Sec. 4.2: / 10 at epochs 30 and 60
+  common.cadence(c, log_every_steps=100, checkpoint_every_steps=5000, eval_every_epochs=1.0)
   return c

@@ -25,58 +25,36 @@ paper gives no amounts; --config.data.augment.brightness/contrast/saturation=0.4
 jitter of that kind); the random choice of interpolation method per crop is not available (every
 resize is bilinear, antialiased).
 
-Data: ImageNet (ILSVRC-2012), streamed (data.streaming.enabled=True): decoded and cropped on the
-host with tf.data (classic_cnns/data/streaming.py), normalised in jit. From JPEG folders
+Data: ImageNet (ILSVRC-2012), streamed: decoded and cropped on the host, normalised in jit; as
+configured from TFDS "imagenet2012" (a manual download, see configs/common.py). From JPEG folders
 root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
   python -m classic_cnns.main --config=configs/googlenet_imagenet.py:paper --workdir=/tmp/googlenet_imagenet \\
       --config.data.source=folder --config.data.path=/data/imagenet
 data.streaming below: inception: random-resized 224 crops, area 8-100%, aspect 3/4-4/3, + flips,
   Sec. 6.
-As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSVRC2012_img_train.tar
-and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
 The model builds and summarises on any machine: python -m classic_cnns.summary --model=googlenet_aux
 """
 
+from classic_cnns.cli import load_beside
 from classic_cnns.config import base_config
+
+common = load_beside(__file__, "common.py")
 
 NETS = {"paper": "googlenet_aux", "noaux": "googlenet"}
 ARGS = tuple(NETS)
 
 
 def get_config(arg: str | None = None):
-  arg = (arg or "paper").strip()
-  if arg not in NETS:
-    raise ValueError(f"configs/googlenet_imagenet.py:{arg}: choose one of {', '.join(NETS)}")
+  arg = common.choose(arg, "paper", NETS, "googlenet_imagenet.py")
   c = base_config()
   c.model.name = NETS[arg]
-  c.model.num_classes = 1000
   c.loss.aux_weight = 0.3  # Sec. 5
-
-  c.data.source = "tfds"
-  c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
-  c.data.normalize = "channel"
-  c.data.augment.flip = True
-  c.data.streaming.enabled = True  # decoded and cropped on the host (see the docstring)
-  c.data.streaming.augment = "inception"  # Sec. 6: 8-100% area, aspect 3/4-4/3, + flips
-  c.data.streaming.resize = 256
-  c.data.streaming.crop = 224
+  common.imagenet(c, "inception")  # Sec. 6: 8-100% area, aspect 3/4-4/3, + flips
 
   c.batch_size = 32  # BVLC reproduction (the paper gives none)
   c.eval_batch_size = 250
   c.num_epochs = 250.0  # BVLC: max 10M iterations of 32
-
-  c.optimizer.name = "sgd"
-  c.optimizer.lr = 0.01  # BVLC reproduction
-  c.optimizer.momentum = 0.9  # Sec. 6
-  c.optimizer.weight_decay = 2e-4  # BVLC reproduction
-  c.optimizer.weight_decay_mode = "l2"
-
-  c.schedule.name = "step"  # Sec. 6: -4% every 8 epochs
-  c.schedule.unit = "epoch"
-  c.schedule.step_size = 8.0
-  c.schedule.decay_factor = 0.96
-
-  c.log_every_steps = 200
-  c.eval_every_epochs = 2.0
-  c.checkpoint_every_steps = 10000
+  common.sgd(c, lr=0.01, weight_decay=2e-4)  # momentum Sec. 6; lr and weight decay BVLC
+  common.step_decay(c, 8.0, 0.96)  # Sec. 6: -4% every 8 epochs
+  common.cadence(c, log_every_steps=200, checkpoint_every_steps=10000, eval_every_epochs=2.0)
   return c

@@ -25,66 +25,43 @@ Recipe (Sec. 5.1):
 The bottleneck stride stays where the registered resnet50 has it (torchvision, stride in the 3x3;
 the GN paper does not say).
 
-Data: ImageNet (ILSVRC-2012), streamed (data.streaming.enabled=True): decoded and cropped on the
-host with tf.data (classic_cnns/data/streaming.py), normalised in jit. From JPEG folders
+Data: ImageNet (ILSVRC-2012), streamed: decoded and cropped on the host, normalised in jit; as
+configured from TFDS "imagenet2012" (a manual download, see configs/common.py). From JPEG folders
 root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
   python -m classic_cnns.main --config=configs/groupnorm_imagenet.py:gn --workdir=/tmp/resnet50_gn_imagenet \\
       --config.data.source=folder --config.data.path=/data/imagenet
 data.streaming below: inception: random-resized 224 crops + flips.
-As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSVRC2012_img_train.tar
-and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
 The model builds and summarises on any machine: python -m classic_cnns.summary --model=resnet50
 """
 
+from classic_cnns.cli import load_beside
 from classic_cnns.config import base_config
+
+common = load_beside(__file__, "common.py")
 
 NORMS = {"gn": "group", "bn": "batch", "ln": "layer", "in": "instance"}
 ARGS = tuple(NORMS)
 
 
 def get_config(arg: str | None = None):
-  arg = (arg or "gn").strip()
-  if arg not in NORMS:
-    raise ValueError(f"configs/groupnorm_imagenet.py:{arg}: choose one of {', '.join(NORMS)}")
+  arg = common.choose(arg, "gn", NORMS, "groupnorm_imagenet.py")
   c = base_config()
   c.model.name = "resnet50"
-  c.model.num_classes = 1000
   c.model.norm = NORMS[arg]
   c.model.norm_groups = 32  # Sec. 5.1 / Table 3: G = 32
   c.model.zero_init_last_norm = True  # Sec. 5.1: gamma = 0 in each block's last norm
   # Not from the paper: True runs each stage's repeated blocks as one nn.scan (same network and
   # function, stacked parameters): ResNet-152 waits 28 s instead of 80 s for its first step (2 CPU cores).
   c.model.scan_blocks = False
-
   if c.model.norm == "batch":  # Sec. 5.1: BN statistics per GPU (GN/LN/IN have no batch statistics)
     c.bn.stats = "per_device"
-
-  c.data.source = "tfds"
-  c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
-  c.data.normalize = "channel"
-  c.data.augment.flip = True
-  c.data.streaming.enabled = True  # decoded and cropped on the host (see the docstring)
-  c.data.streaming.augment = "inception"  # random-size cropping + flips
-  c.data.streaming.resize = 256
-  c.data.streaming.crop = 224
+  common.imagenet(c, "inception")  # random-size cropping + flips
 
   c.batch_size = 256  # 8 GPUs x 32 images
   c.eval_batch_size = 250
   c.num_epochs = 100.0  # Sec. 5.1
-
-  c.optimizer.name = "sgd"
-  c.optimizer.lr = 0.1  # 0.1 * N / 32 with N = 32 images per GPU
-  c.optimizer.momentum = 0.9
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.weight_decay_mode = "l2"
+  common.sgd(c, lr=0.1, weight_decay=1e-4)  # lr 0.1 * N / 32 with N = 32 images per GPU
   c.optimizer.decay_mask = "all"  # Sec. 5.1: including gamma and beta
-
-  c.schedule.name = "multistep"  # Sec. 5.1: / 10 at 30, 60, 90 epochs
-  c.schedule.unit = "epoch"
-  c.schedule.boundaries = (30.0, 60.0, 90.0)
-  c.schedule.decay_factor = 0.1
-
-  c.log_every_steps = 100
-  c.eval_every_epochs = 1.0
-  c.checkpoint_every_steps = 5000
+  common.multistep(c, (30.0, 60.0, 90.0))  # Sec. 5.1: / 10 at 30, 60, 90 epochs
+  common.cadence(c, log_every_steps=100, checkpoint_every_steps=5000, eval_every_epochs=1.0)
   return c

@@ -23,48 +23,37 @@ Recipe:
   data        299x299 random-resized crops and flips (the streaming pipeline's inception crop);
               single-crop evaluation at 299 (Table 3).
 
-Data: ImageNet (ILSVRC-2012), streamed (data.streaming.enabled=True): decoded and cropped on the
-host with tf.data (classic_cnns/data/streaming.py), normalised in jit. From JPEG folders
+Data: ImageNet (ILSVRC-2012), streamed: decoded and cropped on the host, normalised in jit; as
+configured from TFDS "imagenet2012" (a manual download, see configs/common.py). From JPEG folders
 root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
   python -m classic_cnns.main --config=configs/inception_v3_imagenet.py --workdir=/tmp/inception_v3_imagenet \\
       --config.data.source=folder --config.data.path=/data/imagenet
 data.streaming below: inception: random-resized 299 crops + flips; evaluation resizes the
   shorter side to 342 and takes the centre 299 (the usual 0.875 crop; the paper does not say).
-As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSVRC2012_img_train.tar
-and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
 The model builds and summarises on any machine: python -m classic_cnns.summary --model=inception_v3
 """
 
+from classic_cnns.cli import load_beside
 from classic_cnns.config import base_config
+
+common = load_beside(__file__, "common.py")
 
 ARGS = ()  # no argument
 
 
 def get_config(arg: str | None = None):
-  if arg:
-    raise ValueError(f"configs/inception_v3_imagenet.py takes no argument, got {arg!r}")
+  common.no_argument(arg, "inception_v3_imagenet.py")
   c = base_config()
   c.model.name = "inception_v3"
-  c.model.num_classes = 1000
   c.model.norm = "batch"
-
   c.loss.label_smoothing = 0.1  # Sec. 7
   c.ema_decay = 0.9999  # Sec. 8: evaluate a running average of the parameters (decay: ours)
   c.loss.aux_weight = 0.3
-
-  c.data.source = "tfds"
-  c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
-  c.data.normalize = "channel"
-  c.data.augment.flip = True
-  c.data.streaming.enabled = True  # decoded and cropped on the host (see the docstring)
-  c.data.streaming.augment = "inception"  # 299 crops; eval: shorter side 342, centre 299
-  c.data.streaming.resize = 342
-  c.data.streaming.crop = 299
+  common.imagenet(c, "inception", crop=299, resize=342)  # eval: shorter side 342, centre 299
 
   c.batch_size = 32  # Sec. 8: 32 per replica
   c.eval_batch_size = 250
   c.num_epochs = 100.0  # Sec. 8
-
   c.optimizer.name = "rmsprop"  # Sec. 8
   c.optimizer.lr = 0.045
   c.optimizer.b2 = 0.9  # RMSProp decay
@@ -72,13 +61,6 @@ def get_config(arg: str | None = None):
   c.optimizer.grad_clip_norm = 2.0  # Sec. 8
   c.optimizer.weight_decay = 4e-5  # TF-slim; the paper gives none
   c.optimizer.weight_decay_mode = "l2"
-
-  c.schedule.name = "step"  # Sec. 8: x0.94 every two epochs
-  c.schedule.unit = "epoch"
-  c.schedule.step_size = 2.0
-  c.schedule.decay_factor = 0.94
-
-  c.log_every_steps = 200
-  c.eval_every_epochs = 2.0
-  c.checkpoint_every_steps = 10000
+  common.step_decay(c, 2.0, 0.94)  # Sec. 8: x0.94 every two epochs
+  common.cadence(c, log_every_steps=200, checkpoint_every_steps=10000, eval_every_epochs=2.0)
   return c

@@ -23,7 +23,10 @@ Recipe:
               and 150 instead of on plateau.
 """
 
+from classic_cnns.cli import load_beside
 from classic_cnns.config import base_config
+
+common = load_beside(__file__, "common.py")
 
 HEADS = {"gap": ("gap", 0.0), "fc": ("fc", 0.0), "fc_dropout": ("fc", 0.5)}
 ARGS = tuple(HEADS) + tuple(f"{h},aug" for h in HEADS)
@@ -36,38 +39,20 @@ def get_config(arg: str | None = None):
     raise ValueError(
       f"configs/nin_cifar.py:{arg}: use <head>[,aug] with <head> one of {', '.join(HEADS)}"
     )
-  augment = "aug" in opts
 
   c = base_config()
   c.model.name = "nin_cifar"
-  c.model.num_classes = 10
   c.model.head, c.model.head_dropout = HEADS[head]  # Sec. 4.6: GAP vs FC vs FC + dropout
-
-  c.data.source = "tfds"
-  c.data.name = "cifar10"
+  common.cifar10(c, augment="aug" in opts)
   # Sec. 4.2: global contrast normalisation + ZCA whitening, as in maxout networks (scale 55).
   c.data.normalize = "none"
   c.data.gcn = 55.0
   c.data.zca = True
-  c.data.augment.flip = augment
-  c.data.augment.crop_padding = 4 if augment else 0
 
   c.batch_size = 128  # Sec. 4.1
   c.eval_batch_size = 1000
   c.num_epochs = 200.0  # ours (the paper trains until the training accuracy plateaus)
-
-  c.optimizer.name = "sgd"
-  c.optimizer.lr = 0.05  # ours; the paper gives no value
-  c.optimizer.momentum = 0.9
-  c.optimizer.weight_decay = 1e-4  # ours
-  c.optimizer.weight_decay_mode = "l2"
-
-  c.schedule.name = "multistep"  # Sec. 4.1: lr / 10, twice
-  c.schedule.unit = "epoch"
-  c.schedule.boundaries = (100.0, 150.0)
-  c.schedule.decay_factor = 0.1
-
-  c.log_every_steps = 100
-  c.eval_every_epochs = 5.0
-  c.checkpoint_every_steps = 2000
+  common.sgd(c, lr=0.05, weight_decay=1e-4)  # ours; the paper gives no values
+  common.multistep(c, (100.0, 150.0))  # Sec. 4.1: lr / 10, twice
+  common.cadence(c, log_every_steps=100, checkpoint_every_steps=2000, eval_every_epochs=5.0)
   return c

@@ -36,7 +36,10 @@ The folder has no test split, so data.val_size=5000 holds out the validation ima
 evaluation is on those 5k validation images (there are no test images to report).
 """
 
+from classic_cnns.cli import load_beside
 from classic_cnns.config import base_config
+
+common = load_beside(__file__, "common.py")
 
 DEPTHS = (20, 32, 44, 56, 110, 1202)
 PLAIN_DEPTHS = (20, 32, 44, 56, 110)  # the paper trains no plain-1202
@@ -44,49 +47,30 @@ ARGS = tuple(str(d) for d in DEPTHS) + tuple(f"plain{d}" for d in PLAIN_DEPTHS)
 
 
 def get_config(arg: str | None = None):
-  arg = (arg or "20").strip()
-  if arg not in ARGS:
-    raise ValueError(f"configs/resnet_cifar.py:{arg}: choose one of {', '.join(ARGS)}")
+  arg = common.choose(arg, "20", ARGS, "resnet_cifar.py")
   plain = arg.startswith("plain")
   depth = int(arg[len("plain") :] if plain else arg)
 
   c = base_config()
   c.model.name = f"plain{depth}" if plain else f"resnet{depth}"
-  c.model.num_classes = 10
   c.model.norm = "batch"  # Sec. 3.4: BN right after each conv, before the activation
   # Not from the paper: True runs each stage's repeated blocks as one nn.scan (same network and
   # function, stacked parameters), compiling in seconds instead of a minute or more for deep nets; on by
   # default only for ResNet-1202, whose 600 unrolled blocks would compile for many minutes. Also
   # worth it for :110 (BENCHMARKS.md "First-step wait": 3-4x shorter wait, 2x faster CPU step).
   c.model.scan_blocks = depth == 1202
-
-  c.data.source = "tfds"
-  c.data.name = "cifar10"
+  common.cifar10(c)  # Sec. 4.2: pad 4, random 32x32 crop, or its horizontal flip
   c.data.val_size = 5000  # Sec. 4.2: 45k/5k train/val split
   c.data.normalize = "pixel"  # Sec. 4.2: "the per-pixel mean subtracted"
   c.data.divide_std = False
-  c.data.augment.crop_padding = 4  # Sec. 4.2: pad 4, random 32x32 crop
-  c.data.augment.flip = True  # Sec. 4.2: or its horizontal flip
 
   c.batch_size = 128  # Sec. 4.2: mini-batch 128
   c.eval_batch_size = 1000
   c.num_steps = 64_000  # Sec. 4.2: terminate at 64k iterations
-
-  c.optimizer.name = "sgd"
-  c.optimizer.lr = 0.1  # Sec. 4.2
-  c.optimizer.momentum = 0.9  # Sec. 4.2 (as Sec. 3.4)
-  c.optimizer.weight_decay = 1e-4  # Sec. 4.2
-  c.optimizer.weight_decay_mode = "l2"
-
-  c.schedule.name = "multistep"
-  c.schedule.unit = "step"
-  c.schedule.boundaries = (32_000, 48_000)  # Sec. 4.2: /10 at 32k and 48k iterations
-  c.schedule.decay_factor = 0.1
+  common.sgd(c, lr=0.1, weight_decay=1e-4)  # Sec. 4.2 (momentum 0.9 as Sec. 3.4)
+  common.multistep(c, (32_000, 48_000), unit="step")  # Sec. 4.2: /10 at 32k and 48k iterations
   if depth >= 110:  # Sec. 4.2 (ResNet-110): warm up at 0.01 for ~400 iterations; here a linear ramp
     c.schedule.warmup = 400
     c.schedule.warmup_init = 0.1  # starts at 0.1 * lr = 0.01
-
-  c.log_every_steps = 100
-  c.eval_every_steps = 2000
-  c.checkpoint_every_steps = 2000
+  common.cadence(c, log_every_steps=100, checkpoint_every_steps=2000, eval_every_steps=2000)
   return c

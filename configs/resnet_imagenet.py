@@ -38,18 +38,19 @@ to hand over fixed canvases and the scale jitter to run in jit:
 which crops only within the central 480x480 square of each image and moves 4.6x the bytes of a
 224 crop per image to the device.
 
-Data: ImageNet (ILSVRC-2012), streamed (data.streaming.enabled=True): decoded and cropped on the
-host with tf.data (classic_cnns/data/streaming.py), normalised in jit. From JPEG folders
+Data: ImageNet (ILSVRC-2012), streamed: decoded and cropped on the host, normalised in jit; as
+configured from TFDS "imagenet2012" (a manual download, see configs/common.py). From JPEG folders
 root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
   python -m classic_cnns.main --config=configs/resnet_imagenet.py:50 --workdir=/tmp/resnet50_imagenet \\
       --config.data.source=folder --config.data.path=/data/imagenet
 data.streaming below: scale_jitter: shorter side S ~ U[256, 480], random 224 crops + flips, Sec. 3.4.
-As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSVRC2012_img_train.tar
-and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
 The model builds and summarises on any machine: python -m classic_cnns.summary --model=resnet50
 """
 
+from classic_cnns.cli import load_beside
 from classic_cnns.config import base_config
+
+common = load_beside(__file__, "common.py")
 
 NETS = {
   "18": "resnet18",
@@ -66,50 +67,25 @@ ARGS = tuple(NETS)
 
 
 def get_config(arg: str | None = None):
-  arg = (arg or "50").strip()
-  if arg not in NETS:
-    raise ValueError(f"configs/resnet_imagenet.py:{arg}: choose one of {', '.join(NETS)}")
+  arg = common.choose(arg, "50", NETS, "resnet_imagenet.py")
   c = base_config()
   c.model.name = NETS[arg]
-  c.model.num_classes = 1000
   c.model.norm = "batch"  # Sec. 3.4
   c.model.stride_in = "paper"  # Table 1: bottlenecks down-sample in the first 1x1 conv
   # Not from the paper: True runs each stage's repeated blocks as one nn.scan (same network and
   # function, stacked parameters): ResNet-152 waits 28 s instead of 80 s for its first step (2 CPU cores).
   c.model.scan_blocks = False
-
-  c.data.source = "tfds"
-  c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
-  c.data.normalize = (
-    "channel"  # deviation: the paper subtracts the per-pixel mean (see the docstring)
-  )
-  c.data.augment.flip = True  # Sec. 3.4: horizontal flips
-  c.data.augment.pca_lighting = (
-    0.1  # Sec. 3.4: "the standard color augmentation" of AlexNet Sec. 4.1
-  )
-  c.data.streaming.enabled = True  # decoded and cropped on the host (see the docstring)
-  c.data.streaming.augment = "scale_jitter"  # Sec. 3.4: shorter side in [256, 480], random 224 crop
+  # Sec. 3.4: shorter side in [256, 480], random 224 crop + flips; evaluation: centre 224 crop of
+  # the 256-resized image. Deviation: per-channel mean/std, not the per-pixel mean (docstring).
+  common.imagenet(c, "scale_jitter")
   c.data.streaming.scale_min = 256
   c.data.streaming.scale_max = 480
-  c.data.streaming.resize = 256  # evaluation: centre 224 crop of the 256-resized image
-  c.data.streaming.crop = 224
+  c.data.augment.pca_lighting = 0.1  # Sec. 3.4: "the standard color augmentation" of AlexNet
 
   c.batch_size = 256  # Sec. 3.4
   c.eval_batch_size = 250
   c.num_epochs = 120.0  # Sec. 3.4: up to 600k iterations of 256
-
-  c.optimizer.name = "sgd"
-  c.optimizer.lr = 0.1
-  c.optimizer.momentum = 0.9
-  c.optimizer.weight_decay = 1e-4
-  c.optimizer.weight_decay_mode = "l2"
-
-  c.schedule.name = "multistep"  # Sec. 3.4: lr / 10 on plateau; fixed epochs here
-  c.schedule.unit = "epoch"
-  c.schedule.boundaries = (30.0, 60.0, 90.0)
-  c.schedule.decay_factor = 0.1
-
-  c.log_every_steps = 100
-  c.eval_every_epochs = 1.0
-  c.checkpoint_every_steps = 5000
+  common.sgd(c, lr=0.1, weight_decay=1e-4)  # Sec. 3.4
+  common.multistep(c, (30.0, 60.0, 90.0))  # Sec. 3.4: lr / 10 on plateau; fixed epochs here
+  common.cadence(c, log_every_steps=100, checkpoint_every_steps=5000, eval_every_epochs=1.0)
   return c

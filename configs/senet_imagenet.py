@@ -22,30 +22,28 @@ Deviation (named option): Sec. 6 trains its ablations with the excitation FCs WI
 switch them off), and Table 10's other training settings are those of the ablation section, not
 this recipe.
 
-Data: ImageNet (ILSVRC-2012), streamed (data.streaming.enabled=True): decoded and cropped on the
-host with tf.data (classic_cnns/data/streaming.py), normalised in jit. From JPEG folders
+Data: ImageNet (ILSVRC-2012), streamed: decoded and cropped on the host, normalised in jit; as
+configured from TFDS "imagenet2012" (a manual download, see configs/common.py). From JPEG folders
 root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
   python -m classic_cnns.main --config=configs/senet_imagenet.py:50 --workdir=/tmp/se_resnet50_imagenet \\
       --config.data.source=folder --config.data.path=/data/imagenet
 data.streaming below: inception: random-resized 224 crops + flips (Sec. 5.1).
-As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSVRC2012_img_train.tar
-and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
 The model builds and summarises on any machine: python -m classic_cnns.summary --model=se_resnet50
 """
 
+from classic_cnns.cli import load_beside
 from classic_cnns.config import base_config
+
+common = load_beside(__file__, "common.py")
 
 NETS = {"50": "se_resnet50", "18": "se_resnet18", "34": "se_resnet34"}
 ARGS = tuple(NETS)
 
 
 def get_config(arg: str | None = None):
-  arg = (arg or "50").strip()
-  if arg not in NETS:
-    raise ValueError(f"configs/senet_imagenet.py:{arg}: choose one of {', '.join(NETS)}")
+  arg = common.choose(arg, "50", NETS, "senet_imagenet.py")
   c = base_config()
   c.model.name = NETS[arg]
-  c.model.num_classes = 1000
   c.model.norm = "batch"
   c.model.attn = "se"  # Fig. 3; the registered models already use SE, this exposes r
   c.model.attn_reduction = 16  # Sec. 3.2 / Table 10: r = 16
@@ -54,33 +52,13 @@ def get_config(arg: str | None = None):
   # Not from the paper: True runs each stage's repeated blocks as one nn.scan (same network and
   # function, stacked parameters): ResNet-152 waits 28 s instead of 80 s for its first step (2 CPU cores).
   c.model.scan_blocks = False
-
-  c.data.source = "tfds"
-  c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
-  c.data.normalize = "channel"  # Sec. 5.1: mean RGB-channel subtraction
-  c.data.divide_std = False
-  c.data.augment.flip = True
-  c.data.streaming.enabled = True  # decoded and cropped on the host (see the docstring)
-  c.data.streaming.augment = "inception"  # random-size cropping + flips
-  c.data.streaming.resize = 256
-  c.data.streaming.crop = 224
+  common.imagenet(c, "inception")  # Sec. 5.1: random-size cropping + flips
+  c.data.divide_std = False  # Sec. 5.1: mean RGB-channel subtraction only
 
   c.batch_size = 1024  # Sec. 5.1
   c.eval_batch_size = 500
   c.num_epochs = 100.0
-
-  c.optimizer.name = "sgd"
-  c.optimizer.lr = 0.6
-  c.optimizer.momentum = 0.9
-  c.optimizer.weight_decay = 1e-4  # ours (the paper gives none)
-  c.optimizer.weight_decay_mode = "l2"
-
-  c.schedule.name = "step"  # lr / 10 every 30 epochs
-  c.schedule.unit = "epoch"
-  c.schedule.step_size = 30.0
-  c.schedule.decay_factor = 0.1
-
-  c.log_every_steps = 100
-  c.eval_every_epochs = 1.0
-  c.checkpoint_every_steps = 2000
+  common.sgd(c, lr=0.6, weight_decay=1e-4)  # Sec. 5.1; weight decay ours (the paper gives none)
+  common.step_decay(c, 30.0, 0.1)  # lr / 10 every 30 epochs
+  common.cadence(c, log_every_steps=100, checkpoint_every_steps=2000, eval_every_epochs=1.0)
   return c

@@ -25,59 +25,39 @@ Recipe (Sec. 3.1 unless stated):
               Multi-scale training S in [256, 512]: --config.data.streaming.augment=scale_jitter
               (scale_min=256, scale_max=512).
 
-Data: ImageNet (ILSVRC-2012), streamed (data.streaming.enabled=True): decoded and cropped on the
-host with tf.data (classic_cnns/data/streaming.py), normalised in jit. From JPEG folders
+Data: ImageNet (ILSVRC-2012), streamed: decoded and cropped on the host, normalised in jit; as
+configured from TFDS "imagenet2012" (a manual download, see configs/common.py). From JPEG folders
 root/train/<wnid>/*.JPEG and root/val/<wnid>/*.JPEG:
   python -m classic_cnns.main --config=configs/vgg_imagenet.py:D --workdir=/tmp/vgg16_imagenet \\
       --config.data.source=folder --config.data.path=/data/imagenet
 data.streaming below: resize_crop: shorter side S=256, random 224x224 crops + flips, Sec. 3.1
   (single-scale S=256).
-As configured it reads TFDS "imagenet2012", which TFDS cannot download: put ILSVRC2012_img_train.tar
-and ILSVRC2012_img_val.tar in its manual_dir (~/tensorflow_datasets/downloads/manual/).
 The model builds and summarises on any machine: python -m classic_cnns.summary --model=vgg16
 """
 
+from classic_cnns.cli import load_beside
 from classic_cnns.config import base_config
+
+common = load_beside(__file__, "common.py")
 
 NETS = {"A": "vgg11", "A-LRN": "vgg11_lrn", "B": "vgg13", "C": "vgg16c", "D": "vgg16", "E": "vgg19"}
 ARGS = tuple(NETS)
 
 
 def get_config(arg: str | None = None):
-  arg = (arg or "D").strip()
-  if arg not in NETS:
-    raise ValueError(f"configs/vgg_imagenet.py:{arg}: choose one of {', '.join(NETS)}")
+  arg = common.choose(arg, "D", NETS, "vgg_imagenet.py")
   c = base_config()
   c.model.name = NETS[arg]
-  c.model.num_classes = 1000
   c.model.dropout = 0.5  # Sec. 3.1: dropout 0.5 on the first two FC layers
-
-  c.data.source = "tfds"
-  c.data.name = "imagenet2012"  # manual download (TFDS manual_dir); see the docstring
-  c.data.normalize = "channel"  # Sec. 2.1 subtracts the mean RGB value; we also divide by the std
-  c.data.augment.flip = True  # Sec. 3.1: random horizontal flipping
+  # Sec. 3.1: S = 256, random 224 crops + flips; Sec. 2.1 subtracts the mean RGB value, we also
+  # divide by the std
+  common.imagenet(c, "resize_crop")
   c.data.augment.pca_lighting = 0.1  # Sec. 3.1: random RGB colour shift (AlexNet Sec. 4.1)
-  c.data.streaming.enabled = True  # decoded and cropped on the host (see the docstring)
-  c.data.streaming.augment = "resize_crop"  # Sec. 3.1: S = 256, random 224 crops + flips
-  c.data.streaming.resize = 256
-  c.data.streaming.crop = 224
 
   c.batch_size = 256  # Sec. 3.1
   c.eval_batch_size = 250
   c.num_epochs = 74.0  # Sec. 3.1: 370K iterations
-
-  c.optimizer.name = "sgd"
-  c.optimizer.lr = 0.01
-  c.optimizer.momentum = 0.9
-  c.optimizer.weight_decay = 5e-4
-  c.optimizer.weight_decay_mode = "l2"
-
-  c.schedule.name = "multistep"  # Sec. 3.1: lr / 10 three times (on plateau there; fixed here)
-  c.schedule.unit = "epoch"
-  c.schedule.boundaries = (30.0, 50.0, 65.0)
-  c.schedule.decay_factor = 0.1
-
-  c.log_every_steps = 100
-  c.eval_every_epochs = 1.0
-  c.checkpoint_every_steps = 5000
+  common.sgd(c, lr=0.01, weight_decay=5e-4)  # Sec. 3.1
+  common.multistep(c, (30.0, 50.0, 65.0))  # Sec. 3.1: lr / 10 three times (on plateau there)
+  common.cadence(c, log_every_steps=100, checkpoint_every_steps=5000, eval_every_epochs=1.0)
   return c

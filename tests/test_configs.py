@@ -1,10 +1,12 @@
 """Every paper config in configs/: loads with each documented argument, validates, builds its model
 with the expected parameter count (abstractly, jax.eval_shape: nothing is compiled), and starts its
-docstring with the command that runs it. Plus one tiny end-to-end run of the ResNet CIFAR config."""
+docstring with the command that runs it. The blocks they share (configs/common.py) load from any
+working directory. Plus one tiny end-to-end run of the ResNet CIFAR config."""
 
 import glob
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -18,7 +20,12 @@ from classic_cnns.build import build_model
 from tests.helpers import load_config_module
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG_FILES = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO, "configs", "*.py")))
+SHARED = ("common.py",)  # the blocks the configs share, not a config
+CONFIG_FILES = sorted(
+  os.path.basename(p)
+  for p in glob.glob(os.path.join(REPO, "configs", "*.py"))
+  if os.path.basename(p) not in SHARED
+)
 
 # Configs whose model options change the registered count (everything else must equal the
 # registry's paper_params for config.model.name).
@@ -63,15 +70,87 @@ def test_the_paper_configs_exist():
 
 @pytest.mark.parametrize("filename", CONFIG_FILES)
 def test_docstring_starts_with_the_command_and_lists_the_arguments(filename):
+  """The first line is the command that trains the config, its --config path exists and its
+  argument is one the file takes; every argument is documented; every other config path the
+  docstring gives exists."""
   module = load_config_module(filename)
   doc = module.__doc__ or ""
   assert doc.startswith(f"python -m classic_cnns.main --config=configs/{filename}"), doc[:200]
-  assert "--workdir=" in doc.splitlines()[0]
+  command = re.fullmatch(
+    r"python -m classic_cnns\.main --config=(\S+) --workdir=\S+", doc.splitlines()[0]
+  )
+  assert command, doc.splitlines()[0]
+  path, _, arg = command.group(1).partition(":")
+  assert path == f"configs/{filename}" and os.path.isfile(os.path.join(REPO, path)), path
+  assert arg in getattr(module, "ARGS", ()) if arg else True, (filename, arg)
+  (module.get_config(arg) if arg else module.get_config()).lock()  # the command's config loads
   for arg in getattr(module, "ARGS", ()):
     first, *opts = arg.split(",")
     assert f":{first}" in doc, (filename, arg)
     for o in opts:
       assert o in doc, (filename, arg)
+  for other in re.findall(r"--config=(configs/[\w./]+\.py)", doc):
+    assert os.path.isfile(os.path.join(REPO, other)), (filename, other)
+
+
+def test_common_is_not_a_config_and_documents_its_blocks():
+  common = load_config_module("common.py")
+  assert not hasattr(common, "get_config")
+  for name in ("choose", "no_argument", "imagenet", "cifar10", "sgd", "multistep", "cadence"):
+    assert getattr(common, name).__doc__, name
+
+
+def _load_with_config_flags(path: str):
+  """The config of `--config=PATH` as classic_cnns.main reads it (ml_collections config_flags)."""
+  from absl import flags
+  from ml_collections import config_flags
+
+  argv = ["prog", f"--config={path}", "--config.optimizer.lr=0.5"]
+  fv = flags.FlagValues()
+  holder = config_flags.DEFINE_config_file(
+    "config", None, "", flag_values=fv, lock_config=True, sys_argv=argv
+  )
+  fv(argv)
+  return holder.value
+
+
+def test_configs_load_their_shared_blocks_from_any_working_directory(tmp_path, monkeypatch):
+  """configs/common.py is found beside the config file, not on sys.path or in the working directory:
+  by an absolute path, a relative one from elsewhere, and the tests' importlib loader."""
+  expected = load_config_module("resnet_imagenet.py").get_config("50")
+  monkeypatch.chdir(tmp_path)
+  (tmp_path / "common.py").write_text("raise RuntimeError('the wrong common.py')\n")
+  absolute = os.path.join(REPO, "configs", "resnet_imagenet.py")
+  relative = os.path.relpath(absolute, tmp_path)
+  for path in (f"{absolute}:50", f"{relative}:50"):
+    config = _load_with_config_flags(path)
+    assert config.optimizer.lr == 0.5  # the override
+    config.optimizer.lr = expected.optimizer.lr
+    assert config.to_json_best_effort() == expected.to_json_best_effort(), path
+  assert "common" not in sys.modules and "configs" not in sys.modules
+
+
+def test_cli_loads_a_config_from_another_working_directory(tmp_path):
+  """`python -m classic_cnns.main --config=<repo>/configs/x.py` run elsewhere loads the config and
+  its shared blocks (here up to validation: a batch of 0 is refused, nothing is written)."""
+  path = os.path.join(REPO, "configs", "densenet_cifar.py")
+  p = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "classic_cnns.main",
+      f"--config={path}:bc100_12",
+      f"--workdir={tmp_path / 'w'}",
+      "--config.batch_size=0",
+    ],
+    cwd=tmp_path,
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
+  assert p.returncode == 2, p.stderr[-2000:]
+  assert p.stderr.strip() == "error: config.batch_size must be positive, got 0", p.stderr
+  assert not (tmp_path / "w").exists()
 
 
 @pytest.mark.parametrize("filename,arg", CASES, ids=[f"{f}:{a}" if a else f for f, a in CASES])
