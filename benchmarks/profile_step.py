@@ -10,7 +10,6 @@ root op, copies, ...). Prints a table (ms per step, share of the step's op time)
 
 from __future__ import annotations
 
-import argparse
 import collections
 import glob
 import json
@@ -21,11 +20,21 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from classic_cnns import cli  # noqa: E402,F401  (default CPU XLA flags)
+from absl import flags  # noqa: E402
+
+from classic_cnns import cli  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
+
+_MODEL = flags.DEFINE_string(
+  "model", "resnet20", "Registered model name (see `python -m classic_cnns.summary --all`)."
+)
+_BATCH = flags.DEFINE_integer("batch", 128, "Batch size of the train step.")
+_INPUT = flags.DEFINE_integer("input", 32, "Side of the square synthetic uint8 images.")
+_STEPS = flags.DEFINE_integer("steps", 5, "Train steps traced (after 3 untimed ones).")
+_JSON = flags.DEFINE_string("json", "", "Also write the numbers to this JSON file.")
 
 
 def build_step(model_name: str, batch: int, side: int):
@@ -78,25 +87,39 @@ KINDS = [  # (kind, regex over the thunk / HLO name), first match wins
 ]
 
 
-def main() -> None:
-  p = argparse.ArgumentParser()
-  p.add_argument("--model", default="resnet20")
-  p.add_argument("--batch", type=int, default=128)
-  p.add_argument("--input", type=int, default=32)
-  p.add_argument("--steps", type=int, default=5)
-  p.add_argument("--json", default="")
-  a = p.parse_args()
-  step, state, b = build_step(a.model, a.batch, a.input)
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments {argv[1:]}")
+  for flag in (_BATCH, _INPUT, _STEPS):
+    if flag.value <= 0:
+      cli.fail(f"--{flag.name} must be positive, got {flag.value}")
+  from absl import logging
+
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # no INFO lines from JAX's backend probing
+  from classic_cnns.models import registry
+
+  registry.list_models()
+  if _MODEL.value not in registry._REGISTRY:  # pylint: disable=protected-access
+    cli.fail(registry.unknown_model_message(_MODEL.value))
+  model, batch, side, steps, out = (
+    _MODEL.value,
+    _BATCH.value,
+    _INPUT.value,
+    _STEPS.value,
+    _JSON.value,
+  )
+  step, state, b = build_step(model, batch, side)
   for _ in range(3):
     state, m = step(state, b)
   jax.block_until_ready(m)
   logdir = tempfile.mkdtemp(prefix="cc_profile_")
   t0 = time.perf_counter()
   with jax.profiler.trace(logdir):
-    for _ in range(a.steps):
+    for _ in range(steps):
       state, m = step(state, b)
     jax.block_until_ready(m)
-  wall = (time.perf_counter() - t0) / a.steps
+  wall = (time.perf_counter() - t0) / steps
   path = glob.glob(os.path.join(logdir, "**", "*.xplane.pb"), recursive=True)[0]
   from jax.profiler import ProfileData
 
@@ -124,31 +147,31 @@ def main() -> None:
     kinds[kind] += ns
   total = sum(kinds.values())
   print(
-    f"{a.model} batch {a.batch} input {a.input}: {wall * 1e3:.0f} ms wall per step, "
-    f"{total / 1e6 / a.steps:.0f} ms of op time per step (summed over threads)"
+    f"{model} batch {batch} input {side}: {wall * 1e3:.0f} ms wall per step, "
+    f"{total / 1e6 / steps:.0f} ms of op time per step (summed over threads)"
   )
   for k, v in kinds.most_common():
-    print(f"  {k:50s} {v / 1e6 / a.steps:8.1f} ms  {100 * v / total:5.1f}%")
+    print(f"  {k:50s} {v / 1e6 / steps:8.1f} ms  {100 * v / total:5.1f}%")
   print("top ops:")
   by_prefix = collections.Counter()
   for name, ns in ops.items():
     by_prefix[re.sub(r"\.\d+$", "", name)] += ns
   print("by op name (numbering stripped):")
   for name, ns in by_prefix.most_common(20):
-    print(f"  {ns / 1e6 / a.steps:8.1f} ms  {100 * ns / total:5.1f}%  {name}")
+    print(f"  {ns / 1e6 / steps:8.1f} ms  {100 * ns / total:5.1f}%  {name}")
   print("top ops:")
   for name, ns in sorted(ops.items(), key=lambda kv: -kv[1])[:25]:
-    print(f"  {ns / 1e6 / a.steps:8.2f} ms  {name}")
-  if a.json:
-    with open(a.json, "w") as f:
+    print(f"  {ns / 1e6 / steps:8.2f} ms  {name}")
+  if out:
+    with open(out, "w") as f:
       json.dump(
         {
-          "model": a.model,
-          "batch": a.batch,
-          "input": a.input,
+          "model": model,
+          "batch": batch,
+          "input": side,
           "wall_ms": wall * 1e3,
-          "kinds_ms": {k: v / 1e6 / a.steps for k, v in kinds.items()},
-          "ops_ms": {n: v / 1e6 / a.steps for n, v in ops.items()},
+          "kinds_ms": {k: v / 1e6 / steps for k, v in kinds.items()},
+          "ops_ms": {n: v / 1e6 / steps for n, v in ops.items()},
         },
         f,
         indent=1,
@@ -156,4 +179,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

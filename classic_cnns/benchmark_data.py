@@ -53,11 +53,16 @@ def _median_rate(fn, images_per_call: int, repeats: int) -> float:
   return images_per_call / statistics.median(times)
 
 
-def main(argv):
-  del argv
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    cli.fail(f"unexpected arguments {argv[1:]}")
+  for flag in (_N_IMAGES, _REPEATS, _STEPS):
+    if flag.value <= 0:
+      cli.fail(f"--{flag.name} must be positive, got {flag.value}")
   from absl import logging
 
-  logging.set_verbosity(logging.WARNING)
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
   cli.set_xla_flags("auto")  # before JAX starts its backends
   import jax
   import jax.numpy as jnp

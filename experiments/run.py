@@ -628,7 +628,6 @@ ALIASES = {
   "--keep-going": "--keep_going",
   "--no-keep-going": "--nokeep_going",
 }
-HELP = ("--help", "-h", "--helpshort", "--helpfull", "-?")
 # absl's name of this module (sys.argv[0] when run as __main__): its flags are listed under it.
 MODULE = sys.argv[0] if __name__ == "__main__" else __name__
 
@@ -764,7 +763,7 @@ def main(argv: list[str] | None = None) -> None:
   argv = list(sys.argv[1:] if argv is None else argv)
   fv = flags.FlagValues()
   define_flags(fv)
-  if any(a in HELP for a in argv):
+  if any(a in cli.HELP_FLAGS for a in argv):
     print(usage(fv), end="", flush=True)
     sys.exit(0)
   try:
