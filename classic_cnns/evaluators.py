@@ -351,8 +351,8 @@ class DenseMultiscale(Evaluator):
     if not supports_dense(self.model):
       raise ConfigError(
         f"model {self.config.model.name!r} has no dense evaluation mode (VGG's fully-convolutional "
-        f"`dense=True`, Sec. 3.2, or a FULLY_CONVOLUTIONAL global-pooling head); use "
-        f"--protocol=centre or ten_crop"
+        f"`dense=True`, Sec. 3.2, or a FULLY_CONVOLUTIONAL global-pooling head); use the "
+        f"centre or ten_crop protocol"
       )
     h, w, c_in = augment.padded_shape(image_shape, prep.pad_to)
     scales = self._scales(prep, image_shape)

@@ -5,7 +5,7 @@ import pytest
 
 from classic_cnns import parallel
 from classic_cnns.data import augment, pipeline
-from classic_cnns.data.sources import Split
+from classic_cnns.data.pipeline import ArraySplit as Split
 
 
 def _split(n=100):

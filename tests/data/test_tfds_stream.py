@@ -269,3 +269,29 @@ def test_trainer_and_protocols_on_a_streamed_tfds_split(tiny_dir, tmp_path):
 def test_variable_size_tfds_dataset_in_memory_is_one_clear_error():
   with pytest.raises(DatasetError, match="streaming.enabled=True"):
     sources.load_tfds("imagenet2012")
+
+
+def test_tiny_split_protocol_batches_are_the_tfds_pipelines(tiny_dir):
+  """TfdsSplit.train_batches / eval_batches (what the trainer iterates) are TfdsTrainBatches and
+  tfds_eval_batches with the options of config.data.streaming."""
+  from classic_cnns.config import base_config
+
+  c = base_config()
+  c.batch_size, c.seed = 4, 5
+  s = c.data.streaming
+  s.enabled, s.augment, s.resize, s.crop, s.threads = True, "resize_crop", 18, 16, 1
+  split = tfds_stream.TfdsSplit("tiny_var_images", tiny_dir, "train", N_TRAIN, (16, 16, 3))
+  mesh = parallel.make_mesh()
+  direct = tfds_stream.TfdsTrainBatches(
+    split, 4, 5, mesh, mode="resize_crop", resize=18, crop=16, threads=1
+  )
+  got = images(split.train_batches(c, mesh).iterate(0, 9))
+  for x, y in zip(got, images(direct.iterate(0, 9)), strict=True):
+    np.testing.assert_array_equal(x, y)
+  for x, y in zip(got[8:], images(split.train_batches(c, mesh).iterate(8, 9)), strict=True):
+    np.testing.assert_array_equal(x, y)
+  val = tfds_stream.TfdsSplit("tiny_var_images", tiny_dir, "validation", N_VAL, (16, 16, 3))
+  ref = tfds_stream.tfds_eval_batches(val, 4, mesh, resize=18, crop=16, threads=1)
+  for a, b in zip(val.eval_batches(4, c, mesh), ref, strict=True):
+    for k in ("image", "label", "mask"):
+      np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]))
