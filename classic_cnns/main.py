@@ -29,7 +29,11 @@ from ml_collections import config_flags
 from classic_cnns import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
-  "config", None, "Path to a config file in configs/.", lock_config=True
+  "config",
+  None,
+  "A config file, configs/NAME.py[:ARG] (ARG: the file's variant, see its docstring); "
+  "--config.KEY=VALUE overrides a field, e.g. --config.optimizer.lr=0.05.",
+  lock_config=True,
 )
 _WORKDIR = flags.DEFINE_string(
   "workdir", None, "Directory for checkpoints, metrics and TensorBoard files."
