@@ -77,6 +77,10 @@ def base_config() -> ml_collections.ConfigDict:
   # and eval_resize to augment.resize (resize), scale_min (scale_jitter) or 8/7 x crop (inception).
   c.data.eval_resize = 0
   c.data.eval_crop = 0
+  # A weight source's evaluation view (classic_cnns/data/augment.py PRESETS, docs/pretrained.md):
+  # torchvision | torchvision_v2 | torchvision_inception | timm | timm_inception sets the mean/std
+  # and the crop ratio (e.g. 256 -> 224, 342 -> 299); explicit eval_resize / eval_crop win; "" = off.
+  c.data.eval_preset = ""
   c.data.on_device = True  # keep the uint8 arrays on the accelerator, gather batches in jit
   # Streaming (classic_cnns/data/streaming.py): decode (+ crop) image folders or TFDS splits on the
   # host with tf.data, for datasets too large for memory (ImageNet). augment (host mode): inception |
@@ -172,6 +176,11 @@ def base_config() -> ml_collections.ConfigDict:
   # raw parameters. Checkpointed; evaluate and predict use it too.
   c.ema_decay = 0.0
 
+  # Fine-tuning: a finished run's workdir (or converted weights, python -m classic_cnns.convert) whose
+  # params and BatchNorm statistics start this run; a classifier head of another class count is
+  # re-initialised (one printed line), the optimizer state is fresh. "" = train from scratch.
+  c.init_from = ""
+
   c.loss = ml_collections.ConfigDict({"label_smoothing": 0.0, "aux_weight": 0.3})
 
   # BatchNorm statistics (see classic_cnns/models/layers.py): global batch, each device's slice
@@ -232,6 +241,14 @@ def _check_data(d: ml_collections.ConfigDict) -> None:
     raise ConfigError(
       f"config.data.streaming.crop={s.crop} does not fit the {s.augment} images "
       f"(resize={s.resize}, scale_min={s.scale_min})"
+    )
+  from classic_cnns.data.augment import EVAL_PRESETS
+
+  _choice(d.get("eval_preset", ""), EVAL_PRESETS, "data.eval_preset")
+  if d.get("eval_preset") and (d.normalize != "channel" or d.gcn or d.zca or not d.divide_std):
+    raise ConfigError(
+      f"config.data.eval_preset={d.eval_preset!r} sets the mean/std normalisation; it needs "
+      f"data.normalize='channel', divide_std=True and no gcn/zca"
     )
   if (d.gcn or d.zca) and d.normalize != "none":
     raise ConfigError(
@@ -414,6 +431,10 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
       raise ConfigError(
         f"config.bn.ghost_batch_size={g} must be positive and divide the (micro-)batch {micro}"
       )
+  if config.get("init_from"):
+    from classic_cnns import init_from
+
+    init_from.check(config)
   if config.schedule.name == "multistep" and not config.schedule.boundaries:
     raise ConfigError("schedule.name='multistep' needs config.schedule.boundaries")
   if config.schedule.name == "step" and config.schedule.step_size <= 0:

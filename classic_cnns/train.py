@@ -28,6 +28,7 @@ import ml_collections
 import numpy as np
 
 from classic_cnns import backends, build, checkpoint, evaluators, metrics, optim, parallel, steps
+from classic_cnns import init_from
 from classic_cnns import workdir as workdir_lib
 from classic_cnns.config import ConfigError, validate_config
 from classic_cnns.data import augment, sources
@@ -129,6 +130,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   state = build.create_train_state(
     model, tx, input_shape, config.seed, mesh, backend, ema=config.ema_decay > 0
   )
+  state = init_from.apply(config, state, workdir)  # config.init_from: fine-tuning
   n_params = sum(int(np.prod(p.shape)) for p in jax.tree.leaves(state.params))
 
   ckpt = checkpoint.Checkpointer(

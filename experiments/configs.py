@@ -81,6 +81,8 @@ NOT_HASHED = (
 # it. Every config field added after the first published results belongs here with its no-op value.
 NEUTRAL_WHEN: dict[str, Any] = {
   "eval_protocol": "centre",  # the final evaluation's protocol (classic_cnns/evaluators.py)
+  "init_from": "",  # fine-tuning from a workdir (classic_cnns/init_from.py); "" = from scratch
+  "data.eval_preset": "",  # a weight source's evaluation view (data/augment.py PRESETS); "" = off
 }
 
 

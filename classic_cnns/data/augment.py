@@ -44,6 +44,49 @@ import numpy as np
 CROPS = ("none", "resize", "inception", "scale_jitter")
 
 
+@dataclasses.dataclass(frozen=True)
+class EvalPreset:
+  """The evaluation view a weight source's published accuracies use (config.data.eval_preset):
+  shorter side -> round(crop / crop_pct), centre `crop` crop (default `crop`; a config's eval_crop
+  or training crop_size wins), mean/std normalisation (fractions of 255), bilinear resampling."""
+
+  crop_pct: float
+  mean: tuple[float, float, float]
+  std: tuple[float, float, float]
+  crop: int = 224
+  source: str = ""
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+PRESETS = {
+  # torchvision's IMAGENET1K_V1 weights: ImageClassification(crop_size=224, resize_size=256), and
+  # 342 -> 299 for inception_v3 (the same 0.875 ratio).
+  "torchvision": EvalPreset(0.875, IMAGENET_MEAN, IMAGENET_STD, 224, "torchvision IMAGENET1K_V1"),
+  # torchvision's IMAGENET1K_V2 recipes of resnet50/101/152: resize_size=232, crop_size=224.
+  "torchvision_v2": EvalPreset(
+    224 / 232, IMAGENET_MEAN, IMAGENET_STD, 224, "torchvision IMAGENET1K_V2"
+  ),
+  # torchvision's googlenet / inception_v3 weights run with transform_input=True, which maps the
+  # ImageNet-normalised input to (x - 0.5) / 0.5: exactly this normalisation, done here instead.
+  "torchvision_inception": EvalPreset(
+    0.875, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 299, "torchvision transform_input=True"
+  ),
+  # timm's pretrained_cfg of its torchvision-layout nets (resnet*, densenet*: crop_pct 0.875,
+  # ImageNet mean/std; timm resamples bicubic, here bilinear) ...
+  "timm": EvalPreset(0.875, IMAGENET_MEAN, IMAGENET_STD, 224, "timm pretrained_cfg"),
+  # ... and of inception_v3.tv_in1k (mean = std = 0.5, 299 crop).
+  "timm_inception": EvalPreset(
+    0.875, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 299, "timm inception_v3 pretrained_cfg"
+  ),
+}
+EVAL_PRESETS = ("",) + tuple(PRESETS)
+
+
+def preset_resize(preset: str, crop: int) -> int:
+  """The shorter side before the centre `crop` crop of `preset` (256 for 224, 342 for 299)."""
+  return int(round(crop / PRESETS[preset].crop_pct))
+
+
 class FrozenArray:
   """A read-only float32 numpy constant a frozen dataclass can hold: hashed/compared by content."""
 
@@ -520,6 +563,11 @@ def preprocess_config(data, ds, save_to: str | None = None) -> Preprocess:
   h, w, _ = padded_shape(image_shape, data.pad_to)
   crop_size = a.crop_size or min(h, w)
   eval_crop, eval_resize = data.eval_crop, data.eval_resize
+  preset = PRESETS.get(data.get("eval_preset", ""))
+  if preset is not None:  # a weight source's view: its crop ratio and mean/std (0-255 units)
+    mean, std = tuple(255.0 * m for m in preset.mean), tuple(255.0 * s for s in preset.std)
+    eval_crop = eval_crop or (crop_size if a.crop != "none" else preset.crop)
+    eval_resize = eval_resize or preset_resize(data.eval_preset, eval_crop)
   if a.crop != "none":  # ImageNet-style: evaluate on the centre crop of the training crop size
     eval_crop = eval_crop or crop_size
     if not eval_resize:

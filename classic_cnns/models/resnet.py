@@ -10,9 +10,10 @@ the SAME block classes. Global average pool + FC in both. Options (paper default
               (the CIFAR default, Sec. 4.2); "C" projection on every block (Table 3).
   residual    False = the plain net of Sec. 4.1 (no shortcuts at all; same layers otherwise).
   stride_in   where a bottleneck down-samples: "paper" = its first 1x1 conv (Table 1 / Sec. 3.3,
-              3.8 GFLOPs for ResNet-50); "v1.5" = its 3x3 conv (torchvision, 4.1 GFLOPs). Default
-              "v1.5" for the torchvision-count models; same parameters either way. Basic blocks
-              always down-sample in their first 3x3 conv.
+              3.8 GFLOPs for ResNet-50: resnet50/101/152); "v1.5" = its 3x3 conv (torchvision and
+              timm, 4.1 GFLOPs: resnet50_v1_5/101_v1_5/152_v1_5, what their weights convert to);
+              same parameters either way. Basic blocks always down-sample in their first 3x3 conv,
+              so resnet18/34 have one layout.
   zero_init_last_norm   Goyal et al. 2017: scale of the last norm of each residual branch = 0.
   attn        SE / CBAM on the residual branch after its last norm, before the addition (SENet
               Fig. 3, CBAM Fig. 3). se_resnet50 / cbam_resnet50 use stride_in="paper" as the papers.
@@ -334,25 +335,29 @@ def resnet34(**kw) -> ResNet:
   return imagenet_resnet(34, **kw)
 
 
-@register_model(
-  "resnet50", paper_params=25_557_032, paper_gmacs=4.09, source=TABLE1, input_size=224
-)
-def resnet50(**kw) -> ResNet:
-  return imagenet_resnet(50, **kw)
+# Bottleneck nets: the paper's layout (stride in the first 1x1 conv, Table 1: 3.8 / 7.6 / 11.3
+# GFLOPs) under the plain names; torchvision's "v1.5" layout (stride in the 3x3 conv) as *_v1_5.
+TV_V15 = "torchvision ResNet v1.5 (stride in the 3x3 conv), He et al. 2016, Table 1 (option B)"
+for _depth, _params, _paper, _tv in (
+  (50, 25_557_032, 3.86, 4.09),
+  (101, 44_549_160, 7.57, 7.80),
+  (152, 60_192_808, 11.28, 11.51),
+):
 
+  def _register(depth=_depth, params=_params, paper=_paper, tv=_tv) -> None:
+    @register_model(
+      f"resnet{depth}", paper_params=params, paper_gmacs=paper, source=TABLE1, input_size=224
+    )
+    def paper_layout(**kw) -> ResNet:
+      return imagenet_resnet(depth, **{"stride_in": "paper", **kw})
 
-@register_model(
-  "resnet101", paper_params=44_549_160, paper_gmacs=7.80, source=TABLE1, input_size=224
-)
-def resnet101(**kw) -> ResNet:
-  return imagenet_resnet(101, **kw)
+    @register_model(
+      f"resnet{depth}_v1_5", paper_params=params, paper_gmacs=tv, source=TV_V15, input_size=224
+    )
+    def v1_5(**kw) -> ResNet:
+      return imagenet_resnet(depth, **{"stride_in": "v1.5", **kw})
 
-
-@register_model(
-  "resnet152", paper_params=60_192_808, paper_gmacs=11.51, source=TABLE1, input_size=224
-)
-def resnet152(**kw) -> ResNet:
-  return imagenet_resnet(152, **kw)
+  _register()
 
 
 @register_model(
