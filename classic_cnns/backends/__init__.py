@@ -44,7 +44,8 @@ class Backend:
     self, build_model: Callable[[Kernels], nn.Module], batch_shape: tuple[int, ...]
   ) -> Backend:
     """The backend with its kernels ready for steps on batches of `batch_shape`: for the CPU
-    backend's `measured` conv policy, the per-conv choices timed now (a pre-pass, before any trace)."""
+    backend's `measured` conv policy, the per-conv choices timed by this call (a pre-pass, before
+    any trace)."""
     if self.name != "cpu":
       return self
     from classic_cnns.backends import cpu
@@ -109,7 +110,7 @@ COMPILATION_CACHE_MAX_BYTES = 4 * 2**30
 
 def use_compilation_cache(setting: str) -> str | None:
   """config.compilation_cache_dir -> the persistent XLA compilation cache directory this process
-  uses from now on (None: off). Programs that took >= 1 s to compile are stored there (JAX's
+  uses from this call on (None: off). Programs that took >= 1 s to compile are stored there (JAX's
   persistent cache, keyed by the program, the XLA flags, the devices and the jax version), so a
   rerun or a resumed run skips the first-step compile (BENCHMARKS.md "First-step wait"). JAX sets
   its cache up at the first compile of the process: call this before anything is compiled. The

@@ -148,7 +148,7 @@ def test_measured_kernels_use_the_table_and_nothing_is_timed_while_tracing(cache
   batch = (4, 32, 32, 3)
   backend = backends.select("cpu", "measured", platform="cpu", num_devices=1)
   assert backend.cpu_convs == "measured" and seen == []  # selecting times nothing
-  backend = backend.prepare(_resnet20, batch)  # the pre-pass: every geometry of the step timed now
+  backend = backend.prepare(_resnet20, batch)  # the pre-pass: every geometry of the step timed here
   assert len(seen) == 6 and all(x[0] == 4 for x, *_ in seen)
   measured = len(seen)
 

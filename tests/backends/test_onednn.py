@@ -277,8 +277,8 @@ def _conv_calls_survive(geometries, calls, atol=0.0, atol_rel=0.0):
 
 @needs_onednn
 def test_kernel_larger_than_input_does_not_crash():
-  """oneDNN 2.6 (jit:avx2) segfaulted on repeated calls of e.g. a 5x5 conv's weight gradient on a 4x4
-  map (the VGG-13 5x5 smoke experiment on an AMD EPYC): such convs run on XLA."""
+  """oneDNN 2.6 (jit:avx2) segfaults on repeated calls of e.g. a 5x5 conv's weight gradient on a 4x4
+  map (VGG-13 5x5 on small inputs, AMD EPYC): `conv2d` pads such maps explicitly."""
   # kernels larger than the map, both strides, both kernel sizes the zoo has
   _conv_calls_survive(
     [(32, side, 8, 8, k, s, k // 2) for side, k, s in ((4, 5, 1), (4, 5, 2), (2, 7, 1), (6, 7, 2))],
@@ -307,12 +307,12 @@ def test_unsafe_passes():
 
 @needs_onednn
 def test_large_kernels_do_not_crash():
-  """Debian 12's oneDNN 2.6 (AVX2, AMD EPYC) crashed on convs with a kernel side above 7 (about half
-  of the processes; `--model=alexnet --input=112` crashed the benchmark) and on its gemm-based passes:
-  without AVX-512 those run on XLA (onednn.unsafe_passes)."""
-  # AlexNet's 11x11/4 stem at 112, a 9x9 and an 11x11 on 16 channels (each crashed oneDNN in about half
-  # of the processes), a 7x7/2 stem (its input gradient, oneDNN's gemm implementation here, failed in
-  # every process).
+  """Debian 12's oneDNN 2.6 (AVX2, AMD EPYC) crashes on convs with a kernel side above 7 (about
+  half of the processes; `--model=alexnet --input=112` crashes the benchmark) and on its gemm-based
+  passes: without AVX-512 those run on XLA (onednn.unsafe_passes)."""
+  # AlexNet's 11x11/4 stem at 112, a 9x9 and an 11x11 on 16 channels (each crashes oneDNN in about
+  # half of the processes), a 7x7/2 stem (its input gradient, oneDNN's gemm implementation here,
+  # fails in every process).
   _conv_calls_survive(
     [
       (16, 112, 3, 64, 11, 4, 2),

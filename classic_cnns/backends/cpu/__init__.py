@@ -88,7 +88,7 @@ def prepare_kernels(
   batch_shape: tuple[int, ...],
 ) -> Kernels:
   """`kernels`, or for the `measured` policy new kernels with every conv geometry of a train-mode
-  forward pass on `batch_shape` timed now (autotune.py), before any step is traced."""
+  forward pass on `batch_shape` timed by this call (autotune.py), before any step is traced."""
   if policy != "measured":
     return kernels
   from classic_cnns.backends.cpu import autotune

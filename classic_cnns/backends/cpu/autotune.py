@@ -1,12 +1,12 @@
 """Per convolution shape and pass, the faster of oneDNN and XLA on this machine, measured once.
 
-Which library is faster depends on the CPU and the shape. On the AVX-512 Xeon this project first ran
-on, oneDNN won almost every pass; on a 2-core AMD EPYC (AVX2, Debian's oneDNN 2.6) oneDNN won
-ResNet-20's and the ResNet-18 stem's passes but lost most of ResNet-18's deeper 3x3 ones by up to 2x
-(per-conv profiles; the figures are in the git history of BENCHMARKS.md). So the
-`measured` conv policy (config.cpu_convs=measured; opt-in) times, for every conv geometry of a
-train step, its forward, input-gradient and weight-gradient passes with each library -- like cuDNN's
-benchmark mode or XLA's GPU autotuner -- and runs each pass on the faster one.
+Which library is faster depends on the CPU and the shape: with AVX-512, oneDNN wins almost every
+pass; with AVX2 only (oneDNN 2.6's jit:avx2 kernels), XLA can win wide 3x3 convs such as ResNet-18's
+deeper stages while oneDNN keeps the small ones (`python benchmarks/profile_step.py` shows a step's
+time per op on a given machine). So the `measured` conv policy (config.cpu_convs=measured; opt-in)
+times, for every conv geometry of a train step, its forward, input-gradient and weight-gradient
+passes with each library -- like cuDNN's benchmark mode or XLA's GPU autotuner -- and runs each pass
+on the faster one.
 
 A pre-pass, before the step is traced: `conv_geometries` traces the step abstractly (no compile)
 with a recording conv, `measure_table` times each new geometry (about 1-2 s each, at most
@@ -153,74 +153,23 @@ def xla_passes(x_shape, w_shape, strides, padding) -> frozenset[str]:
     return frozenset(choices[key])
 
 
-Geometry = tuple[
-  tuple[int, ...], tuple[int, ...], tuple[int, int], tuple[tuple[int, int], tuple[int, int]]
-]
-
-
-def conv_geometries(fn: Callable, *args, **kwargs) -> list[Geometry]:
+def conv_geometries(fn: Callable, *args, **kwargs) -> list[ops.Geometry]:
   """The (x shape, w shape, strides, padding) of every float32 NHWC conv oneDNN would run in
   `fn(record_conv, *args, **kwargs)`, where `fn` builds its model with `record_conv` as the conv and
   `args` may be `jax.ShapeDtypeStruct`s: traced by `jax.eval_shape`, nothing compiled or run."""
-  seen: dict[Geometry, None] = {}
+  seen: dict[ops.Geometry, None] = {}
 
-  def record_conv(
-    lhs,
-    rhs,
-    window_strides,
-    padding,
-    lhs_dilation=None,
-    rhs_dilation=None,
-    dimension_numbers=None,
-    feature_group_count=1,
-    batch_group_count=1,
-    precision=None,
-    preferred_element_type=None,
-  ):
-    if (
-      preferred_element_type is None
-      and onednn.supports(
-        lhs,
-        rhs,
-        window_strides,
-        padding,
-        lhs_dilation,
-        rhs_dilation,
-        feature_group_count,
-        batch_group_count,
-      )
-      and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, ops._NHWC)
-    ):
-      pads = padding
-      if isinstance(pads, str):
-        pads = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, pads)
-      seen[
-        (
-          tuple(lhs.shape),
-          tuple(rhs.shape),
-          tuple(int(s) for s in window_strides),
-          tuple((int(lo), int(hi)) for lo, hi in pads),
-        )
-      ] = None
-    return jax.lax.conv_general_dilated(
-      lhs,
-      rhs,
-      window_strides,
-      padding,
-      lhs_dilation,
-      rhs_dilation,
-      dimension_numbers,
-      feature_group_count,
-      batch_group_count,
-      precision,
-      preferred_element_type,
-    )
+  def record_conv(*args, **kwargs):  # lax.conv_general_dilated's signature
+    geometry = ops.onednn_geometry(*args, **kwargs)
+    if geometry is not None:
+      seen[geometry] = None
+    return jax.lax.conv_general_dilated(*args, **kwargs)
 
   jax.eval_shape(lambda *a, **k: fn(record_conv, *a, **k), *args, **kwargs)
   return list(seen)
 
 
-def measure_table(geometries: list[Geometry]) -> dict[str, frozenset[str]]:
+def measure_table(geometries: list[ops.Geometry]) -> dict[str, frozenset[str]]:
   """{ops.geometry_key: passes faster on XLA} for `geometries`, measured (or read from the cache)
-  now, before any step is traced."""
+  by this call, before any step is traced."""
   return {ops.geometry_key(*g): xla_passes(*g) for g in geometries}

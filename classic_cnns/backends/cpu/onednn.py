@@ -231,18 +231,18 @@ def kernel_exceeds_map(x_shape, w_shape) -> bool:
 
 
 def unsafe_passes(x_shape, w_shape, strides, padding) -> frozenset[str]:
-  """Passes of this NHWC x HWIO geometry that must not run on oneDNN here: they crashed Debian 12's
+  """Passes of this NHWC x HWIO geometry that must not run on oneDNN here: they crash Debian 12's
   oneDNN 2.6 (segfaults or "could not execute a primitive", intermittent, on an AMD EPYC without
   AVX-512; tests/backends/test_onednn.py) and run on XLA instead.
   - A kernel larger than the input map (the weight gradient of a 5x5 conv on 4x4, a 7x7/2 conv on
     2x2; with implicit padding also on AVX-512): every pass. `conv2d` never gives oneDNN such a
     geometry: it pads the map explicitly (`kernel_exceeds_map`), so this rule is a last guard.
   - Without AVX-512, a kernel side above 7 (AlexNet's 11x11/4 stem; 8x8 and 9x9 too): every pass.
-    Its jit:avx2 weight gradient crashed `python -m classic_cnns.benchmark --model=alexnet
-    --input=112`; with that pass on XLA its gemm-based passes still crashed within three steps.
+    Its jit:avx2 weight gradient crashes `python -m classic_cnns.benchmark --model=alexnet
+    --input=112`; with that pass on XLA its gemm-based passes still crash within three steps.
   - Without AVX-512, any pass oneDNN would run on its gemm-based implementation ("x64:gemm:jit"):
     e.g. the input gradient of a 7x7/2 conv on 3 channels (a ResNet stem, differentiated with respect
-    to the image) failed in every process."""
+    to the image) fails in every process."""
   if kernel_exceeds_map(x_shape, w_shape):
     return frozenset(PASSES)
   if cpu_has_avx512():

@@ -257,7 +257,8 @@ def make_loop_conv(use_onednn: bool) -> Callable:
 # --------------------------------------------------------------------------- convolution policy
 CONV_POLICIES = ("onednn", "mixed", "measured", "xla")
 # "mixed": spatial convs with at least this many input and output channels run on XLA when the CPU
-# has no AVX-512 (oneDNN 2.6's jit:avx2 kernels lose them; BENCHMARKS.md, CPU section).
+# has no AVX-512 (oneDNN 2.6's jit:avx2 kernels are slower than XLA's on them; the `measured` policy
+# times each conv on the machine instead, autotune.py).
 MIXED_XLA_MIN_CHANNELS = 128
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
@@ -278,11 +279,59 @@ def geometry_key(x_shape, w_shape, strides, padding) -> str:
   return f"x{tuple(x_shape)}|w{tuple(w_shape)}|s{tuple(strides)}|p{tuple(map(tuple, padding))}"
 
 
+# (x shape, w shape, strides, explicit (lo, hi) padding per spatial dim) of one convolution.
+Geometry = tuple[
+  tuple[int, ...], tuple[int, ...], tuple[int, int], tuple[tuple[int, int], tuple[int, int]]
+]
+
+
+def onednn_geometry(
+  lhs,
+  rhs,
+  window_strides,
+  padding,
+  lhs_dilation=None,
+  rhs_dilation=None,
+  dimension_numbers=None,
+  feature_group_count=1,
+  batch_group_count=1,
+  precision=None,
+  preferred_element_type=None,
+) -> Geometry | None:
+  """The geometry of a `lax.conv_general_dilated` call (same arguments) that oneDNN computes: a
+  float32 2-D ungrouped NHWC x HWIO conv without a preferred element type (`onednn.supports`),
+  padding made explicit. None for any other conv, which stays on `lax`. The one eligibility check of
+  `make_conv` and of the autotune pre-pass (`autotune.conv_geometries`)."""
+  if (
+    preferred_element_type is not None
+    or not onednn.supports(
+      lhs,
+      rhs,
+      window_strides,
+      padding,
+      lhs_dilation,
+      rhs_dilation,
+      feature_group_count,
+      batch_group_count,
+    )
+    or dimension_numbers != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+  ):
+    return None
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
+  return (
+    tuple(lhs.shape),
+    tuple(rhs.shape),
+    tuple(int(s) for s in window_strides),
+    tuple((int(lo), int(hi)) for lo, hi in padding),
+  )
+
+
 def make_conv(policy: str, table: Mapping[str, frozenset[str]] | None = None) -> Callable:
   """`lax.conv_general_dilated`'s signature, on oneDNN for the float32 2-D ungrouped convs it computes:
   all of them ("onednn"), all but the wide spatial ones without AVX-512 ("mixed"), each pass on the
-  library `table` says was faster here ("measured": {geometry_key: passes on XLA}; a geometry not in
-  the table runs on oneDNN), or none ("xla")."""
+  library `table` names as faster on this machine ("measured": {geometry_key: passes on XLA}; a
+  geometry not in the table runs on oneDNN), or none ("xla")."""
   if policy not in CONV_POLICIES:
     raise ValueError(
       f"unknown CPU conv policy {policy!r}; choose one of {', '.join(CONV_POLICIES)}"
@@ -302,29 +351,7 @@ def make_conv(policy: str, table: Mapping[str, frozenset[str]] | None = None) ->
     precision=None,
     preferred_element_type=None,
   ):
-    if (
-      policy != "xla"
-      and preferred_element_type is None
-      and not (policy == "mixed" and _mixed_on_xla(rhs.shape))
-      and onednn.supports(
-        lhs,
-        rhs,
-        window_strides,
-        padding,
-        lhs_dilation,
-        rhs_dilation,
-        feature_group_count,
-        batch_group_count,
-      )
-      and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
-    ):
-      on_xla = frozenset()
-      if policy == "measured":
-        if isinstance(padding, str):
-          padding = jax.lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
-        on_xla = table.get(geometry_key(lhs.shape, rhs.shape, window_strides, padding), frozenset())
-      return onednn.conv2d(lhs, rhs, window_strides, padding, on_xla=on_xla)
-    return jax.lax.conv_general_dilated(
+    args = (
       lhs,
       rhs,
       window_strides,
@@ -337,5 +364,13 @@ def make_conv(policy: str, table: Mapping[str, frozenset[str]] | None = None) ->
       precision,
       preferred_element_type,
     )
+    if policy != "xla" and not (policy == "mixed" and _mixed_on_xla(rhs.shape)):
+      geometry = onednn_geometry(*args)
+      if geometry is not None:
+        on_xla = frozenset()
+        if policy == "measured":
+          on_xla = table.get(geometry_key(*geometry), frozenset())
+        return onednn.conv2d(lhs, rhs, window_strides, padding, on_xla=on_xla)
+    return jax.lax.conv_general_dilated(*args)
 
   return conv_general_dilated
