@@ -33,7 +33,7 @@ class MetricsWriter:
     if os.path.exists(self.path):
       kept = self._records_up_to(resume_step)
     tmp = f"{self.path}.tmp"
-    with open(tmp, "w") as f:  # replaced in one rename: a crash now loses no record
+    with open(tmp, "w") as f:  # replaced in one rename: a crash mid-write loses no record
       f.writelines(kept)
     os.replace(tmp, self.path)
     from tensorboardX import SummaryWriter

@@ -272,7 +272,7 @@ def test_refused_rerun_of_a_finished_run_changes_nothing(
   elif case == "empty_test_split":
     write_npz(data, x_test=np.zeros((0, 28, 28), np.uint8), y_test=np.zeros((0,), np.int64))
     match = "the split is empty"
-  elif case == "batch_over_examples":  # the same file, now holding fewer examples than one batch
+  elif case == "batch_over_examples":  # the same file, rewritten with fewer examples than one batch
     write_npz(data, n_train=20)
     match = "config.batch_size=32 exceeds the 20 training examples"
   elif case == "other_classes":  # the same path and config, but data of 5 classes

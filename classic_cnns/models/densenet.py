@@ -32,8 +32,8 @@ Options (all default to the paper):
                     block, not per layer, for the optimizer, the padding and the running averages;
                     `pack_layers` / `unpack_layers` convert checkpoints between the layouts. XLA
                     compiles one layer per block instead of L (DenseNet-264's first-step wait: 318 s
-                    unrolled; BENCHMARKS.md "First-step wait") but each layer's norm1 + 1x1 conv now
-                    run over the full width, on average up to ~1.8x the layer's real input
+                    unrolled; BENCHMARKS.md "First-step wait") but each layer's norm1 + 1x1 conv
+                    then run over the full width, on average up to ~1.8x the layer's real input
                     (DenseNet-BC-100 trains at 0.67x the speed on CPU). BatchNorm only; dropout
                     masks come from another random stream; initial values are drawn per block (same
                     distributions as the unrolled net, other values). Its convs use
@@ -469,8 +469,7 @@ for _name, _row in TABLE1.items():
 # Depth L counts the stem conv, the 2 transition convs and the classifier: each of the 3 blocks
 # has (L - 4) / 3 layers, (L - 4) / 6 for BC (two convs per layer). Non-BC: 16-channel stem, no
 # bottleneck, theta = 1; BC: 2k stem, bottleneck, theta = 0.5. 10 classes at 32x32. The counts
-# below are this module's and match Table 2's rounded 0.8 / 1.0 / 7.0 / 27.2 / 15.3 / 25.6 M
-# (also the reference's independent implementation, paper_numbers.md).
+# below are this module's and match Table 2's rounded 0.8 / 1.0 / 7.0 / 27.2 / 15.3 / 25.6 M.
 def cifar_densenet(depth: int, k: int, bc: bool, **kw) -> DenseNet:
   """Sec. 3 Implementation Details: the 3-block CIFAR DenseNet (bc: DenseNet-BC) of depth L, growth k."""
   n = (depth - 4) // (6 if bc else 3)
