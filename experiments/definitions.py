@@ -7,7 +7,7 @@ Scales (every plan states its own reductions in `Plan.note`, printed in results.
   cpu    real CIFAR-10 (the JPEG training folder, 45k train / 5k held-out validation by the hold-out
          rule of configs.py, final numbers on the validation images), pad-4 crop + flip, a schedule
          cut to fit about an hour on 2 CPU cores; shows the qualitative effect or says that it does not.
-  paper  the paper's recipe (paper_numbers.md section 4) for an accelerator, on the paper's data:
+  paper  the paper's recipe (docs/paper_numbers.md section 4) for an accelerator, on the paper's data:
          TFDS CIFAR-10 (45k/5k, final numbers on the 10k test images) or an ImageNet folder
          (streamed; the crop family of the recipe runs on the host, configs.host_crops). The
          final test uses the paper's protocol (config.eval_protocol, classic_cnns/evaluators.py):
@@ -353,7 +353,7 @@ def groupnorm_vs_batchnorm(scale: str) -> Plan:
   slice of `b` examples of the batch separately (config.bn.stats=ghost, ghost_batch_size=b),
   exactly what per-device BN over b images per device computes (tested in tests/test_parallel*)."""
   if scale == "paper":
-    # GN paper (paper_numbers.md sec. 3-4): ResNet-50, 8 GPUs x b images, lr 0.1 x b/32, 100 epochs,
+    # GN paper (docs/paper_numbers.md sec. 3-4): ResNet-50, 8 GPUs x b images, lr 0.1 x b/32, 100 epochs,
     # / 10 at 30/60/90; wd 1e-4 on gamma/beta too; gamma = 0 init on the last norm of each residual
     # block. One device: global batch 8b, BN ghost batches of b (= per-GPU statistics).
     def cfg(b, norm, groups=32):
@@ -598,7 +598,7 @@ _add(
     nin_gap_vs_fc,
     CIFAR_DATASETS,
     paper_note="CIFAR-10 test error without augmentation; the mlpconv numbers are marked unconfirmed in "
-    "paper_numbers.md (the conventional-CNN ones, FC 17.56 / FC+dropout 15.99 / GAP 16.46, are confirmed).",
+    "docs/paper_numbers.md (the conventional-CNN ones, FC 17.56 / FC+dropout 15.99 / GAP 16.46, are confirmed).",
     figure="Lin et al. 2014, Sec. 4.6",
   )
 )
