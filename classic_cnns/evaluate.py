@@ -1,8 +1,8 @@
 """Test-time evaluation of a trained workdir with one of the papers' protocols:
 
     python -m classic_cnns.evaluate --config=configs/X.py --workdir=DIR --protocol=ten_crop
-    python -m classic_cnns.evaluate --config=configs/vgg_imagenet.py --workdir=DIR \
-        --protocol=dense_multiscale --scales=256,384,512
+    python -m classic_cnns.evaluate --config=configs/vgg_imagenet.py --workdir=DIR
+        --protocol=dense_multiscale --scales=256,384,512    (one command line)
 
 Restores the newest checkpoint in DIR, runs the protocol over the test split (the validation split
 of a dataset without one; every example once, the last batch padded and masked, as the trainer's
