@@ -176,9 +176,10 @@ def import_variables(
     torch_array = _numpy(state_dict[key])
     array = layout.to_ours(ours, rest, torch_array)
     if tuple(array.shape) != tuple(leaf.shape):
+      wanted = layout.to_torch(ours, rest, np.zeros(leaf.shape, np.float32)).shape
       raise ConvertError(
-        f"shape mismatch for {key!r}: {tuple(torch_array.shape)} in the weights, "
-        f"{ours} needs {tuple(leaf.shape)} at {'/'.join(path)}"
+        f"shape mismatch for {key!r}: {tuple(torch_array.shape)} in the weights, {ours} needs "
+        f"{tuple(wanted)} ({'/'.join(path)} {tuple(leaf.shape)})"
       )
     _set(out, path, np.ascontiguousarray(array, dtype=np.float32))
     used.add(key)

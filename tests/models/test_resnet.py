@@ -33,7 +33,21 @@ def test_family_is_registered():
   expected = {f"resnet{d}" for d in (18, 34, 50, 101, 152, 20, 32, 44, 56, 110, 1202)}
   expected |= {"plain18", "plain34", "resnet34_a", "resnet34_c", "se_resnet50", "cbam_resnet50"}
   expected |= {f"plain{d}" for d in (20, 32, 44, 56, 110)}
+  expected |= {f"resnet{d}_v1_5" for d in (50, 101, 152)}
   assert expected <= set(FAMILY) <= set(list_models())
+
+
+@pytest.mark.parametrize(
+  "depth,paper,tv", [(50, 3.86, 4.09), (101, 7.57, 7.80), (152, 11.28, 11.51)]
+)
+def test_bottleneck_layouts_by_name(depth, paper, tv):
+  """resnet50/101/152: the paper's layout (stride in the first 1x1 conv, Table 1, 3.8 GFLOPs for
+  ResNet-50); resnet*_v1_5: torchvision's (stride in the 3x3 conv, 4.1): same parameters."""
+  assert create_model(f"resnet{depth}").stride_in == "paper"
+  assert create_model(f"resnet{depth}_v1_5").stride_in == "v1.5"
+  a, b = model_info(f"resnet{depth}"), model_info(f"resnet{depth}_v1_5")
+  assert a.paper_params == b.paper_params and (a.paper_gmacs, b.paper_gmacs) == (paper, tv)
+  assert "resnet18_v1_5" not in list_models()  # basic blocks have one layout
 
 
 @pytest.mark.parametrize("name", FAMILY)
