@@ -22,8 +22,8 @@ Recipe (Sec. 5.1):
   data        224x224 random-size crops and flips (Szegedy et al. / fb.resnet.torch: the streaming
               pipeline's inception crop); per-channel mean/std normalisation; evaluation on the
               centre 224 crop of the 256-resized validation image.
-The bottleneck stride stays where the registered resnet50 has it (torchvision, stride in the 3x3;
-the GN paper does not say).
+The bottleneck stride is where the registered resnet50 has it: the ResNet paper's layout
+(stride in the first 1x1 conv; the GN paper does not say; resnet50_v1_5 is torchvision's).
 
 Data: ImageNet (ILSVRC-2012), streamed: decoded and cropped on the host, normalised in jit; as
 configured from TFDS "imagenet2012" (a manual download, see configs/common.py). From JPEG folders
