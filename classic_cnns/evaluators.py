@@ -206,12 +206,13 @@ class Evaluator:
     self.scales = [int(q) for q in scales] if scales else []
     self._prepared: dict = {}  # (image_shape, streamed) -> (step, canvas, shape, info)
 
-  # What a protocol defines: its step and views for uint8 images of `image_shape` (`canvas`: the
-  # side of the squares a streamed split in host-crop mode hands over, else 0).
-  def _host_canvas(self, prep, image_shape) -> int:
-    return 0
+  # What a protocol defines: the side of the squares a streamed split in host-crop mode hands over
+  # (0: the host's evaluation view) with the sizes worked out on the streamed images, and its step
+  # and views for uint8 images of `image_shape`.
+  def _host_canvas(self, prep, image_shape) -> tuple[int, dict]:
+    return 0, {}
 
-  def _build(self, prep, image_shape) -> tuple[Any, tuple[int, int, int], dict]:
+  def _build(self, prep, image_shape, **sizes) -> tuple[Any, tuple[int, int, int], dict]:
     raise NotImplementedError
 
   def prepare(self, split: Split) -> dict:
@@ -222,14 +223,14 @@ class Evaluator:
     shape, streamed = tuple(split.image_shape), bool(split.streamed)
     key = (shape, streamed)
     if key not in self._prepared:
-      canvas = 0
+      canvas, sizes = 0, {}
       host_crops = streamed and self.config.data.streaming.augment != "canvas"
       if host_crops:
-        canvas = self._host_canvas(self.prep, shape)
+        canvas, sizes = self._host_canvas(self.prep, shape)
         if canvas:
           shape = (canvas, canvas, shape[-1])
       try:
-        step, view_shape, info = self._build(self.prep, shape)
+        step, view_shape, info = self._build(self.prep, shape, **sizes)
       except ConfigError:
         raise
       except ValueError as e:
@@ -277,7 +278,7 @@ class Centre(Evaluator):
 
   name = "centre"
 
-  def _build(self, prep, image_shape):
+  def _build(self, prep, image_shape, **sizes):
     info = {"resize": prep.eval_resize, "crop": prep.eval_crop}
     return steps.make_eval_step(self.model, prep, self.dtype), prep.eval_shape(image_shape), info
 
@@ -287,13 +288,13 @@ class Full(Evaluator):
 
   name = "full"
 
-  def _host_canvas(self, prep, image_shape) -> int:
+  def _host_canvas(self, prep, image_shape) -> tuple[int, dict]:
     raise ConfigError(
       "--protocol=full needs whole images of one size; streamed data in host-crop mode has "
       "none (use center_crop, ten_crop or dense, or data.streaming.augment=canvas)"
     )
 
-  def _build(self, prep, image_shape):
+  def _build(self, prep, image_shape, **sizes):
     prep = dataclasses.replace(prep, eval_resize=0, eval_crop=0)
     info = {"resize": 0, "crop": 0}
     return steps.make_eval_step(self.model, prep, self.dtype), prep.eval_shape(image_shape), info
@@ -304,13 +305,14 @@ class CenterCrop(Evaluator):
 
   name = "center_crop"
 
-  def _host_canvas(self, prep, image_shape) -> int:
+  def _host_canvas(self, prep, image_shape) -> tuple[int, dict]:
     resize = self.resize or self.config.data.streaming.resize
-    return crop_sizes(prep, image_shape, resize, self.crop)[0]
+    r, c = crop_sizes(prep, image_shape, resize, self.crop)
+    return r, {"resize": r, "crop": c}  # the canvas is the resized image's central square
 
-  def _build(self, prep, image_shape):
+  def _build(self, prep, image_shape, resize=0, crop=0):
     h, w, _ = augment.padded_shape(image_shape, prep.pad_to)
-    r, c = crop_sizes(prep, image_shape, self.resize, self.crop)
+    r, c = crop_sizes(prep, image_shape, resize or self.resize, crop or self.crop)
     prep = dataclasses.replace(prep, eval_resize=r, eval_crop=c)
     augment.center_window(h, w, r, c)  # a crop that does not fit: ValueError
     step = steps.make_eval_step(self.model, prep, self.dtype)
@@ -322,9 +324,9 @@ class TenCrop(CenterCrop):
 
   name = "ten_crop"
 
-  def _build(self, prep, image_shape):
+  def _build(self, prep, image_shape, resize=0, crop=0):
     h, w, c_in = augment.padded_shape(image_shape, prep.pad_to)
-    r, c = crop_sizes(prep, image_shape, self.resize, self.crop)
+    r, c = crop_sizes(prep, image_shape, resize or self.resize, crop or self.crop)
     augment.ten_crop_windows(h, w, r, c)  # a crop that does not fit: ValueError
     step = make_ten_crop_step(self.model, prep, r, c, self.dtype)
     return step, (c, c, c_in), {"resize": r, "crop": c}
@@ -344,10 +346,11 @@ class DenseMultiscale(Evaluator):
       raise ConfigError(f"--scales must be positive, got {scales}")
     return scales
 
-  def _host_canvas(self, prep, image_shape) -> int:
-    return max(self.scales or [self.config.data.streaming.resize])
+  def _host_canvas(self, prep, image_shape) -> tuple[int, dict]:
+    scales = self.scales or [int(self.config.data.streaming.resize)]
+    return max(scales), {"scales": scales}
 
-  def _build(self, prep, image_shape):
+  def _build(self, prep, image_shape, scales=None):
     if not supports_dense(self.model):
       raise ConfigError(
         f"model {self.config.model.name!r} has no dense evaluation mode (VGG's fully-convolutional "
@@ -355,7 +358,9 @@ class DenseMultiscale(Evaluator):
         f"centre or ten_crop protocol"
       )
     h, w, c_in = augment.padded_shape(image_shape, prep.pad_to)
-    scales = self._scales(prep, image_shape)
+    scales = list(scales or self._scales(prep, image_shape))
+    if any(q <= 0 for q in scales):
+      raise ConfigError(f"--scales must be positive, got {scales}")
     step = make_dense_step(self.model, prep, scales, self.dtype)
     return step, augment.resized_hw(h, w, min(scales)) + (c_in,), {"scales": scales}
 
@@ -372,12 +377,14 @@ class MultiCrop144(Evaluator):
       raise ConfigError(f"multi_crop_144 needs 4 positive scales, got {scales}")
     return scales, crop
 
-  def _host_canvas(self, prep, image_shape) -> int:
-    return max(self._sizes(prep, image_shape)[0])
+  def _host_canvas(self, prep, image_shape) -> tuple[int, dict]:
+    scales, crop = self._sizes(prep, image_shape)  # on the host's crop: the model's input side
+    return max(scales), {"scales": scales, "crop": crop}
 
-  def _build(self, prep, image_shape):
+  def _build(self, prep, image_shape, scales=None, crop=0):
     h, w, c_in = augment.padded_shape(image_shape, prep.pad_to)
-    scales, crop = self._sizes(prep, image_shape)
+    if not scales:
+      scales, crop = self._sizes(prep, image_shape)
     multi_crop_windows(h, w, scales, crop)  # a crop that does not fit: ValueError
     step = make_multi_crop_step(self.model, prep, scales, crop, self.dtype)
     return step, (crop, crop, c_in), {"scales": scales, "crop": crop}

@@ -189,6 +189,9 @@ def test_host_crop_streams_support_the_multi_view_protocols(jpeg_folder, tmp_pat
   assert ten["count"] == 10 and 0 <= ten["top1_error"] <= 1
   with pytest.raises(ConfigError, match="protocol=full needs whole images"):
     evaluate.run_protocol(c, str(tmp_path), "full")
+  # GoogLeNet's 144 crops of the model's 32 input: scales 256..352 x 32/224, the canvas the largest
+  multi = evaluate.run_protocol(c, str(tmp_path), "multi_crop_144")
+  assert (multi["crop"], multi["scales"], multi["count"]) == (32, [37, 41, 46, 50], 10)
 
 
 def test_streamed_statistics_and_the_host_crop_restrictions(png_folder):
