@@ -96,10 +96,14 @@ def test_train_mode_aux_outputs_equal(name, side, ours, tv_kw, our_kw):
   else:  # InceptionOutputs(logits, aux_logits)
     ref_main, ref_aux = out.logits.numpy(), (out.aux_logits.numpy(),)
   main, aux = our_logits(ours, variables, x, train=True, **our_kw)
-  assert np.abs(main - ref_main).max() <= TOL
+  # Training-mode BatchNorm divides by the statistics of 3 images in every one of Inception-v3's 94
+  # norms; torch and XLA sum them in another float32 order, so the bound is 1e-4 of the outputs'
+  # scale (at 299 px they differ by ~2e-4 on logits of size ~2.5; eval mode stays within 1e-4).
+  tol = TOL * max(1.0, float(np.abs(ref_main).max()))
+  assert np.abs(main - ref_main).max() <= tol
   assert len(aux) == len(ref_aux)
   for a, r in zip(aux, ref_aux):
-    assert np.abs(a - r).max() <= TOL
+    assert np.abs(a - r).max() <= TOL * max(1.0, float(np.abs(r).max()))
 
 
 def test_transform_input_is_the_inception_preset_normalisation():
