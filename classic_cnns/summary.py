@@ -36,6 +36,7 @@ from typing import Any
 from absl import flags
 
 from classic_cnns import cli
+from classic_cnns.models import compute
 
 _MODEL = cli.define_once(flags.DEFINE_string, "model", None, "Registered model name (see --all).")
 _INPUT = cli.define_once(
@@ -317,7 +318,11 @@ def format_summary(s: Summary, depth: int | None = None) -> str:
       f"XLA GFLOPs:            {_g(s.xla_flops)} (= {_g(s.xla_flops / 2)} GMACs; padding taps "
       f"excluded, element-wise ops included)"
     )
-  lines.append(f"paper GMACs:           {'-' if info.paper_gmacs is None else info.paper_gmacs}")
+  lines.append(f"ref GMACs:             {'-' if info.paper_gmacs is None else info.paper_gmacs}")
+  said, where = compute.PAPER_GMACS.get(info.name, (None, ""))
+  lines.append(f"paper says:            {'-' if said is None else f'{said:g} GMACs ({where})'}")
+  tv = compute.TORCHVISION_GMACS.get(info.name)
+  lines.append(f"torchvision:           {'-' if tv is None else f'{tv:g} GMACs'}")
   lines.append(f"source:                {info.source}")
   return "\n".join(lines)
 
@@ -336,6 +341,9 @@ def row(name: str, macs: bool = True, flops: bool = False) -> dict[str, Any]:
     "input": info.input_size,
     "gmacs": None if s.macs is None else s.macs / 1e9,
     "paper_gmacs": info.paper_gmacs,
+    "paper_says_gmacs": compute.PAPER_GMACS.get(info.name, (None, ""))[0],
+    "paper_says_source": compute.PAPER_GMACS.get(info.name, (None, ""))[1] or None,
+    "torchvision_gmacs": compute.TORCHVISION_GMACS.get(info.name),
     "xla_gflops": None if s.xla_flops is None else s.xla_flops / 1e9,
   }
 
@@ -351,7 +359,8 @@ def all_rows(pattern: str = "", macs: bool = True, flops: bool = False) -> list[
 
 def format_all(rows: list[dict[str, Any]]) -> str:
   flops = any(r["xla_gflops"] is not None for r in rows)
-  head = ["model", "params", "paper params", "match", "input", "GMACs", "paper GMACs"]
+  head = ["model", "params", "paper params", "match", "input", "GMACs", "ref GMACs"]
+  head += ["paper says", "torchvision"]
   if flops:
     head.append("XLA GFLOPs/2")
   table = [head]
@@ -365,6 +374,8 @@ def format_all(rows: list[dict[str, Any]]) -> str:
       str(r["input"]),
       "-" if r["gmacs"] is None else _g(r["gmacs"] * 1e9),
       "-" if r["paper_gmacs"] is None else f"{r['paper_gmacs']:g}",
+      "-" if r["paper_says_gmacs"] is None else f"{r['paper_says_gmacs']:g}",
+      "-" if r["torchvision_gmacs"] is None else f"{r['torchvision_gmacs']:g}",
     ]
     if flops:
       line.append(_g(r["xla_gflops"] / 2 * 1e9))
@@ -380,7 +391,9 @@ def format_all(rows: list[dict[str, Any]]) -> str:
   n_no = sum(r["match"] is False for r in rows)
   out.append(
     f"{len(rows)} models; {sum(r['match'] is True for r in rows)} match the reference "
-    f"parameter count{f', {n_no} do NOT' if n_no else ''}. GMACs: conv+fc multiply-adds per image."
+    f"parameter count{f', {n_no} do NOT' if n_no else ''}. GMACs: conv+fc multiply-adds per image "
+    f"(traced); ref: the exact count of the registered layout; paper says: the figure the paper "
+    f"states (the ResNet paper's 'FLOPs'); torchvision: its published figure (models/compute.py)."
   )
   return "\n".join(out)
 

@@ -46,7 +46,7 @@ def test_resnet20_totals_and_compute():
   assert 0.8 * 2 * s.macs < s.xla_flops < 2 * s.macs
   text = summary.format_summary(s)
   assert "trainable params:      269,722" in text and "non-trainable:         1,376" in text
-  assert "paper GMACs:           0.041" in text and "He et al. 2016" in text
+  assert "ref GMACs:             0.041" in text and "He et al. 2016" in text
   top = summary.format_summary(s, depth=1).splitlines()
   assert any(line.startswith("layer3_2 ") for line in top) and not any(
     line.startswith("    conv") for line in top
@@ -163,3 +163,45 @@ def test_imports_no_tensorflow():
     [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
   )
   assert p.returncode == 0, p.stderr[-2000:]
+
+
+# ----------------------------------------------------------------------------- published figures
+def test_published_compute_tables_name_registered_models():
+  from classic_cnns.models import compute
+
+  for name in (*compute.PAPER_GMACS, *compute.TORCHVISION_GMACS):
+    registry.model_info(name)  # raises for an unknown name
+  # The paper's figure is for the paper's layout only: none for torchvision's v1.5 ResNets.
+  assert not [n for n in compute.PAPER_GMACS if n.endswith("_v1_5")]
+  assert compute.PAPER_GMACS["resnet50"][0] == 3.8
+  assert compute.TORCHVISION_GMACS["resnet50_v1_5"] == 4.089
+
+
+@pytest.mark.parametrize("name", ["resnet50_v1_5", "googlenet_bn", "inception_v3", "alexnet"])
+def test_torchvision_figure_equals_our_traced_count(name):
+  """torchvision's `_ops` is the same count as ours (multiply-adds, padding taps included), rounded
+  to 3 decimals: equal to that rounding, so a wrong layout (e.g. the stride in the wrong conv of a
+  bottleneck: 3.858 vs 4.089 for ResNet-50) fails."""
+  from classic_cnns.models import compute
+
+  r = summary.row(name, True, False)
+  assert abs(r["gmacs"] - compute.TORCHVISION_GMACS[name]) <= 0.0015, (name, r["gmacs"])
+  assert r["torchvision_gmacs"] == compute.TORCHVISION_GMACS[name]
+
+
+@pytest.mark.slow
+def test_every_torchvision_figure_equals_our_traced_count():
+  from classic_cnns.models import compute
+
+  for name, published in compute.TORCHVISION_GMACS.items():
+    assert abs(summary.row(name, True, False)["gmacs"] - published) <= 0.0015, name
+
+
+def test_table_shows_the_paper_and_torchvision_figures_separately():
+  rows = [summary.row(n, True, False) for n in ("resnet50", "resnet50_v1_5")]
+  text = summary.format_all(rows)
+  head = text.splitlines()[0].split()
+  assert head[-2:] == ["says", "torchvision"]  # "paper says", "torchvision"
+  paper_row, tv_row = text.splitlines()[2], text.splitlines()[3]
+  assert paper_row.split()[-2:] == ["3.8", "-"]
+  assert tv_row.split()[-2:] == ["-", "4.089"]
