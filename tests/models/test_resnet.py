@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import functools
 
 import jax
@@ -12,10 +10,11 @@ import numpy as np
 import pytest
 from flax import traverse_util
 
-from classic_cnns.models import create_model, layers, list_models, model_info, resnet
+from classic_cnns.models import create_model, list_models, model_info, resnet
 from classic_cnns.models.layers import AttnSpec
 from classic_cnns.models.resnet import Bottleneck, stack_blocks
 from tests.models.helpers import (
+  abstract_init,
   abstract_output,
   abstract_variables,
   assert_exact_param_count,
@@ -23,6 +22,7 @@ from tests.models.helpers import (
   forward_backward_is_finite,
   init,
   leaves_equal,
+  recording_kernels,
 )
 
 FAMILY = sorted(n for n in list_models() if model_info(n).builder.__module__ == resnet.__name__)
@@ -249,7 +249,11 @@ def test_scan_blocks_keeps_the_exact_param_count(name):
   "name,side,kw",
   [
     ("resnet20", 16, {"stage_sizes": (3, 1, 2)}),  # basic, option A
-    ("resnet50", 32, {"stage_sizes": (3, 1), "widths": (8, 16), "attn": "se"}),
+    (
+      "resnet50",
+      32,
+      {"stage_sizes": (3, 1), "widths": (8, 16), "attn": AttnSpec("se", reduction=4)},
+    ),
   ],
 )  # bottleneck + SE
 def test_scan_blocks_is_the_same_network(name, side, kw):
@@ -302,10 +306,6 @@ def test_scan_blocks_initialises_each_block_with_its_own_key():
 
 
 # --------------------------------------------------------------------------- kernels
-def _abstract_init(model, size):
-  return jax.eval_shape(lambda: model.init(KEY, jnp.zeros((2, size, size, 3)), train=False))
-
-
 def _grad_jaxpr(model, variables, size):
   """The jaxpr of the cross-entropy gradient w.r.t. params in train mode (traced, not compiled)."""
   x = jax.ShapeDtypeStruct((2, size, size, 3), jnp.float32)
@@ -330,27 +330,8 @@ def _grad_jaxpr(model, variables, size):
 def test_portable_gradient_is_plain_autodiff(name, kw):
   """The default kernels: no custom VJPs, no foreign calls anywhere in the training gradient."""
   model = create_model(name, **kw)
-  jaxpr = str(_grad_jaxpr(model, _abstract_init(model, 32), 32))
+  jaxpr = str(_grad_jaxpr(model, abstract_init(model, 32), 32))
   assert "custom_vjp_call" not in jaxpr and "ffi_call" not in jaxpr
-
-
-def _recording_kernels():
-  """`layers.PORTABLE` with every op counting its calls (Python calls happen while tracing)."""
-  calls = collections.Counter()
-
-  def record(op, fn):
-    def wrapped(*args, **kwargs):
-      calls[op] += 1
-      return fn(*args, **kwargs)
-
-    return wrapped
-
-  ops = ("conv", "loop_conv", "max_pool", "batch_norm_train", "group_norm")
-  return dataclasses.replace(
-    layers.PORTABLE,
-    name="recording",
-    **{op: record(op, getattr(layers.PORTABLE, op)) for op in ops},
-  ), calls
 
 
 def _n_convs_norms(variables, skip=lambda path: False):
@@ -365,11 +346,16 @@ def _n_convs_norms(variables, skip=lambda path: False):
 @pytest.mark.parametrize("norm", ["batch", "group"])
 def test_every_op_goes_through_the_kernels_field(norm):
   """Stem, max pool, blocks, projection shortcuts and CBAM: each conv / pool / norm calls `kernels`."""
-  kernels, calls = _recording_kernels()
+  kernels, calls = recording_kernels()
   model = create_model(
-    "resnet18", stage_sizes=(2, 1), widths=(8, 16), attn="cbam", norm=norm, kernels=kernels
+    "resnet18",
+    stage_sizes=(2, 1),
+    widths=(8, 16),
+    attn=AttnSpec("cbam", reduction=4),  # 8 // 4 = 2 hidden units (8 // 16 = 0 cannot be built)
+    norm=norm,
+    kernels=kernels,
   )
-  v = _abstract_init(model, 32)
+  v = abstract_init(model, 32)
   convs, norms = _n_convs_norms(v)
   calls.clear()  # count one training forward
   _grad_jaxpr(model, v, 32)
@@ -378,11 +364,16 @@ def test_every_op_goes_through_the_kernels_field(norm):
 
 
 def test_scanned_blocks_use_the_loop_conv():
-  kernels, calls = _recording_kernels()
+  kernels, calls = recording_kernels()
   model = create_model(
-    "resnet18", stage_sizes=(3, 1), widths=(8, 16), attn="se", scan_blocks=True, kernels=kernels
+    "resnet18",
+    stage_sizes=(3, 1),
+    widths=(8, 16),
+    attn=AttnSpec("se", reduction=4),
+    scan_blocks=True,
+    kernels=kernels,
   )
-  v = _abstract_init(model, 32)
+  v = abstract_init(model, 32)
   convs, norms = _n_convs_norms(v, skip=lambda path: path[0].endswith("_rest"))
   calls.clear()
   _grad_jaxpr(model, v, 32)
