@@ -431,10 +431,6 @@ def validate_config(config: ml_collections.ConfigDict, num_devices: int) -> None
       raise ConfigError(
         f"config.bn.ghost_batch_size={g} must be positive and divide the (micro-)batch {micro}"
       )
-  if config.get("init_from"):
-    from classic_cnns import init_from
-
-    init_from.check(config)
   if config.schedule.name == "multistep" and not config.schedule.boundaries:
     raise ConfigError("schedule.name='multistep' needs config.schedule.boundaries")
   if config.schedule.name == "step" and config.schedule.step_size <= 0:

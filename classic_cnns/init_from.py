@@ -1,7 +1,7 @@
 """Fine-tuning: `config.init_from=DIR` starts a run from the params and BatchNorm statistics of the
 newest checkpoint in DIR (a finished run's workdir, or weights converted by classic_cnns.convert).
 
-`check(config)` (from validate_config, before anything is written): DIR holds a run's config.json
+`check(config)` (the trainer, before anything is written): DIR holds a run's config.json
 and a checkpoint, of the same model. `apply(config, state, workdir)` (the trainer, after building
 the initial state; skipped when `workdir` already has checkpoints, i.e. when the run resumes):
 every variable is taken from DIR, except the classifier head when the class count differs -- it
@@ -23,7 +23,10 @@ from classic_cnns.errors import ConfigError
 
 
 def check(config: ml_collections.ConfigDict) -> None:
-  """ConfigError (one line) unless config.init_from is a run's workdir of config.model.name."""
+  """ConfigError (one line) unless config.init_from is empty or a run's workdir of
+  config.model.name."""
+  if not config.get("init_from"):
+    return
   from classic_cnns.convert import runs
 
   src = config.init_from

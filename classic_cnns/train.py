@@ -68,6 +68,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> RunRe
   # Everything the run needs is checked before the workdir is written: the config, the run the
   # workdir holds, the data, the model. The run's files are written after the model is built.
   validate_config(config, n_dev)
+  init_from.check(config)  # config.init_from: a run's workdir of this model, before any write
   workdir_lib.prepare_workdir(workdir, config)
 
   # Data: uint8 splits (in memory, on device or streamed: data/split.py); preprocessing and the
