@@ -14,7 +14,7 @@ from classic_cnns.models.registry import (
   register_model,
 )
 
-_INFRASTRUCTURE = {"registry", "layers", "inits"}
+_INFRASTRUCTURE = {"registry", "layers", "inits", "compute"}
 
 for _mod in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
   if _mod.name not in _INFRASTRUCTURE and not _mod.name.startswith("_"):

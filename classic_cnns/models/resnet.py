@@ -338,26 +338,48 @@ def resnet34(**kw) -> ResNet:
 # Bottleneck nets: the paper's layout (stride in the first 1x1 conv, Table 1: 3.8 / 7.6 / 11.3
 # GFLOPs) under the plain names; torchvision's "v1.5" layout (stride in the 3x3 conv) as *_v1_5.
 TV_V15 = "torchvision ResNet v1.5 (stride in the 3x3 conv), He et al. 2016, Table 1 (option B)"
-for _depth, _params, _paper, _tv in (
-  (50, 25_557_032, 3.86, 4.09),
-  (101, 44_549_160, 7.57, 7.80),
-  (152, 60_192_808, 11.28, 11.51),
-):
 
-  def _register(depth=_depth, params=_params, paper=_paper, tv=_tv) -> None:
-    @register_model(
-      f"resnet{depth}", paper_params=params, paper_gmacs=paper, source=TABLE1, input_size=224
-    )
-    def paper_layout(**kw) -> ResNet:
-      return imagenet_resnet(depth, **{"stride_in": "paper", **kw})
 
-    @register_model(
-      f"resnet{depth}_v1_5", paper_params=params, paper_gmacs=tv, source=TV_V15, input_size=224
-    )
-    def v1_5(**kw) -> ResNet:
-      return imagenet_resnet(depth, **{"stride_in": "v1.5", **kw})
+@register_model(
+  "resnet50", paper_params=25_557_032, paper_gmacs=3.86, source=TABLE1, input_size=224
+)
+def resnet50(**kw) -> ResNet:
+  return imagenet_resnet(50, **{"stride_in": "paper", **kw})
 
-  _register()
+
+@register_model(
+  "resnet50_v1_5", paper_params=25_557_032, paper_gmacs=4.09, source=TV_V15, input_size=224
+)
+def resnet50_v1_5(**kw) -> ResNet:
+  return imagenet_resnet(50, **{"stride_in": "v1.5", **kw})
+
+
+@register_model(
+  "resnet101", paper_params=44_549_160, paper_gmacs=7.57, source=TABLE1, input_size=224
+)
+def resnet101(**kw) -> ResNet:
+  return imagenet_resnet(101, **{"stride_in": "paper", **kw})
+
+
+@register_model(
+  "resnet101_v1_5", paper_params=44_549_160, paper_gmacs=7.80, source=TV_V15, input_size=224
+)
+def resnet101_v1_5(**kw) -> ResNet:
+  return imagenet_resnet(101, **{"stride_in": "v1.5", **kw})
+
+
+@register_model(
+  "resnet152", paper_params=60_192_808, paper_gmacs=11.28, source=TABLE1, input_size=224
+)
+def resnet152(**kw) -> ResNet:
+  return imagenet_resnet(152, **{"stride_in": "paper", **kw})
+
+
+@register_model(
+  "resnet152_v1_5", paper_params=60_192_808, paper_gmacs=11.51, source=TV_V15, input_size=224
+)
+def resnet152_v1_5(**kw) -> ResNet:
+  return imagenet_resnet(152, **{"stride_in": "v1.5", **kw})
 
 
 @register_model(

@@ -1,5 +1,5 @@
 """The registry and the family layout: every variant is a factory decorated with `register_model`,
-families depend only on the shared infrastructure (`layers`, `inits`, `registry`), never on each other."""
+families depend only on the shared infrastructure (`layers`, `inits`, `registry`, `compute`), never on each other."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from classic_cnns.models import list_models, model_info, register_model
 from classic_cnns.models.registry import ModelInfo
 
 PACKAGE = models.__name__
-INFRASTRUCTURE = {"layers", "inits", "registry"}
+INFRASTRUCTURE = {"layers", "inits", "registry", "compute"}
 FAMILIES = sorted(
   m.name
   for m in pkgutil.iter_modules(models.__path__)
