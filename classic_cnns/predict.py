@@ -1,8 +1,11 @@
 """Top-5 predictions of a trained run for image files:
 
     python -m classic_cnns.predict --workdir=DIR IMAGE [IMAGE ...]
+    python -m classic_cnns.predict --config=configs/X.py --config.kernels=portable --workdir=DIR IMAGE
 
-Reads DIR/config.json, DIR/classes.json and DIR/preprocess.npz (the normalisation fitted at training
+Reads DIR/config.json (or the --config file with its overrides, as evaluate takes it: the model must
+be the run's, checked before anything is restored; the compute settings such as kernels, dtype and
+compilation_cache_dir are then this config's), DIR/classes.json and DIR/preprocess.npz (the normalisation fitted at training
 time; recomputed from the training data for a workdir that predates it), restores the newest
 checkpoint, and prints for each image its top-5 classes with probabilities. Each image is decoded
 with PIL, converted to the training channel count (greyscale or RGB) and resized to the training
@@ -19,6 +22,7 @@ import json
 import os
 
 from absl import flags
+from ml_collections import config_flags
 
 from classic_cnns import cli
 
@@ -27,6 +31,14 @@ _FLAGS: dict = {}
 
 def _define_flags() -> dict:
   return {
+    "config": config_flags.DEFINE_config_file(
+      "config",
+      None,
+      "Optional: the run's config file (as given to classic_cnns.main) with any --config.KEY=VALUE "
+      "overrides, e.g. --config.kernels=portable on another machine; its model must be the run's. "
+      "Default: the workdir's config.json.",
+      lock_config=True,
+    ),
     "workdir": flags.DEFINE_string("workdir", None, "A training run's workdir."),
     "top": flags.DEFINE_integer("top", 5, "How many classes to print per image."),
   }
@@ -95,16 +107,19 @@ def read_images(paths: list[str], image_shape: tuple[int, int, int]):
   return np.stack(out)
 
 
-def predict(workdir: str, paths: list[str], top: int = 5) -> list[list[tuple[str, float]]]:
-  """For each image, its `top` (class name, probability) pairs, most probable first. Holds the
+def predict(
+  workdir: str, paths: list[str], top: int = 5, config=None
+) -> list[list[tuple[str, float]]]:
+  """For each image, its `top` (class name, probability) pairs, most probable first. `config`
+  (default: the workdir's config.json) must be of the run's model (ConfigError otherwise). Holds the
   workdir's shared lock (WorkdirBusyError while a training run holds it)."""
   from classic_cnns import workdir as workdir_lib
 
   with workdir_lib.lock(workdir, shared=True):
-    return _predict(workdir, paths, top)
+    return _predict(workdir, paths, top, config)
 
 
-def _predict(workdir: str, paths: list[str], top: int) -> list[list[tuple[str, float]]]:
+def _predict(workdir: str, paths: list[str], top: int, config) -> list[list[tuple[str, float]]]:
   import jax
   import jax.numpy as jnp
   import numpy as np
@@ -113,8 +128,18 @@ def _predict(workdir: str, paths: list[str], top: int) -> list[list[tuple[str, f
   from classic_cnns import steps
   from classic_cnns.evaluate import restore
 
-  config, classes = load_run(workdir)
+  saved_config, classes = load_run(workdir)
+  if config is None:
+    config = saved_config
+  else:
+    from classic_cnns import workdir as workdir_lib
+
+    workdir_lib.check_workdir_model(workdir, config)
   cli.set_xla_flags(config.get("kernels", "auto"), echo=False)  # before JAX starts its backends
+  if config is not saved_config:
+    from classic_cnns.config import validate_config
+
+    validate_config(config, jax.device_count())
   backends.use_compilation_cache(config.compilation_cache_dir)  # the run's own setting
   saved = os.path.join(workdir, "preprocess.npz")
   if os.path.isfile(saved):
@@ -149,7 +174,8 @@ def main(argv: list[str]) -> None:
   if _FLAGS["top"].value < 1:
     cli.fail(f"--top must be positive, got {_FLAGS['top'].value}")
   with cli.user_errors():
-    results = predict(_FLAGS["workdir"].value, paths, _FLAGS["top"].value)
+    config = cli.load_config(_FLAGS["config"]) if _FLAGS["config"].value is not None else None
+    results = predict(_FLAGS["workdir"].value, paths, _FLAGS["top"].value, config)
   for path, best in zip(paths, results):
     print(f"{path}: " + ", ".join(f"{name} {100 * p:.1f}%" for name, p in best), flush=True)
 

@@ -77,6 +77,7 @@ except ImportError:  # pragma: no cover
   )
 from experiments import report, store
 from experiments.configs import (
+  NEUTRAL_WHEN,
   NOT_HASHED,
   VAL_AUTO,
   DatasetSpec,
@@ -145,9 +146,8 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict) -> Non
   if os.path.exists(path):
     with open(path) as f:
       before = json.load(f)
-    if before != now:
-      fb, fn = flatten(before), flatten(now)
-      diff = sorted(k for k in set(fb) | set(fn) if fb.get(k) != fn.get(k))
+    diff = config_differences(flatten(before), flatten(now))
+    if diff:
       raise ConfigError(
         f"{workdir} holds a run of another config (differs in {', '.join(diff[:5])}); "
         f"use another --out or delete it"
@@ -155,6 +155,21 @@ def check_workdir_config(workdir: str, config: ml_collections.ConfigDict) -> Non
   os.makedirs(workdir, exist_ok=True)
   with open(path, "w") as f:
     json.dump(now, f, indent=1, sort_keys=True)
+
+
+def config_differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+  """The dotted fields whose values differ. A field only one side has (the workdir was made before
+  the field existed) differs only when it is set away from its no-op value (NEUTRAL_WHEN)."""
+  missing = object()
+  out = []
+  for k in sorted(set(before) | set(now)):
+    b, n = before.get(k, missing), now.get(k, missing)
+    if b is missing or n is missing:
+      if NEUTRAL_WHEN.get(k, missing) == (n if b is missing else b):
+        continue
+    if b != n:
+      out.append(k)
+  return out
 
 
 def check_model(config: ml_collections.ConfigDict) -> None:

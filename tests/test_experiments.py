@@ -18,6 +18,7 @@ import os
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -986,3 +987,33 @@ def test_published_summaries_match_the_current_recipes():
       )
       stale.append(f"{s['experiment']}/{s['scale']}/{s['variant']} seed {s['seed']}: {diff[:6]}")
   assert not stale, "published summaries made stale by the code:\n" + "\n".join(stale)
+
+
+def test_a_workdir_made_before_a_new_option_continues_while_the_option_is_neutral(tmp_path):
+  """A config field added after the workdir was made is no difference at its no-op value
+  (configs.NEUTRAL_WHEN); set away from it, or any other field changed, the workdir is refused."""
+  before = {"model.name": "resnet20", "optimizer.lr": 0.1}
+  neutral = dict(before, **{k: v for k, v in configs.NEUTRAL_WHEN.items()})
+  assert run.config_differences(before, neutral) == []
+  assert run.config_differences(neutral, before) == []
+  assert run.config_differences(before, dict(neutral, init_from="/runs/x")) == ["init_from"]
+  assert run.config_differences(before, dict(neutral, **{"optimizer.lr": 0.2})) == ["optimizer.lr"]
+  assert run.config_differences(before, dict(before, new_field=1)) == ["new_field"]
+
+  # The runner's record of a workdir follows the same rule.
+  workdir = str(tmp_path / "w")
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, "experiment_config.json"), "w") as f:
+    json.dump({"model": {"name": "resnet20"}, "optimizer": {"lr": 0.1}}, f)
+  now = ml_collections.ConfigDict(
+    {
+      "model": {"name": "resnet20"},
+      "optimizer": {"lr": 0.1},
+      "init_from": "",
+      "eval_protocol": "centre",
+    }
+  )
+  run.check_workdir_config(workdir, now)
+  now.optimizer.lr = 0.2
+  with pytest.raises(ConfigError, match="differs in optimizer.lr"):
+    run.check_workdir_config(workdir, now)

@@ -115,3 +115,34 @@ def test_truncated_preprocess_file_is_one_line(trained_run, digits, tmp_path):
 
   with pytest.raises(ConfigError, match="cannot read the run in"):
     predict.predict(str(copy), paths[:1])
+
+
+def test_a_config_file_with_overrides_replaces_the_saved_config(trained_run, digits):
+  """--config (the run's config file plus overrides) gives the same predictions as the saved
+  config.json; a config of another model is one line, before anything is restored."""
+  config, workdir, _ = trained_run
+  paths, _, _ = digits
+  ref = predict.predict(workdir, paths[:2])
+  assert predict.predict(workdir, paths[:2], config=config) == ref
+  other = config.copy_and_resolve_references()
+  other.model.act = "tanh"
+  from classic_cnns.config import ConfigError
+
+  with pytest.raises(ConfigError, match="model.act") as e:
+    predict.predict(workdir, paths[:1], config=other)
+  assert "\n" not in str(e.value)
+  p = _run_cli(
+    "classic_cnns.predict",
+    "--config=configs/lenet5_mnist.py",
+    "--config.model.act=relu",
+    "--config.kernels=portable",
+    f"--workdir={workdir}",
+    paths[0],
+  )
+  assert p.returncode == 0, p.stderr[-2000:]
+  name, first = ref[0][0]
+  assert p.stdout.startswith(f"{paths[0]}: {name} {100 * first:.1f}%"), p.stdout
+  p = _run_cli(
+    "classic_cnns.predict", "--config=configs/lenet5_mnist.py", f"--workdir={workdir}", paths[0]
+  )
+  assert p.returncode == 2 and p.stderr.count("\n") == 1 and "model.act" in p.stderr, p.stderr
