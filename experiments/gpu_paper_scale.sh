@@ -13,7 +13,10 @@
 #                  next call resumes it); default 0 = no limit.
 #   RUNS_DIR       where workdirs live between slices (default experiments/runs).
 #   PYTHON         the interpreter (default python3).
-# Every finished variant/seed writes experiments/results/NAME/runs/paper/VARIANT/seedS.json; these
+#   SCALE          the plan's scale (default paper); SCALE=cpu runs the cpu-scale plan (CIFAR-10 folder,
+#                  the recipe whose summaries the 2-core machines publish: the config hash does not
+#                  depend on the machine, so GPU and CPU seeds pool in one report).
+# Every finished variant/seed writes experiments/results/NAME/runs/SCALE/VARIANT/seedS.json; these
 # and the rebuilt report are copied to OUTPUT_DIR/results, the log to OUTPUT_DIR/NAME.log. Rerunning
 # trains only what is missing.
 set -u -o pipefail
@@ -35,7 +38,8 @@ $PY -c 'import jax; print("jax", jax.__version__, jax.default_backend(), jax.dev
 [[ $($PY -c 'import jax; print(jax.default_backend())') == cpu ]] \
   && say "warning: JAX sees no accelerator; this runs on the CPU"
 
-args=("$NAME" --scale=paper --seeds="$SEEDS" --out="$RUNS_DIR")
+SCALE=${SCALE:-paper}
+args=("$NAME" --scale="$SCALE" --seeds="$SEEDS" --out="$RUNS_DIR")
 if [[ -n ${DATASET:-} ]]; then
   args+=(--dataset="$DATASET")
 elif [[ -f .gpu_data/cifar10_jpeg_train.tar.gz ]]; then
