@@ -7,11 +7,19 @@
 // to MB). oneDNN primitives are expensive to create (JIT code generation) and cheap to run, so they
 // are cached per geometry for the life of the process.
 //
+// XLA runs independent ops at once, so one cached primitive (two convolutions of one geometry, e.g.
+// parallel Inception branches or the weight gradients of a ResNet stage) may execute on two threads
+// at the same time. oneDNN allows that only with a user-managed scratchpad not shared between the
+// executions: every primitive here is created with `scratchpad_mode::user` and each execution gets
+// the calling thread's own scratchpad buffer (with the library's scratchpad, concurrent executions of
+// one primitive returned wrong results).
+//
 // Builds against oneDNN 2.x (Debian 12's libdnnl-dev 2.6) and 3.x (the primitive-descriptor API).
 
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -29,6 +37,31 @@ namespace {
 dnnl::engine& Engine() {
   static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   return engine;
+}
+
+// Primitives take their scratchpad from the caller (see the top of the file).
+dnnl::primitive_attr UserScratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+// The calling thread's scratchpad for one execution (grown as needed, 64-byte aligned). Executions
+// on one thread run one after another (each waits for its stream), so they may share it.
+memory Scratchpad(const memory::desc& desc) {
+  struct Buffer {
+    std::unique_ptr<char[]> data;
+    size_t size = 0;
+  };
+  thread_local Buffer buffer;
+  size_t need = desc.get_size() + 64;
+  if (buffer.size < need) {
+    buffer.data.reset(new char[need]);
+    buffer.size = need;
+  }
+  void* p = buffer.data.get();
+  size_t space = buffer.size;
+  return memory(desc, Engine(), std::align(64, desc.get_size(), p, space));
 }
 
 // x[N,H,W,C] (*) w[KH,KW,C,O] -> y[N,OH,OW,O], strides (sh, sw), padding top/bottom/left/right.
@@ -63,52 +96,59 @@ void Verbose(const char* pass, const Geometry& g, const char* impl) {
 dnnl::convolution_forward::primitive_desc ForwardPd(const Geometry& g) {
   return dnnl::convolution_forward::primitive_desc(
       Engine(), dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, g.Src(),
-      g.AnyWeights(), g.Dst(), g.Strides(), g.PadL(), g.PadR());
+      g.AnyWeights(), g.Dst(), g.Strides(), g.PadL(), g.PadR(), UserScratchpad());
 }
 dnnl::convolution_backward_data::primitive_desc BackwardDataPd(const Geometry& g) {
   return dnnl::convolution_backward_data::primitive_desc(
       Engine(), dnnl::algorithm::convolution_direct, g.Src(), g.AnyWeights(), g.Dst(), g.Strides(),
-      g.PadL(), g.PadR(), ForwardPd(g));
+      g.PadL(), g.PadR(), ForwardPd(g), UserScratchpad());
 }
 dnnl::convolution_backward_weights::primitive_desc BackwardWeightsPd(const Geometry& g) {
   return dnnl::convolution_backward_weights::primitive_desc(
       Engine(), dnnl::algorithm::convolution_direct, g.Src(), g.AnyWeights(), g.Dst(), g.Strides(),
-      g.PadL(), g.PadR(), ForwardPd(g));
+      g.PadL(), g.PadR(), ForwardPd(g), UserScratchpad());
 }
 #else
 dnnl::convolution_forward::primitive_desc ForwardPd(const Geometry& g) {
   dnnl::convolution_forward::desc d(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
                                     g.Src(), g.AnyWeights(), g.Dst(), g.Strides(), g.PadL(), g.PadR());
-  return dnnl::convolution_forward::primitive_desc(d, Engine());
+  return dnnl::convolution_forward::primitive_desc(d, UserScratchpad(), Engine());
 }
 dnnl::convolution_backward_data::primitive_desc BackwardDataPd(const Geometry& g) {
   dnnl::convolution_backward_data::desc d(dnnl::algorithm::convolution_direct, g.Src(), g.AnyWeights(),
                                           g.Dst(), g.Strides(), g.PadL(), g.PadR());
-  return dnnl::convolution_backward_data::primitive_desc(d, Engine(), ForwardPd(g));
+  return dnnl::convolution_backward_data::primitive_desc(d, UserScratchpad(), Engine(), ForwardPd(g));
 }
 dnnl::convolution_backward_weights::primitive_desc BackwardWeightsPd(const Geometry& g) {
   dnnl::convolution_backward_weights::desc d(dnnl::algorithm::convolution_direct, g.Src(), g.AnyWeights(),
                                              g.Dst(), g.Strides(), g.PadL(), g.PadR());
-  return dnnl::convolution_backward_weights::primitive_desc(d, Engine(), ForwardPd(g));
+  return dnnl::convolution_backward_weights::primitive_desc(d, UserScratchpad(), Engine(),
+                                                           ForwardPd(g));
 }
 #endif
 
 // A convolution and the reorder between the caller's HWIO kernel and the layout it chose.
 struct Conv {
   dnnl::primitive conv;
+  memory::desc conv_scratchpad;
   memory::desc weights;
   bool reorder_needed = false;
   dnnl::primitive reorder;  // HWIO -> weights (forward, backward-data); weights -> HWIO (backward-weights)
+  memory::desc reorder_scratchpad;
 };
 
-Conv MakeConv(dnnl::primitive conv, const memory::desc& weights, const Geometry& g, bool into_conv_layout) {
-  Conv result{conv, weights};
+template <typename PrimitiveDesc>
+Conv MakeConv(dnnl::primitive conv, const PrimitiveDesc& pd, const memory::desc& weights, const Geometry& g,
+              bool into_conv_layout) {
+  Conv result{conv, pd.scratchpad_desc(), weights};
   result.reorder_needed = weights != g.Hwio();
   if (result.reorder_needed) {
     memory::desc hwio = g.Hwio();
-    result.reorder = into_conv_layout
-                         ? dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), hwio, Engine(), weights))
-                         : dnnl::reorder(dnnl::reorder::primitive_desc(Engine(), weights, Engine(), hwio));
+    auto rpd = into_conv_layout
+                   ? dnnl::reorder::primitive_desc(Engine(), hwio, Engine(), weights, UserScratchpad())
+                   : dnnl::reorder::primitive_desc(Engine(), weights, Engine(), hwio, UserScratchpad());
+    result.reorder = dnnl::reorder(rpd);
+    result.reorder_scratchpad = rpd.scratchpad_desc();
   }
   return result;
 }
@@ -123,7 +163,9 @@ Conv Cached(const std::string& key, Make make) {
   return it->second;
 }
 
-void Run(const dnnl::primitive& p, const std::unordered_map<int, memory>& args) {
+// Executes `p` with `args` and the calling thread's scratchpad of `scratchpad`'s size.
+void Run(const dnnl::primitive& p, const memory::desc& scratchpad, std::unordered_map<int, memory> args) {
+  args[DNNL_ARG_SCRATCHPAD] = Scratchpad(scratchpad);
   dnnl::stream stream(Engine());
   p.execute(stream, args);
   stream.wait();
@@ -132,7 +174,7 @@ void Run(const dnnl::primitive& p, const std::unordered_map<int, memory>& args) 
 memory KernelForConv(const Conv& conv, const memory& hwio) {
   if (!conv.reorder_needed) return hwio;
   memory blocked(conv.weights, Engine());
-  Run(conv.reorder, {{DNNL_ARG_FROM, hwio}, {DNNL_ARG_TO, blocked}});
+  Run(conv.reorder, conv.reorder_scratchpad, {{DNNL_ARG_FROM, hwio}, {DNNL_ARG_TO, blocked}});
   return blocked;
 }
 
@@ -153,10 +195,11 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> w, ffi::Result
     Conv conv = Cached(g.Key("forward"), [&] {
       auto pd = ForwardPd(g);
       Verbose("forward", g, pd.impl_info_str());
-      return MakeConv(dnnl::convolution_forward(pd), pd.weights_desc(), g, true);
+      return MakeConv(dnnl::convolution_forward(pd), pd, pd.weights_desc(), g, true);
     });
     memory kernel = KernelForConv(conv, memory(g.Hwio(), Engine(), w.typed_data()));
-    Run(conv.conv, {{DNNL_ARG_SRC, memory(g.Src(), Engine(), x.typed_data())},
+    Run(conv.conv, conv.conv_scratchpad,
+        {{DNNL_ARG_SRC, memory(g.Src(), Engine(), x.typed_data())},
                     {DNNL_ARG_WEIGHTS, kernel},
                     {DNNL_ARG_DST, memory(g.Dst(), Engine(), y->typed_data())}});
   });
@@ -169,10 +212,11 @@ ffi::Error BackwardData(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> w, ffi::
     Conv conv = Cached(g.Key("backward_data"), [&] {
       auto pd = BackwardDataPd(g);
       Verbose("backward_data", g, pd.impl_info_str());
-      return MakeConv(dnnl::convolution_backward_data(pd), pd.weights_desc(), g, true);
+      return MakeConv(dnnl::convolution_backward_data(pd), pd, pd.weights_desc(), g, true);
     });
     memory kernel = KernelForConv(conv, memory(g.Hwio(), Engine(), w.typed_data()));
-    Run(conv.conv, {{DNNL_ARG_DIFF_DST, memory(g.Dst(), Engine(), dy.typed_data())},
+    Run(conv.conv, conv.conv_scratchpad,
+        {{DNNL_ARG_DIFF_DST, memory(g.Dst(), Engine(), dy.typed_data())},
                     {DNNL_ARG_WEIGHTS, kernel},
                     {DNNL_ARG_DIFF_SRC, memory(g.Src(), Engine(), dx->typed_data())}});
   });
@@ -185,14 +229,15 @@ ffi::Error BackwardWeights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy, ff
     Conv conv = Cached(g.Key("backward_weights"), [&] {
       auto pd = BackwardWeightsPd(g);
       Verbose("backward_weights", g, pd.impl_info_str());
-      return MakeConv(dnnl::convolution_backward_weights(pd), pd.diff_weights_desc(), g, false);
+      return MakeConv(dnnl::convolution_backward_weights(pd), pd, pd.diff_weights_desc(), g, false);
     });
     memory hwio(g.Hwio(), Engine(), dw->typed_data());
     memory out = conv.reorder_needed ? memory(conv.weights, Engine()) : hwio;
-    Run(conv.conv, {{DNNL_ARG_SRC, memory(g.Src(), Engine(), x.typed_data())},
+    Run(conv.conv, conv.conv_scratchpad,
+        {{DNNL_ARG_SRC, memory(g.Src(), Engine(), x.typed_data())},
                     {DNNL_ARG_DIFF_DST, memory(g.Dst(), Engine(), dy.typed_data())},
                     {DNNL_ARG_DIFF_WEIGHTS, out}});
-    if (conv.reorder_needed) Run(conv.reorder, {{DNNL_ARG_FROM, out}, {DNNL_ARG_TO, hwio}});
+    if (conv.reorder_needed) Run(conv.reorder, conv.reorder_scratchpad, {{DNNL_ARG_FROM, out}, {DNNL_ARG_TO, hwio}});
   });
 }
 
