@@ -989,6 +989,27 @@ def test_published_summaries_match_the_current_recipes():
   assert not stale, "published summaries made stale by the code:\n" + "\n".join(stale)
 
 
+def test_every_published_report_has_its_summaries_in_the_repository():
+  """A report under results/NAME/SCALE/ built from per-seed summaries (results.json lists runs) must
+  ship them (results/NAME/runs/SCALE/...): git would otherwise keep a table nobody can rebuild."""
+  import subprocess
+
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  root = os.path.join(repo, "experiments", "results")
+  tracked = subprocess.run(
+    ["git", "ls-files", "experiments/results"], cwd=repo, capture_output=True, text=True
+  )
+  if tracked.returncode != 0:
+    pytest.skip("not a git checkout")
+  files = set(tracked.stdout.split())
+  for name in sorted(os.listdir(root)):
+    for scale in ("cpu", "paper"):
+      if f"experiments/results/{name}/{scale}/results.md" not in files:
+        continue
+      runs = [f for f in files if f.startswith(f"experiments/results/{name}/runs/{scale}/")]
+      assert any(f.endswith(".json") and "/seed" in f for f in runs), (name, scale)
+
+
 def test_a_workdir_made_before_a_new_option_continues_while_the_option_is_neutral(tmp_path):
   """A config field added after the workdir was made is no difference at its no-op value
   (configs.NEUTRAL_WHEN); set away from it, or any other field changed, the workdir is refused."""
