@@ -63,18 +63,10 @@ import ml_collections
 from absl import flags
 
 from classic_cnns import cli, train
+from classic_cnns.build import build_model
 from classic_cnns.config import ConfigError, base_config, validate_config
 from classic_cnns.data import sources
-
-try:  # the trainer's building blocks: classic_cnns.build and classic_cnns.data.batches (else in train.py)
-  from classic_cnns.build import build_model
-  from classic_cnns.data.batches import eval_batches, make_train_batches
-except ImportError:  # pragma: no cover
-  build_model, eval_batches, make_train_batches = (
-    train.build_model,
-    train.eval_batches,
-    train.make_train_batches,
-  )
+from classic_cnns.data.batches import eval_batches, make_train_batches
 from experiments import report, store
 from experiments.configs import (
   NEUTRAL_WHEN,
