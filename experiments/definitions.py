@@ -201,6 +201,12 @@ def _degradation_checks(shallow: int, deep: int) -> tuple[Check, ...]:
       (f"resnet{shallow}", "final_train_error"),
     ),
     Check(
+      f"residual: ResNet-{deep} held-out error at or below ResNet-{shallow} (Table 6)",
+      (f"resnet{deep}", "final_eval_error"),
+      "<=",
+      (f"resnet{shallow}", "final_eval_error"),
+    ),
+    Check(
       f"residual: ResNet-{deep} training error below plain-{deep}",
       (f"resnet{deep}", "final_train_error"),
       "<",
