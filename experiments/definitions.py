@@ -1169,7 +1169,7 @@ def densenet_vs_resnet(scale: str) -> Plan:
       variants,
       f"ResNet-20/56 and DenseNet-40 (k=12) only, both with the DenseNet recipe's shape (batch 64, "
       f"lr 0.1 / 10 at 50% and 75%, momentum 0.9, wd 1e-4) cut to {steps} steps "
-      f"({steps * 64 / 45000:.1f} epochs; the papers: 300 / 164 epochs); JPEG CIFAR-10 training "
+      f"({steps * 64 / 45000:.1f} epochs; the papers: 300 / 182 epochs); JPEG CIFAR-10 training "
       f"folder, errors on the 5k held-out images",
       checks=checks,
     )
