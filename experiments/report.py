@@ -543,25 +543,22 @@ def make_figures(
       if not pts:
         continue
       x = [p[0] for p in pts]
-      ax.errorbar(
-        x,
-        [nan(p[1]["final_eval_error"]) for p in pts],
-        yerr=[err(p[1]["final_eval_error_std"]) for p in pts],
-        fmt="-o",
-        color=f"C{i}",
-        capsize=3,
-        label=f"{g} ({final_split})",
-      )
-      ax.errorbar(
-        x,
-        [nan(p[1]["final_train_error"]) for p in pts],
-        yerr=[err(p[1]["final_train_error_std"]) for p in pts],
-        fmt="--",
-        color=f"C{i}",
-        alpha=0.7,
-        capsize=2,
-        label=f"{g} (train)",
-      )
+      for key, fmt, alpha, label in (
+        ("final_eval_error", "-o", 1.0, final_split),
+        ("final_train_error", "--.", 0.7, "train"),
+      ):
+        # variants not run yet are left out, so their neighbours stay joined
+        done = [p for p in pts if p[1][key] is not None]
+        ax.errorbar(
+          [p[0] for p in done],
+          [p[1][key] for p in done],
+          yerr=[err(p[1][f"{key}_std"]) for p in done],
+          fmt=fmt,
+          color=f"C{i}",
+          alpha=alpha,
+          capsize=3,
+          label=f"{g} ({label})",
+        )
       if any(p[1]["paper"] is not None for p in pts):
         ax.plot(
           x,
