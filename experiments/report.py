@@ -183,8 +183,10 @@ def evaluate_check(check: Check, rows: dict[str, dict[str, Any]]) -> dict[str, A
   sl = float(np.std(lhs, ddof=1)) if len(lhs) > 1 and not inf_l else None
   sr = float(np.std(rhs, ddof=1)) if len(rhs) > 1 and not inf_r else None
   out.update(lhs_value=_json_num(ml), rhs_value=_json_num(mr), lhs_std=sl, rhs_std=sr)
-  if math.isinf(ml) and math.isinf(mr):  # neither reached the target
+  if all(math.isinf(x) for x in lhs + rhs):  # no seed reached the target
     return out
+  if inf_l or inf_r:  # some seeds never reached the target: no mean, judge by ordering
+    return _ordering_verdict(check, lhs, rhs, out)
   bound = mr + check.tolerance
   holds = bool(_OPS[check.op](ml, bound))
   out["holds"] = holds
@@ -200,6 +202,29 @@ def evaluate_check(check: Check, rows: dict[str, dict[str, Any]]) -> dict[str, A
     out["two_se"] = two_se
     if abs(diff) < two_se:
       out["holds"], out["verdict"] = None, "inconclusive"
+  return out
+
+
+def _ordering_verdict(
+  check: Check, lhs: list[float], rhs: list[float], out: dict[str, Any]
+) -> dict[str, Any]:
+  """Verdict for censored samples (a seed that never reached the target counts as never): the
+  claim holds when every seed of one side is ordered as claimed against every seed of the other,
+  fails when every pair is ordered the other way, and is inconclusive otherwise (with 3 seeds a
+  side, full separation is a one-sided rank test at p = 0.05)."""
+  op = _OPS[check.op]
+  pairs = [
+    (a, b + check.tolerance) for a in lhs for b in rhs if not (math.isinf(a) and math.isinf(b))
+  ]
+  out.update(
+    lhs_values=[_json_num(x) for x in lhs], rhs_values=[_json_num(x) for x in rhs], ordering=True
+  )
+  if pairs and all(op(a, b) for a, b in pairs) and len(pairs) == len(lhs) * len(rhs):
+    out["holds"], out["verdict"] = True, "holds"
+  elif pairs and not any(op(a, b) or a == b for a, b in pairs):
+    out["holds"], out["verdict"] = False, "does not hold"
+  else:
+    out["holds"], out["verdict"] = None, "inconclusive"
   return out
 
 
@@ -228,7 +253,9 @@ def _steps_cell(r: dict[str, Any]) -> str:
   if not steps:
     return "—"
   if r["steps_to_target"] is None:
-    return f"not reached ({len(steps) - r['steps_to_target_reached']} of {len(steps)} seeds)"
+    missed = len(steps) - r["steps_to_target_reached"]
+    reached = ", ".join(str(s) for s in steps if s is not None)
+    return (f"{reached}; " if reached else "") + f"not reached in {missed} of {len(steps)} seeds"
   return fmt(r["steps_to_target"], r["steps_to_target_std"], r["n"], digits=0)
 
 
@@ -343,7 +370,7 @@ def write_report(
       "",
       f"Target: {target.label} = {fmt(level)}% ({what}"
       f"{', the mean best accuracy of ' + target.reference if target.reference else ''}); steps at the "
-      "logging/evaluation resolution, mean over the seeds that reached it.",
+      "logging/evaluation resolution, mean over the seeds (each seed's steps where some did not reach it).",
     ]
   if summary["checks"]:
     lines += ["", "## The paper's claims in our run", ""]
@@ -352,7 +379,10 @@ def write_report(
     lines += [
       "",
       "A claim is inconclusive when the difference of the means is below two standard errors of "
-      "that difference (seeds' sample spread, Welch); with one seed per side the verdict is the means'.",
+      "that difference (seeds' sample spread, Welch); with one seed per side the verdict is the means'. "
+      "Where some seeds never reached the target there is no mean: the claim holds only if every "
+      "seed of one side is ordered as claimed against every seed of the other (not reached = never), "
+      "does not hold if every pair is ordered the other way, and is inconclusive otherwise.",
     ]
   if meta["failures"]:
     lines += ["", "## Failed runs", ""]
@@ -399,6 +429,14 @@ def _claim_numbers(c: dict[str, Any]) -> str:
       f" (n={n})" if std is not None else ""
     )
 
+  if c.get("ordering"):  # censored: every seed's value, judged by ordering
+    seeds = lambda vals: ", ".join(v if isinstance(v, str) else f"{v:g}" for v in vals)
+    return (
+      f"{c['lhs'][0]} {c['lhs'][1]} per seed = {seeds(c['lhs_values'])} {c['op']} "
+      f"{c['rhs'][0]} {c['rhs'][1]} per seed = {seeds(c['rhs_values'])}"
+      + (f" + {c['tolerance']}" if c["tolerance"] else "")
+      + "; judged by ordering (not every seed reached the target)"
+    )
   text = (
     f"{side(c['lhs'], c['lhs_value'], c['lhs_std'], c['n_lhs'])} {c['op']} "
     f"{side(c['rhs'], c['rhs_value'], c['rhs_std'], c['n_rhs'])}"

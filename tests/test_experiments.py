@@ -639,7 +639,17 @@ def test_statistics_and_claims():
   steps = Check("a sooner", ("a", "steps_to_target"), "<", ("b", "steps_to_target"))
   assert (
     report.evaluate_check(steps, rows([5, 6], [None, 8], "steps_to_target"))["verdict"] == "holds"
-  )  # b not always reached
+  )  # b not always reached, every seed of a sooner than every seed of b
+  c = report.evaluate_check(steps, rows([5, 9], [None, 8], "steps_to_target"))
+  assert c["verdict"] == "inconclusive" and c["rhs_values"] == ["not reached", 8.0]
+  assert (
+    report.evaluate_check(steps, rows([None, 9], [5, 8], "steps_to_target"))["verdict"]
+    == "does not hold"
+  )
+  assert (
+    report.evaluate_check(steps, rows([None, 5], [None, 8], "steps_to_target"))["verdict"]
+    == "inconclusive"
+  )  # a pair that never reached on both sides decides nothing
   assert (
     report.evaluate_check(steps, rows([None], [None], "steps_to_target"))["verdict"]
     == "not measured"
