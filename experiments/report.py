@@ -219,9 +219,9 @@ def _ordering_verdict(
   out.update(
     lhs_values=[_json_num(x) for x in lhs], rhs_values=[_json_num(x) for x in rhs], ordering=True
   )
-  if pairs and all(op(a, b) for a, b in pairs) and len(pairs) == len(lhs) * len(rhs):
+  if len(pairs) == len(lhs) * len(rhs) and all(op(a, b) for a, b in pairs):
     out["holds"], out["verdict"] = True, "holds"
-  elif pairs and not any(op(a, b) or a == b for a, b in pairs):
+  elif not any(op(a, b) or a == b for a, b in pairs):  # pairs is non-empty: some seed reached
     out["holds"], out["verdict"] = False, "does not hold"
   else:
     out["holds"], out["verdict"] = None, "inconclusive"
