@@ -1108,6 +1108,10 @@ _add(
 
 # ----------------------------------------------------------------------------- 9. DenseNet vs ResNet
 DENSENET_C10_PLUS = {"densenet40_k12": 5.24, "densenet_bc_100_12": 4.51}
+DENSENET_LABELS = {
+  "densenet40_k12": "DenseNet-40 (k=12)",
+  "densenet_bc_100_12": "DenseNet-BC-100 (k=12)",
+}
 
 
 def densenet_vs_resnet(scale: str) -> Plan:
@@ -1150,9 +1154,10 @@ def densenet_vs_resnet(scale: str) -> Plan:
   ]
   variants += [
     Variant(
-      n, {"model.name": n}, n, "DenseNet", None, DENSENET_C10_PLUS[n], "DenseNet Table 2 (C10+)"
+      n, {"model.name": n}, label, "DenseNet", None, DENSENET_C10_PLUS[n], "DenseNet Table 2 (C10+)"
     )
-    for n in dense
+    for n, label in DENSENET_LABELS.items()
+    if n in dense
   ]
   checks = (
     Check(
