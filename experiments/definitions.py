@@ -1154,10 +1154,15 @@ def densenet_vs_resnet(scale: str) -> Plan:
   ]
   variants += [
     Variant(
-      n, {"model.name": n}, label, "DenseNet", None, DENSENET_C10_PLUS[n], "DenseNet Table 2 (C10+)"
+      n,
+      {"model.name": n},
+      DENSENET_LABELS[n],
+      "DenseNet",
+      None,
+      DENSENET_C10_PLUS[n],
+      "DenseNet Table 2 (C10+)",
     )
-    for n, label in DENSENET_LABELS.items()
-    if n in dense
+    for n in dense
   ]
   checks = (
     Check(
